@@ -1,0 +1,77 @@
+//! The state of each dependency, checked the same way by the API and the worker.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// How long one dependency may take to answer before it counts as down.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One dependency's answer to a health probe.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DependencyHealth {
+    pub up: bool,
+    /// Round-trip time of the probe, in milliseconds.
+    pub latency_ms: f64,
+    /// Why it counts as down; `None` when up.
+    pub error: Option<String>,
+}
+
+/// Every dependency of a process.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    pub database: DependencyHealth,
+    pub redis: DependencyHealth,
+}
+
+impl HealthReport {
+    pub fn all_up(&self) -> bool {
+        self.database.up && self.redis.up
+    }
+
+    /// Names of the dependencies that are down, for messages and logs.
+    pub fn down(&self) -> Vec<&'static str> {
+        [("database", &self.database), ("redis", &self.redis)]
+            .into_iter()
+            .filter(|(_, health)| !health.up)
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
+/// Probes PostgreSQL and Redis concurrently, each bounded by a timeout.
+pub async fn check(pool: &PgPool, redis: &ConnectionManager) -> HealthReport {
+    let mut redis = redis.clone();
+    let (database, redis) = tokio::join!(
+        probe(async {
+            sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(pool)
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        }),
+        probe(async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut redis)
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        }),
+    );
+    HealthReport { database, redis }
+}
+
+async fn probe(check: impl Future<Output = Result<(), String>>) -> DependencyHealth {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+    };
+    DependencyHealth {
+        up: outcome.is_ok(),
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        error: outcome.err(),
+    }
+}

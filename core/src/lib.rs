@@ -1,0 +1,18 @@
+//! What the AccuNode API (`service/`) and worker (`worker/`) share.
+//!
+//! - [`config`]: typed settings layered from defaults, a file, `.env` and the environment.
+//! - [`telemetry`]: `tracing` set up as JSON (production) or readable text (development).
+//! - [`db`]: the PostgreSQL pool and the embedded migrations.
+//! - [`cache`]: the Redis connection.
+//! - [`health`]: the state of each dependency, as `/health` reports it.
+//! - [`process`]: exit codes, the runtime and stop signals of every binary.
+//!
+//! Domain types, scoring and tenancy-enforcing queries join this crate with the
+//! issues that build them.
+
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod process;
+pub mod telemetry;

@@ -1,0 +1,175 @@
+# Shared by scripts/up, scripts/down and scripts/test: installing and running the
+# local stand-ins (PostgreSQL 15, Redis 7, moto) on 127.0.0.1. Sourced, not run.
+# Every function is idempotent: a second call finds the work done and returns.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+MOTO_VERSION=5.2.5
+# One target directory outside the clone, so that a fresh clone on the same
+# machine (CI runs on the developer's machine) reuses compiled dependencies.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/accunode/target}"
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as the postgres system user when we are root (PostgreSQL
+# refuses to run as root), as ourselves otherwise.
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+apt_updated=false
+apt_install() {
+  command -v apt-get >/dev/null || die "apt-get not found: install $* by hand"
+  [ "$(id -u)" = 0 ] || die "installing $* needs root (or install them first)"
+  if ! $apt_updated; then
+    log "apt-get update"
+    apt-get update -qq
+    apt_updated=true
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Installs the Debian packages the stack needs when they are missing.
+ensure_system_packages() {
+  local missing=()
+  [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v cc >/dev/null || missing+=(build-essential)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
+# Installs moto's server into a virtualenv under the project (.accunode/venv).
+ensure_moto() {
+  local venv=$1
+  if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    return
+  fi
+  log "installing moto[server]==$MOTO_VERSION into $venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "timed out after ${seconds}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+# The folder PostgreSQL keeps its data in: under the project when the postgres
+# user can reach it, otherwise under /var/lib/accunode (the project path may sit
+# below a home directory only root can enter); .accunode/ links to it then.
+postgres_data_dir() {
+  local wanted=$1
+  mkdir -p "$(dirname "$wanted")"
+  if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$(dirname "$wanted")"; then
+    echo "$wanted"
+  else
+    local outside
+    outside=/var/lib/accunode/$(echo "$wanted" | sha256sum | cut -c1-12)
+    mkdir -p "$outside"
+    ln -sfn "$outside" "$wanted"
+    echo "$outside"
+  fi
+}
+
+# start_postgres DATA_DIR PORT PASSWORD_FILE: initialises a cluster with an
+# `accunode` role (password from PASSWORD_FILE, created when absent) and starts it.
+start_postgres() {
+  local data port=$2 password_file=$3
+  data=$(postgres_data_dir "$1")
+  [ -s "$password_file" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$password_file"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising PostgreSQL in $data"
+    mkdir -p "$data"
+    [ "$(id -u)" != 0 ] || chown postgres:postgres "$data"
+    chmod 700 "$data"
+    as_postgres "$PG_BIN/initdb" -D "$data" -U postgres --auth-local=trust \
+      --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    return
+  fi
+  log "starting PostgreSQL on 127.0.0.1:$port"
+  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=300 -c fsync=off -c full_page_writes=off" >/dev/null \
+    || { tail -20 "$data/server.log" >&2; die "PostgreSQL did not start (log above)"; }
+  local password
+  password=$(cat "$password_file")
+  as_postgres "$PG_BIN/psql" -h "$data" -p "$port" -U postgres -d postgres -qtA -v ON_ERROR_STOP=1 >/dev/null <<SQL
+SELECT 'CREATE ROLE accunode LOGIN CREATEDB' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'accunode')\gexec
+ALTER ROLE accunode PASSWORD '$password';
+SELECT 'CREATE DATABASE accunode OWNER accunode' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'accunode')\gexec
+SQL
+}
+
+stop_postgres() {
+  local data=$1
+  [ -f "$data/PG_VERSION" ] || return 0
+  if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "stopping PostgreSQL"
+    as_postgres "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+  fi
+}
+
+# start_redis DATA_DIR PORT [persist]: a redis-server of our own, daemonised.
+start_redis() {
+  local data=$1 port=$2 persist=${3:-}
+  mkdir -p "$data"
+  pid_alive "$data/redis.pid" && return
+  log "starting Redis on 127.0.0.1:$port"
+  local persistence=(--save "" --appendonly no)
+  [ -z "$persist" ] || persistence=(--save "60 1" --appendonly no)
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$data" --daemonize yes \
+    --pidfile "$data/redis.pid" --logfile "$data/redis.log" "${persistence[@]}"
+  wait_for 20 "Redis" redis-cli -p "$port" ping
+}
+
+stop_redis() {
+  local data=$1
+  if pid_alive "$data/redis.pid"; then
+    log "stopping Redis"
+    stop_pid "$data/redis.pid" 10
+  fi
+}
+
+# start_moto VENV DATA_DIR PORT: moto's server as the local AWS endpoint.
+start_moto() {
+  local venv=$1 data=$2 port=$3
+  mkdir -p "$data"
+  pid_alive "$data/moto.pid" && return
+  log "starting moto (local AWS) on 127.0.0.1:$port"
+  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$data/moto.log" 2>&1 &
+  echo $! > "$data/moto.pid"
+  wait_for 30 "moto" curl -fsS "http://127.0.0.1:$port/moto-api/"
+}
+
+# stop_pid PIDFILE GRACE_SECONDS: SIGTERM, then SIGKILL after the grace period.
+stop_pid() {
+  local pidfile=$1 grace=$2 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + grace))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid ignored SIGTERM for ${grace}s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidfile"
+}

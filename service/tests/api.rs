@@ -1,0 +1,351 @@
+//! The `accunode-api` binary and application against real PostgreSQL and Redis:
+//! health, stopping a dependency, configuration errors, migrations, shutdown,
+//! request ids, error bodies and the committed OpenAPI document.
+
+use std::path::Path;
+use std::process::Command as StdCommand;
+use std::time::Duration;
+
+use accunode_service::startup::Application;
+use accunode_testkit::{
+    RedisServer, SpawnedBinary, TestDatabase, redis_url, test_env, test_settings,
+};
+use serde_json::Value;
+
+const API: &str = env!("CARGO_BIN_EXE_accunode-api");
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts the binary and returns it with its base URL, read from its "API listening" log line.
+async fn spawn_api(env: &[(String, String)], workdir: &Path) -> (SpawnedBinary, String) {
+    let mut api = SpawnedBinary::spawn(Path::new(API), &[], env, workdir);
+    let listening = api.wait_for_log("API listening", START_TIMEOUT).await;
+    let address = listening["address"]
+        .as_str()
+        .expect("address field")
+        .to_owned();
+    (api, format!("http://{address}"))
+}
+
+/// Starts an in-process application and returns its base URL and a stopper.
+async fn start_in_process(
+    database_url: &str,
+    redis_url: &str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let application = Application::build(test_settings(database_url, redis_url))
+        .await
+        .expect("build the application");
+    let base = format!("http://{}", application.address());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        application
+            .run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+    });
+    (base, stop, server)
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn health_is_200_when_postgres_and_redis_are_up() {
+    let database = TestDatabase::create().await;
+    let workdir = tempfile::tempdir().unwrap();
+    let (_api, base) = spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
+
+    for path in ["/health", "/api/v1/health"] {
+        let (status, body) = get_json(&format!("{base}{path}")).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["down"], serde_json::json!([]));
+        assert_eq!(body["checks"]["database"]["status"], "up");
+        assert_eq!(body["checks"]["redis"]["status"], "up");
+        assert!(body["checks"]["redis"].get("error").is_none(), "{body}");
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    }
+}
+
+#[tokio::test]
+async fn health_is_503_naming_redis_while_redis_is_stopped_and_recovers_after() {
+    let database = TestDatabase::create().await;
+    let mut redis = RedisServer::start().await;
+    let workdir = tempfile::tempdir().unwrap();
+    let (_api, base) = spawn_api(&test_env(&database.url, &redis.url()), workdir.path()).await;
+    let health = format!("{base}/health");
+    assert_eq!(get_json(&health).await.0, 200);
+
+    redis.stop().await;
+    let (status, body) = get_json(&health).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["down"], serde_json::json!(["redis"]));
+    assert_eq!(body["checks"]["database"]["status"], "up");
+    assert_eq!(body["checks"]["redis"]["status"], "down");
+    assert!(
+        body["checks"]["redis"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+
+    // The same port again: the API reconnects by itself, no restart needed.
+    let _redis_again = RedisServer::start_on(redis.port).await;
+    accunode_testkit::wait_until(Duration::from_secs(15), "health to recover", || async {
+        get_json(&health).await.0 == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_is_503_naming_the_database_when_postgres_refuses_connections() {
+    let database = TestDatabase::create().await;
+    let (base, stop, server) = start_in_process(&database.url, &redis_url()).await;
+    assert_eq!(get_json(&format!("{base}/health")).await.0, 200);
+
+    database.refuse_connections().await;
+    let (status, body) = get_json(&format!("{base}/api/v1/health")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["down"], serde_json::json!(["database"]));
+    assert_eq!(body["checks"]["redis"]["status"], "up");
+
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+/// Runs the binary to completion with `env` and returns (exit code, stderr).
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let workdir = tempfile::tempdir().unwrap();
+    let output = StdCommand::new(API)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .current_dir(workdir.path())
+        .output()
+        .expect("run accunode-api");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_config_error_is_one_line_on_stderr_and_exit_code_2() {
+    let (code, stderr) = run_to_exit(&[], &[("APP_PORT", "eighty")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr
+            .starts_with("accunode-api: configuration error: invalid APP_PORT (from environment):"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn production_refuses_to_start_with_the_default_jwt_secret() {
+    let (code, stderr) = run_to_exit(
+        &[],
+        &[
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", "postgres://app@127.0.0.1:1/accunode"),
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "accunode-api: configuration error: JWT_SECRET_KEY is required in production but not set"
+    );
+
+    let (code, stderr) = run_to_exit(
+        &[],
+        &[
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", "postgres://app@127.0.0.1:1/accunode"),
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            ("JWT_SECRET_KEY", "short-secret"),
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("at least 32 characters"), "{stderr}");
+    assert!(
+        !stderr.contains("short-secret"),
+        "the secret leaked: {stderr}"
+    );
+}
+
+#[test]
+fn config_lists_every_key_with_secrets_redacted() {
+    let (code, _) = run_to_exit(&["config"], &[("JWT_SECRET_KEY", "not-shown-anywhere")]);
+    assert_eq!(code, Some(0));
+    let workdir = tempfile::tempdir().unwrap();
+    let output = StdCommand::new(API)
+        .arg("config")
+        .env_clear()
+        .env("JWT_SECRET_KEY", "not-shown-anywhere")
+        .env("DATABASE_URL", "postgres://app:db-password@db/accunode")
+        .current_dir(workdir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains("not-shown-anywhere"), "{stdout}");
+    assert!(!stdout.contains("db-password"), "{stdout}");
+    assert!(
+        stdout.contains("JWT_SECRET_KEY=[redacted]\t# environment"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("APP_PORT=8000\t# default"), "{stdout}");
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_and_is_idempotent() {
+    let database = TestDatabase::create().await;
+    let env = test_env(&database.url, &redis_url());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for _ in 0..2 {
+        let (code, stderr) = run_to_exit(&["migrate"], &env);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, accunode_core::db::MIGRATOR.iter().count());
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for table in [
+        "annual_predictions",
+        "companies",
+        "organizations",
+        "quarterly_predictions",
+        "users",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} missing from {tables:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_0() {
+    let database = TestDatabase::create().await;
+    let workdir = tempfile::tempdir().unwrap();
+    let (mut api, base) = spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
+    assert_eq!(get_json(&format!("{base}/health")).await.0, 200);
+    api.terminate();
+    api.wait_for_log("API stopped", Duration::from_secs(10))
+        .await;
+    let status = api.wait(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn every_line_a_request_logs_carries_its_request_id() {
+    let database = TestDatabase::create().await;
+    let workdir = tempfile::tempdir().unwrap();
+    let (mut api, base) = spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
+
+    let response = reqwest::Client::new()
+        .get(format!("{base}/health"))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-abc-123");
+    let finished = api
+        .wait_for_log("request finished", Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        finished["spans"][0]["request_id"], "trace-abc-123",
+        "{finished}"
+    );
+    assert_eq!(finished["status"], 200);
+
+    // A request without an id, or with an unusable one, gets a fresh UUID.
+    let response = reqwest::Client::new()
+        .get(format!("{base}/health"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated.len(), 36, "{generated}");
+    let finished = api
+        .wait_for_log("request finished", Duration::from_secs(5))
+        .await;
+    assert_eq!(finished["spans"][0]["request_id"], generated.as_str());
+}
+
+#[tokio::test]
+async fn errors_are_json_bodies_never_plain_text() {
+    let database = TestDatabase::create().await;
+    let (base, stop, server) = start_in_process(&database.url, &redis_url()).await;
+
+    let (status, body) = get_json(&format!("{base}/api/v1/no-such-route")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(body["details"], serde_json::json!([]));
+
+    let response = reqwest::Client::new()
+        .post(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_is_the_committed_one_and_swagger_ui_serves_it() {
+    let database = TestDatabase::create().await;
+    let (base, stop, server) = start_in_process(&database.url, &redis_url()).await;
+
+    let served = reqwest::get(format!("{base}/openapi.json"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let served: Value = serde_json::from_str(&served).unwrap();
+    let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let pretty = serde_json::to_string_pretty(&served).unwrap() + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&committed_path, &pretty).unwrap();
+    }
+    let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
+    assert!(
+        committed == pretty,
+        "service/openapi.json differs from the served document; if the change is intended, \
+         run `UPDATE_OPENAPI=1 scripts/test` (or this test with UPDATE_OPENAPI=1) and commit the file"
+    );
+    assert!(served["paths"]["/health"]["get"]["responses"]["503"].is_object());
+
+    let docs = reqwest::get(format!("{base}/docs")).await.unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
