@@ -5,5 +5,6 @@
 
 pub mod api;
 pub mod error;
+pub mod metrics;
 pub mod middleware;
 pub mod startup;

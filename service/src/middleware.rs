@@ -1,23 +1,32 @@
-//! Request ids and request logging.
+//! Request ids, request logging and HTTP metrics: the one layer around every route.
 //!
 //! Every request runs inside a `request` span carrying its id, so every log line
 //! it causes, in any module, names the request. The id is the caller's
 //! `X-Request-Id` when that is sane (so a trace crosses the load balancer and
 //! clients), otherwise a fresh UUID, and it is echoed in the response.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use poem::PathPattern;
 use poem::http::HeaderValue;
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
 use tracing::Instrument;
+
+use crate::metrics::HttpMetrics;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Longest caller-supplied request id we keep; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Wraps an endpoint with the request span, the id header and a completion log line.
-pub async fn request_logging<E: Endpoint>(endpoint: E, request: Request) -> Result<Response> {
+/// Wraps an endpoint with the request span, the id header, a completion log
+/// line and the metrics; errors leave it as the JSON error body.
+pub async fn observe<E: Endpoint>(
+    endpoint: E,
+    request: Request,
+    metrics: Arc<HttpMetrics>,
+) -> Result<Response> {
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -37,14 +46,27 @@ pub async fn request_logging<E: Endpoint>(endpoint: E, request: Request) -> Resu
         method = %request.method(),
         path = %request.uri().path(),
     );
+    let method = request.method().clone();
     async move {
         let started = Instant::now();
-        let mut response = match endpoint.call(request).await {
-            Ok(response) => response.into_response(),
-            Err(error) => crate::error::into_json_response(error),
+        let in_flight = metrics.start();
+        // The router leaves the matched pattern on the response or the error.
+        let (mut response, route) = match endpoint.call(request).await {
+            Ok(response) => {
+                let response = response.into_response();
+                let route = response.data::<PathPattern>().map(|p| p.0.clone());
+                (response, route)
+            }
+            Err(error) => {
+                let route = error.data::<PathPattern>().map(|p| p.0.clone());
+                (crate::error::into_json_response(error), route)
+            }
         };
+        drop(in_flight);
         let status = response.status();
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        metrics.record(&method, route.as_deref(), status, elapsed);
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), latency_ms, "request finished");
         } else {

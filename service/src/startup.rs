@@ -13,6 +13,8 @@ use poem::{EndpointExt, Route, Server};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
+use crate::metrics::{HttpMetrics, metrics_endpoint};
+
 /// How long in-flight requests may take to finish after a stop signal. Matches
 /// the load balancer's deregistration delay, so draining never cuts a request.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(30);
@@ -83,16 +85,21 @@ impl Application {
     }
 }
 
-/// The whole route tree: the OpenAPI operations, their document and Swagger UI.
+/// The whole route tree: the OpenAPI operations, their document, Swagger UI and
+/// the metrics, all inside the one observing middleware.
 pub fn routes(state: AppState) -> impl poem::Endpoint {
     let api = crate::api::service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
+    let metrics = Arc::new(HttpMetrics::new());
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .at("/metrics", metrics_endpoint)
         .data(state)
-        .catch_all_error(|error| async move { crate::error::into_json_response(error) })
-        .around(crate::middleware::request_logging)
+        .data(metrics.clone())
+        .around(move |endpoint, request| {
+            crate::middleware::observe(endpoint, request, metrics.clone())
+        })
 }

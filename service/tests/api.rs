@@ -349,3 +349,41 @@ async fn the_served_openapi_document_is_the_committed_one_and_swagger_ui_serves_
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern_and_status() {
+    let database = TestDatabase::create().await;
+    let (base, stop, server) = start_in_process(&database.url, &redis_url()).await;
+    for path in [
+        "/health",
+        "/health",
+        "/api/v1/health",
+        "/no/such/route/4711",
+    ] {
+        reqwest::get(format!("{base}{path}")).await.unwrap();
+    }
+
+    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"accunode_http_requests_total{method="GET",route="/health",status="200"} 2"#,
+        r#"accunode_http_requests_total{method="GET",route="/api/v1/health",status="200"} 1"#,
+        r#"accunode_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
+        r#"accunode_http_request_duration_seconds_bucket{method="GET",route="/health",status="200",le="+Inf"} 2"#,
+        // The metrics request itself is the one in flight while it renders.
+        "accunode_http_requests_in_flight 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(!text.contains("4711"), "raw paths must not become labels");
+
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
