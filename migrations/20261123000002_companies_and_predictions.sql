@@ -5,6 +5,15 @@
 -- global data). `scope_key` folds the scope into one comparable value so that
 -- uniqueness "within a scope" is a plain unique constraint.
 
+CREATE FUNCTION scope_key(access_level text, organization_id uuid, created_by uuid) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE access_level
+        WHEN 'system' THEN 'system'
+        WHEN 'organization' THEN 'org:' || organization_id::text
+        ELSE 'user:' || created_by::text
+    END
+$$;
+
 CREATE TABLE companies (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     symbol          text NOT NULL CHECK (length(symbol) BETWEEN 1 AND 20 AND symbol = upper(symbol)),
@@ -14,12 +23,7 @@ CREATE TABLE companies (
     access_level    text NOT NULL CHECK (access_level IN ('personal', 'organization', 'system')),
     organization_id uuid REFERENCES organizations (id) ON DELETE CASCADE,
     created_by      uuid REFERENCES users (id) ON DELETE SET NULL,
-    scope_key       text NOT NULL GENERATED ALWAYS AS (
-                        CASE access_level
-                            WHEN 'system' THEN 'system'
-                            WHEN 'organization' THEN 'org:' || organization_id::text
-                            ELSE 'user:' || created_by::text
-                        END) STORED,
+    scope_key       text NOT NULL GENERATED ALWAYS AS (scope_key(access_level, organization_id, created_by)) STORED,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     CHECK (access_level <> 'organization' OR organization_id IS NOT NULL),
@@ -51,12 +55,7 @@ CREATE TABLE annual_predictions (
     access_level                    text NOT NULL CHECK (access_level IN ('personal', 'organization', 'system')),
     organization_id                 uuid REFERENCES organizations (id) ON DELETE CASCADE,
     created_by                      uuid REFERENCES users (id) ON DELETE SET NULL,
-    scope_key                       text NOT NULL GENERATED ALWAYS AS (
-                                        CASE access_level
-                                            WHEN 'system' THEN 'system'
-                                            WHEN 'organization' THEN 'org:' || organization_id::text
-                                            ELSE 'user:' || created_by::text
-                                        END) STORED,
+    scope_key                       text NOT NULL GENERATED ALWAYS AS (scope_key(access_level, organization_id, created_by)) STORED,
     created_at                      timestamptz NOT NULL DEFAULT now(),
     updated_at                      timestamptz NOT NULL DEFAULT now(),
     CHECK (access_level <> 'organization' OR organization_id IS NOT NULL),
@@ -86,12 +85,7 @@ CREATE TABLE quarterly_predictions (
     access_level                    text NOT NULL CHECK (access_level IN ('personal', 'organization', 'system')),
     organization_id                 uuid REFERENCES organizations (id) ON DELETE CASCADE,
     created_by                      uuid REFERENCES users (id) ON DELETE SET NULL,
-    scope_key                       text NOT NULL GENERATED ALWAYS AS (
-                                        CASE access_level
-                                            WHEN 'system' THEN 'system'
-                                            WHEN 'organization' THEN 'org:' || organization_id::text
-                                            ELSE 'user:' || created_by::text
-                                        END) STORED,
+    scope_key                       text NOT NULL GENERATED ALWAYS AS (scope_key(access_level, organization_id, created_by)) STORED,
     created_at                      timestamptz NOT NULL DEFAULT now(),
     updated_at                      timestamptz NOT NULL DEFAULT now(),
     CHECK (access_level <> 'organization' OR organization_id IS NOT NULL),

@@ -11,7 +11,8 @@ MOTO_VERSION=5.2.5
 # machine (CI runs on the developer's machine) reuses compiled dependencies.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/accunode/target}"
 
-log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+if [ -t 2 ]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
+log() { printf '%s==>%s %s\n' "$BOLD" "$PLAIN" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Runs a command as the postgres system user when we are root (PostgreSQL

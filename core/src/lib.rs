@@ -4,6 +4,7 @@
 //! - [`telemetry`]: `tracing` set up as JSON (production) or readable text (development).
 //! - [`db`]: the PostgreSQL pool and the embedded migrations.
 //! - [`cache`]: the Redis connection.
+//! - [`dependencies`]: both connections, made and migrated in start-up order.
 //! - [`health`]: the state of each dependency, as `/health` reports it.
 //! - [`process`]: exit codes, the runtime and stop signals of every binary.
 //!
@@ -13,6 +14,7 @@
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod dependencies;
 pub mod health;
 pub mod process;
 pub mod telemetry;

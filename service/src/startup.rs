@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use accunode_core::config::Settings;
-use accunode_core::{cache, db};
+use accunode_core::dependencies::Dependencies;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server};
-use redis::aio::ConnectionManager;
-use sqlx::PgPool;
 
 use crate::metrics::{HttpMetrics, metrics_endpoint};
 
@@ -22,8 +20,7 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(30);
 /// What every handler can reach through `Data<&AppState>`.
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: PgPool,
-    pub redis: ConnectionManager,
+    pub dependencies: Dependencies,
     pub settings: Arc<Settings>,
 }
 
@@ -38,13 +35,7 @@ impl Application {
     /// Connects to PostgreSQL (waiting up to its connect timeout), applies the
     /// migrations, connects to Redis and binds the listening socket.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = db::connect(&settings.database)
-            .await
-            .context("connecting to PostgreSQL")?;
-        db::migrate(&pool).await.context("migrating the database")?;
-        let redis = cache::connect(&settings.redis)
-            .await
-            .context("connecting to Redis")?;
+        let dependencies = Dependencies::connect(&settings).await?;
         let requested = SocketAddr::new(settings.api.host, settings.api.port);
         let acceptor = TcpListener::bind(requested)
             .into_acceptor()
@@ -59,8 +50,7 @@ impl Application {
             acceptor,
             address,
             state: AppState {
-                pool,
-                redis,
+                dependencies,
                 settings: Arc::new(settings),
             },
         })

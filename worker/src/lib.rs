@@ -13,17 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use accunode_core::config::Settings;
-use accunode_core::health::{self, HealthReport};
-use accunode_core::{cache, db};
+use accunode_core::dependencies::Dependencies;
+use accunode_core::health::HealthReport;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::web::{Data, Json};
 use poem::{EndpointExt, IntoResponse, Route, Server, handler};
-use redis::aio::ConnectionManager;
 use serde::Serialize;
-use sqlx::PgPool;
 
 /// Prefix of the heartbeat keys; the rest of the key is the worker id.
 pub const HEARTBEAT_KEY_PREFIX: &str = "accunode:workers:";
@@ -36,8 +34,7 @@ const MISSED_BEATS_BEFORE_EXPIRY: u32 = 3;
 struct WorkerState {
     id: Arc<str>,
     started_at: DateTime<Utc>,
-    pool: PgPool,
-    redis: ConnectionManager,
+    dependencies: Dependencies,
 }
 
 /// What `GET /health` and the heartbeat key hold.
@@ -76,13 +73,7 @@ pub struct Worker {
 
 impl Worker {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = db::connect(&settings.database)
-            .await
-            .context("connecting to PostgreSQL")?;
-        db::migrate(&pool).await.context("migrating the database")?;
-        let redis = cache::connect(&settings.redis)
-            .await
-            .context("connecting to Redis")?;
+        let dependencies = Dependencies::connect(&settings).await?;
         let requested = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), settings.worker.health_port);
         let health_acceptor = TcpListener::bind(requested)
             .into_acceptor()
@@ -97,8 +88,7 @@ impl Worker {
             state: WorkerState {
                 id: worker_id().into(),
                 started_at: Utc::now(),
-                pool,
-                redis,
+                dependencies,
             },
             heartbeat_interval: settings.worker.heartbeat_interval,
             health_acceptor,
@@ -154,7 +144,7 @@ impl Worker {
             .context("the health server panicked")?
             .context("serving the health endpoint")?;
 
-        let mut redis = state.redis.clone();
+        let mut redis = state.dependencies.redis.clone();
         let key = format!("{HEARTBEAT_KEY_PREFIX}{}", state.id);
         if let Err(error) = redis::cmd("DEL")
             .arg(&key)
@@ -163,7 +153,7 @@ impl Worker {
         {
             tracing::warn!(%error, "could not delete the heartbeat; it expires by itself");
         }
-        state.pool.close().await;
+        state.dependencies.pool.close().await;
         tracing::info!(worker_id = %state.id, "worker stopped");
         Ok(())
     }
@@ -171,7 +161,7 @@ impl Worker {
 
 #[handler]
 async fn health_endpoint(state: Data<&WorkerState>) -> poem::Response {
-    let report = health::check(&state.pool, &state.redis).await;
+    let report = state.dependencies.health().await;
     let status = if report.all_up() {
         StatusCode::OK
     } else {
@@ -199,7 +189,7 @@ async fn heartbeat_loop(
             _ = ticker.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        let report = health::check(&state.pool, &state.redis).await;
+        let report = state.dependencies.health().await;
         let down = report.down();
         if down != previously_down {
             if down.is_empty() {
@@ -217,7 +207,7 @@ async fn heartbeat_loop(
                 continue;
             }
         };
-        let mut redis = state.redis.clone();
+        let mut redis = state.dependencies.redis.clone();
         let written = redis::cmd("SET")
             .arg(&key)
             .arg(body)

@@ -106,7 +106,7 @@ impl HealthApi {
 }
 
 async fn report(state: &AppState) -> HealthResponse {
-    let report = accunode_core::health::check(&state.pool, &state.redis).await;
+    let report = state.dependencies.health().await;
     let check = |health: &accunode_core::health::DependencyHealth| DependencyCheck {
         status: if health.up {
             DependencyStatus::Up
