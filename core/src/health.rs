@@ -15,7 +15,8 @@ pub struct DependencyHealth {
     pub up: bool,
     /// Round-trip time of the probe, in milliseconds.
     pub latency_ms: f64,
-    /// Why it counts as down; `None` when up.
+    /// Why it counts as down; `None` (and absent from JSON) when up.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
