@@ -13,9 +13,9 @@ use crate::config::{RedisSettings, redact_url};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("invalid REDIS_URL: {0}")]
+    #[error("invalid REDIS_URL")]
     Url(#[source] redis::RedisError),
-    #[error("Redis at {url} is not reachable: {source}")]
+    #[error("Redis at {url} is not reachable")]
     Unreachable {
         url: String,
         source: redis::RedisError,

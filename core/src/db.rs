@@ -13,15 +13,15 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("invalid DATABASE_URL: {0}")]
+    #[error("invalid DATABASE_URL")]
     Url(#[source] sqlx::Error),
-    #[error("PostgreSQL at {url} did not accept a connection within {waited:?}: {source}")]
+    #[error("PostgreSQL at {url} did not accept a connection within {waited:.1?}")]
     Unreachable {
         url: String,
         waited: Duration,
         source: sqlx::Error,
     },
-    #[error("applying migrations failed: {0}")]
+    #[error("applying migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 

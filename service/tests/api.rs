@@ -387,3 +387,46 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_unreachable_dependency_at_start_up_is_one_line_naming_it_and_exit_code_1() {
+    let closed_port = accunode_testkit::free_port();
+    let (code, stderr) = run_to_exit(
+        &[],
+        &[
+            (
+                "DATABASE_URL",
+                &format!("postgres://accunode:db-secret@127.0.0.1:{closed_port}/accunode"),
+            ),
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "1"),
+            ("LOG_LEVEL", "off"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "accunode-api: connecting to PostgreSQL: PostgreSQL at postgres://accunode:***@127.0.0.1:{closed_port}/accunode did not accept a connection within"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("db-secret"), "{stderr}");
+
+    let database = TestDatabase::create().await;
+    let (code, stderr) = run_to_exit(
+        &[],
+        &[
+            ("DATABASE_URL", &database.url),
+            ("REDIS_URL", &format!("redis://127.0.0.1:{closed_port}")),
+            ("LOG_LEVEL", "off"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "accunode-api: connecting to Redis: Redis at redis://127.0.0.1:{closed_port} is not reachable"
+        )),
+        "{stderr}"
+    );
+}
