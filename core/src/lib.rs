@@ -6,6 +6,7 @@
 //! - [`cache`]: the Redis connection.
 //! - [`dependencies`]: both connections, made and migrated in start-up order.
 //! - [`health`]: the state of each dependency, as `/health` reports it.
+//! - [`scoring`]: model bundles and default-probability scoring.
 //! - [`process`]: exit codes, the runtime and stop signals of every binary.
 //!
 //! Domain types, scoring and tenancy-enforcing queries join this crate with the
@@ -17,4 +18,5 @@ pub mod db;
 pub mod dependencies;
 pub mod health;
 pub mod process;
+pub mod scoring;
 pub mod telemetry;

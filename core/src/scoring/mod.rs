@@ -1,0 +1,306 @@
+//! Default-probability scoring: model bundles, their components, risk levels.
+//!
+//! A [`Bundle`] is a folder with a `manifest.json` and component files. It is
+//! loaded once, is immutable and `Send + Sync`, so one `Arc<Bundle>` serves every
+//! thread. Rows are slices of `f64` in the bundle's feature order, with `NaN`
+//! for a missing ratio (scored with the feature's Missing rate).
+//!
+//! Today the one component kind is `binned_logistic`, the original system's rule
+//! read from its JSON files as they are (see [`binned_logistic`]). An ensemble is
+//! the weighted mean of its components' probabilities.
+
+pub mod binned_logistic;
+pub mod manifest;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use self::binned_logistic::BinnedLogistic;
+pub use self::manifest::{ComponentKind, FeatureSpec, Manifest, ModelKind, RiskThresholds};
+
+/// The four risk levels of the original system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl RiskLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// One row's result.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Score {
+    pub probability: f64,
+    pub risk_level: RiskLevel,
+    pub confidence: f64,
+}
+
+/// The original's confidence: `max(|p - 0.5| * 2, 0.5)`.
+pub fn confidence(probability: f64) -> f64 {
+    ((probability - 0.5).abs() * 2.0).max(0.5)
+}
+
+/// Why a bundle could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid {what}")]
+    Parse {
+        path: PathBuf,
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+/// Why a row could not be scored.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScoringError {
+    #[error("expected {expected} features, got {got}")]
+    WrongFeatureCount { expected: usize, got: usize },
+    #[error("{feature} must be {range}, got {value}")]
+    OutOfRange {
+        feature: String,
+        value: f64,
+        range: String,
+    },
+}
+
+/// A row of a batch that could not be scored, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("row {row}: {error}")]
+pub struct BatchError {
+    pub row: usize,
+    pub error: ScoringError,
+}
+
+/// A loaded component, ready to score.
+#[derive(Debug)]
+enum Component {
+    BinnedLogistic(BinnedLogistic),
+}
+
+impl Component {
+    fn probability(&self, row: &[f64]) -> f64 {
+        match self {
+            Self::BinnedLogistic(model) => model.probability(row),
+        }
+    }
+}
+
+/// A loaded model bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    manifest: Manifest,
+    components: Vec<(String, f64, Component)>,
+    weight_total: f64,
+}
+
+/// What [`Bundle::score_batch`] writes: one score per row and, row-major, each
+/// component's probability (`rows × components`).
+#[derive(Debug, Default, Clone)]
+pub struct BatchOutput {
+    pub scores: Vec<Score>,
+    pub component_probabilities: Vec<f64>,
+}
+
+/// One row scored, with each component's probability by name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DetailedScore {
+    #[serde(flatten)]
+    pub score: Score,
+    pub components: Vec<(String, f64)>,
+}
+
+impl Bundle {
+    /// Loads `dir/manifest.json` and the component files it names, checking that
+    /// every component takes the manifest's features in the manifest's order.
+    pub fn load(dir: &Path) -> Result<Self, BundleError> {
+        let manifest_path = dir.join("manifest.json");
+        let manifest: Manifest = read_json(&manifest_path, "bundle manifest")?;
+        manifest
+            .validate()
+            .map_err(|problem| BundleError::Invalid {
+                path: manifest_path.clone(),
+                problem,
+            })?;
+        let feature_names: Vec<&str> = manifest.features.iter().map(|f| f.name.as_str()).collect();
+        let mut components = Vec::with_capacity(manifest.components.len());
+        for spec in &manifest.components {
+            let path = dir.join(&spec.file);
+            let component = match spec.kind {
+                ComponentKind::BinnedLogistic => {
+                    let model = BinnedLogistic::from_original_json(&read_json(
+                        &path,
+                        "binned logistic model",
+                    )?)
+                    .map_err(|problem| BundleError::Invalid {
+                        path: path.clone(),
+                        problem,
+                    })?;
+                    if model.feature_names() != feature_names {
+                        return Err(BundleError::Invalid {
+                            path,
+                            problem: format!(
+                                "its features {:?} differ from the manifest's {feature_names:?}",
+                                model.feature_names()
+                            ),
+                        });
+                    }
+                    Component::BinnedLogistic(model)
+                }
+            };
+            components.push((spec.name.clone(), spec.weight, component));
+        }
+        let weight_total = components.iter().map(|(_, weight, _)| weight).sum();
+        Ok(Self {
+            manifest,
+            components,
+            weight_total,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn id(&self) -> &str {
+        &self.manifest.id
+    }
+
+    pub fn version(&self) -> &str {
+        &self.manifest.version
+    }
+
+    pub fn feature_count(&self) -> usize {
+        self.manifest.features.len()
+    }
+
+    pub fn component_names(&self) -> impl Iterator<Item = &str> {
+        self.components.iter().map(|(name, _, _)| name.as_str())
+    }
+
+    /// Checks a row's length and that every present value is in its accepted range.
+    pub fn validate(&self, row: &[f64]) -> Result<(), ScoringError> {
+        if row.len() != self.feature_count() {
+            return Err(ScoringError::WrongFeatureCount {
+                expected: self.feature_count(),
+                got: row.len(),
+            });
+        }
+        for (value, feature) in row.iter().zip(&self.manifest.features) {
+            if !value.is_nan() && !feature.accepts(*value) {
+                return Err(ScoringError::OutOfRange {
+                    feature: feature.name.clone(),
+                    value: *value,
+                    range: feature.range_text(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores one row (`NaN` = missing) and reports each component's probability.
+    pub fn score(&self, row: &[f64]) -> Result<DetailedScore, ScoringError> {
+        self.validate(row)?;
+        let components: Vec<(String, f64)> = self
+            .components
+            .iter()
+            .map(|(name, _, component)| (name.clone(), component.probability(row)))
+            .collect();
+        let probability = self.combine(components.iter().map(|(_, p)| *p));
+        Ok(DetailedScore {
+            score: self.finish(probability),
+            components,
+        })
+    }
+
+    /// Scores `rows` (row-major, `feature_count()` values per row) into `output`,
+    /// reusing its buffers: no allocation per row. Stops at the first invalid row.
+    pub fn score_batch(&self, rows: &[f64], output: &mut BatchOutput) -> Result<(), BatchError> {
+        let width = self.feature_count();
+        if !rows.len().is_multiple_of(width) {
+            return Err(BatchError {
+                row: rows.len() / width,
+                error: ScoringError::WrongFeatureCount {
+                    expected: width,
+                    got: rows.len() % width,
+                },
+            });
+        }
+        let count = rows.len() / width;
+        output.scores.clear();
+        output.scores.reserve(count);
+        output.component_probabilities.clear();
+        output
+            .component_probabilities
+            .reserve(count * self.components.len());
+        for (index, row) in rows.chunks_exact(width).enumerate() {
+            self.validate(row)
+                .map_err(|error| BatchError { row: index, error })?;
+            let start = output.component_probabilities.len();
+            output.component_probabilities.extend(
+                self.components
+                    .iter()
+                    .map(|(_, _, component)| component.probability(row)),
+            );
+            let probability = self.combine(output.component_probabilities[start..].iter().copied());
+            output.scores.push(self.finish(probability));
+        }
+        Ok(())
+    }
+
+    /// The weighted mean of the components' probabilities; a single component's
+    /// probability is returned as is, so v1 bundles reproduce the original exactly.
+    fn combine(&self, probabilities: impl Iterator<Item = f64>) -> f64 {
+        if self.components.len() == 1 {
+            return probabilities.into_iter().next().unwrap_or(f64::NAN);
+        }
+        let weighted: f64 = probabilities
+            .zip(&self.components)
+            .map(|(p, (_, weight, _))| p * weight)
+            .sum();
+        weighted / self.weight_total
+    }
+
+    fn finish(&self, probability: f64) -> Score {
+        Score {
+            probability,
+            risk_level: self.manifest.risk_thresholds.level(probability),
+            confidence: confidence(probability),
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T, BundleError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BundleError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| BundleError::Parse {
+        path: path.to_owned(),
+        what,
+        source,
+    })
+}
