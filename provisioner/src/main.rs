@@ -1,16 +1,21 @@
-//! `accunode`: the operator's CLI for the AccuNode AWS stack.
+//! `accunode`: the operator's CLI for the AccuNode AWS stack and its models.
 //!
+//! Today: model bundle commands (`accunode model score`) and shell completions.
 //! The stack commands (plan, provision, destroy, status, outputs, cost) are
-//! built by the provisioning work; until then the CLI offers shell completions
-//! and says plainly that the rest is not there yet.
+//! built by the provisioning work; the CLI says plainly they are not there yet.
+
+mod model_score;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use accunode_core::scoring::Bundle;
+use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
-/// Provisions and operates the AccuNode AWS stack.
+/// Provisions and operates the AccuNode AWS stack, and manages model bundles.
 ///
 /// Not yet available: `plan`, `provision`, `destroy`, `status`, `outputs` and
 /// `cost` arrive with the provisioning work.
@@ -23,6 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Work with model bundles (folders with a manifest.json, such as models/accunode-v1-annual).
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Print a shell completion script, e.g. `accunode completions bash > /etc/bash_completion.d/accunode`.
     Completions {
         /// The shell to complete for.
@@ -30,18 +40,62 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Score a CSV file offline: every row, plus probability, risk level, confidence,
+    /// each component's probability and the bundle; a bad row gets an `error`, not an abort.
+    Score {
+        /// The bundle folder.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// A CSV file with one column per feature of the bundle (other columns are kept).
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the scored CSV (written whole or not at all).
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("accunode: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Model {
+            command:
+                ModelCommand::Score {
+                    bundle,
+                    input,
+                    output,
+                },
+        } => {
+            let loaded = Bundle::load(&bundle)
+                .with_context(|| format!("cannot load --bundle {}", bundle.display()))?;
+            let summary = model_score::score_file(&loaded, &input, &output)?;
+            eprintln!(
+                "scored {} rows with {} {} into {} ({} with an error)",
+                summary.rows,
+                loaded.id(),
+                loaded.version(),
+                output.display(),
+                summary.errors
+            );
+            Ok(())
+        }
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "accunode", &mut script);
-            match std::io::stdout().write_all(&script) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("accunode: cannot write the completion script: {error}");
-                    ExitCode::FAILURE
-                }
-            }
+            std::io::stdout()
+                .write_all(&script)
+                .context("cannot write the completion script")
         }
     }
 }

@@ -10,6 +10,7 @@
 //! the weighted mean of its components' probabilities.
 
 pub mod binned_logistic;
+pub mod input;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};
