@@ -42,7 +42,24 @@ ensure_system_packages() {
   command -v curl >/dev/null || missing+=(curl)
   command -v cc >/dev/null || missing+=(build-essential)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
+  # bindgen (lightgbm3-sys) needs libclang.
+  dpkg -s libclang1-14 >/dev/null 2>&1 || missing+=(libclang1-14)
+  dpkg -s libclang-common-14-dev >/dev/null 2>&1 || missing+=(libclang-common-14-dev)
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+  ensure_cmake
+}
+
+# LightGBM's C++ (built by lightgbm3-sys) needs CMake >= 3.28, newer than
+# Debian bookworm's: take PyPI's into a virtualenv beside the shared target
+# directory (kept across clones on one machine) and point CMAKE at it.
+ensure_cmake() {
+  local venv="$HOME/.cache/accunode/cmake-venv"
+  if [ ! -x "$venv/bin/cmake" ]; then
+    log "installing cmake>=3.28 from PyPI into $venv"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "cmake>=3.28,<5"
+  fi
+  export CMAKE="$venv/bin/cmake"
 }
 
 # Installs moto's server into a virtualenv under the project (.accunode/venv).

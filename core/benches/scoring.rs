@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p accunode-core --bench scoring`
 //!
-//! Rows are drawn deterministically across each feature's bins (5 % Missing).
+//! Rows are drawn deterministically across each feature's range (5 % Missing).
 //! The baseline, measured in the same run, is the single-row path
 //! (`Bundle::score`, which also reports each component by name); the figure that
 //! matters is the batch path (`Bundle::score_batch`), as the worker uses it.
@@ -73,7 +73,11 @@ fn main() {
         "{:<24} {:>16} {:>16} {:>8}",
         "bundle", "single rows/s", "batch rows/s", "ratio"
     );
-    for id in ["accunode-v1-annual", "accunode-v1-quarterly"] {
+    for id in [
+        "accunode-v1-annual",
+        "accunode-v1-quarterly",
+        "accunode-v1-quarterly-lightgbm",
+    ] {
         let bundle = Bundle::load(&models.join(id)).expect("shipped bundle loads");
         let rows = rows_for(&bundle);
         let width = bundle.feature_count();

@@ -16,6 +16,7 @@ pub enum ModelKind {
 #[serde(rename_all = "snake_case")]
 pub enum ComponentKind {
     BinnedLogistic,
+    Lightgbm,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +76,10 @@ pub struct ComponentSpec {
     /// Relative to the bundle folder.
     pub file: String,
     pub weight: f64,
+    /// `lightgbm` only: the value a missing ratio is replaced with (the
+    /// original filled with 0); absent, LightGBM's own NaN handling applies.
+    #[serde(default)]
+    pub fill_missing: Option<f64>,
     /// Why this component has this weight.
     #[serde(default)]
     pub rationale: Option<String>,

@@ -5,12 +5,14 @@
 //! thread. Rows are slices of `f64` in the bundle's feature order, with `NaN`
 //! for a missing ratio (scored with the feature's Missing rate).
 //!
-//! Today the one component kind is `binned_logistic`, the original system's rule
-//! read from its JSON files as they are (see [`binned_logistic`]). An ensemble is
-//! the weighted mean of its components' probabilities.
+//! Component kinds: `binned_logistic`, the original system's rule read from its
+//! JSON files as they are (see [`binned_logistic`]), and `lightgbm`, a LightGBM
+//! text model (see [`lightgbm`]). An ensemble is the weighted mean of its
+//! components' probabilities, with the weights of the manifest.
 
 pub mod binned_logistic;
 pub mod input;
+pub mod lightgbm;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use self::binned_logistic::BinnedLogistic;
+use self::lightgbm::LightGbm;
+use self::manifest::ComponentSpec;
 pub use self::manifest::{ComponentKind, FeatureSpec, Manifest, ModelKind, RiskThresholds};
 
 /// The four risk levels of the original system.
@@ -83,6 +87,9 @@ pub enum ScoringError {
         value: f64,
         range: String,
     },
+    /// The model itself failed (a LightGBM error): not the row's fault.
+    #[error("component {component} failed: {message}")]
+    Component { component: String, message: String },
 }
 
 /// A row of a batch that could not be scored, and why.
@@ -97,13 +104,63 @@ pub struct BatchError {
 #[derive(Debug)]
 enum Component {
     BinnedLogistic(BinnedLogistic),
+    LightGbm(LightGbm),
 }
 
 impl Component {
-    fn probability(&self, row: &[f64]) -> f64 {
-        match self {
-            Self::BinnedLogistic(model) => model.probability(row),
+    /// Loads the file `spec` names and checks it takes the bundle's features.
+    fn load(dir: &Path, spec: &ComponentSpec, feature_names: &[&str]) -> Result<Self, BundleError> {
+        let path = dir.join(&spec.file);
+        let invalid = |problem: String| BundleError::Invalid {
+            path: path.clone(),
+            problem,
+        };
+        match spec.kind {
+            ComponentKind::BinnedLogistic => {
+                let json = read_json(&path, "binned logistic model")?;
+                let model = BinnedLogistic::from_original_json(&json).map_err(invalid)?;
+                if model.feature_names() != feature_names {
+                    return Err(invalid(format!(
+                        "its features {:?} differ from the manifest's {feature_names:?}",
+                        model.feature_names()
+                    )));
+                }
+                Ok(Self::BinnedLogistic(model))
+            }
+            ComponentKind::Lightgbm => {
+                let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let model = LightGbm::from_text(text, feature_names.len(), spec.fill_missing)
+                    .map_err(invalid)?;
+                Ok(Self::LightGbm(model))
+            }
         }
+    }
+
+    /// Writes the probability of each row of `rows` to `out[row * stride]`.
+    fn probabilities(
+        &self,
+        rows: &[f64],
+        width: usize,
+        out: &mut [f64],
+        stride: usize,
+    ) -> Result<(), String> {
+        let slots = out.iter_mut().step_by(stride);
+        match self {
+            Self::BinnedLogistic(model) => {
+                for (row, slot) in rows.chunks_exact(width).zip(slots) {
+                    *slot = model.probability(row);
+                }
+            }
+            Self::LightGbm(model) => {
+                for (p, slot) in model.probabilities(rows)?.into_iter().zip(slots) {
+                    *slot = p;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -146,29 +203,7 @@ impl Bundle {
         let feature_names: Vec<&str> = manifest.features.iter().map(|f| f.name.as_str()).collect();
         let mut components = Vec::with_capacity(manifest.components.len());
         for spec in &manifest.components {
-            let path = dir.join(&spec.file);
-            let component = match spec.kind {
-                ComponentKind::BinnedLogistic => {
-                    let model = BinnedLogistic::from_original_json(&read_json(
-                        &path,
-                        "binned logistic model",
-                    )?)
-                    .map_err(|problem| BundleError::Invalid {
-                        path: path.clone(),
-                        problem,
-                    })?;
-                    if model.feature_names() != feature_names {
-                        return Err(BundleError::Invalid {
-                            path,
-                            problem: format!(
-                                "its features {:?} differ from the manifest's {feature_names:?}",
-                                model.feature_names()
-                            ),
-                        });
-                    }
-                    Component::BinnedLogistic(model)
-                }
-            };
+            let component = Component::load(dir, spec, &feature_names)?;
             components.push((spec.name.clone(), spec.weight, component));
         }
         let weight_total = components.iter().map(|(_, weight, _)| weight).sum();
@@ -222,20 +257,22 @@ impl Bundle {
     /// Scores one row (`NaN` = missing) and reports each component's probability.
     pub fn score(&self, row: &[f64]) -> Result<DetailedScore, ScoringError> {
         self.validate(row)?;
-        let components: Vec<(String, f64)> = self
-            .components
-            .iter()
-            .map(|(name, _, component)| (name.clone(), component.probability(row)))
-            .collect();
-        let probability = self.combine(components.iter().map(|(_, p)| *p));
+        let mut probabilities = vec![0.0; self.components.len()];
+        self.score_components(row, &mut probabilities)?;
+        let probability = self.combine(&probabilities);
         Ok(DetailedScore {
             score: self.finish(probability),
-            components,
+            components: self
+                .component_names()
+                .map(str::to_owned)
+                .zip(probabilities)
+                .collect(),
         })
     }
 
     /// Scores `rows` (row-major, `feature_count()` values per row) into `output`,
-    /// reusing its buffers: no allocation per row. Stops at the first invalid row.
+    /// reusing its buffers: no allocation per row, one call per component for the
+    /// whole batch. Validates every row first and scores none if one is invalid.
     pub fn score_batch(&self, rows: &[f64], output: &mut BatchOutput) -> Result<(), BatchError> {
         let width = self.feature_count();
         if !rows.len().is_multiple_of(width) {
@@ -247,35 +284,50 @@ impl Bundle {
                 },
             });
         }
-        let count = rows.len() / width;
-        output.scores.clear();
-        output.scores.reserve(count);
-        output.component_probabilities.clear();
-        output
-            .component_probabilities
-            .reserve(count * self.components.len());
         for (index, row) in rows.chunks_exact(width).enumerate() {
             self.validate(row)
                 .map_err(|error| BatchError { row: index, error })?;
-            let start = output.component_probabilities.len();
-            output.component_probabilities.extend(
-                self.components
-                    .iter()
-                    .map(|(_, _, component)| component.probability(row)),
-            );
-            let probability = self.combine(output.component_probabilities[start..].iter().copied());
-            output.scores.push(self.finish(probability));
+        }
+        let count = rows.len() / width;
+        output.component_probabilities.clear();
+        output
+            .component_probabilities
+            .resize(count * self.components.len(), 0.0);
+        self.score_components(rows, &mut output.component_probabilities)
+            .map_err(|error| BatchError { row: 0, error })?;
+        output.scores.clear();
+        output.scores.extend(
+            output
+                .component_probabilities
+                .chunks_exact(self.components.len())
+                .map(|probabilities| self.finish(self.combine(probabilities))),
+        );
+        Ok(())
+    }
+
+    /// Every component's probability for `rows`, row-major into `out`.
+    fn score_components(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ScoringError> {
+        let stride = self.components.len();
+        for (index, (name, _, component)) in self.components.iter().enumerate() {
+            component
+                .probabilities(rows, self.feature_count(), &mut out[index..], stride)
+                .map_err(|message| ScoringError::Component {
+                    component: name.clone(),
+                    message,
+                })?;
         }
         Ok(())
     }
 
-    /// The weighted mean of the components' probabilities; a single component's
-    /// probability is returned as is, so v1 bundles reproduce the original exactly.
-    fn combine(&self, probabilities: impl Iterator<Item = f64>) -> f64 {
-        if self.components.len() == 1 {
-            return probabilities.into_iter().next().unwrap_or(f64::NAN);
+    /// The weighted mean of one row's component probabilities; a single
+    /// component's probability is returned as is, so v1 bundles reproduce the
+    /// original exactly.
+    fn combine(&self, probabilities: &[f64]) -> f64 {
+        if let [only] = probabilities {
+            return *only;
         }
         let weighted: f64 = probabilities
+            .iter()
             .zip(&self.components)
             .map(|(p, (_, weight, _))| p * weight)
             .sum();
