@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use accunode_core::scoring::{BatchOutput, Bundle, BundleError, RiskLevel, ScoringError};
+use accunode_core::scoring::{
+    BatchError, BatchOutput, Bundle, BundleError, RiskLevel, ScoringError,
+};
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-12;
@@ -326,7 +328,7 @@ fn rows_of_the_wrong_width_or_out_of_range_are_typed_errors() {
     let mut output = BatchOutput::default();
     let rows = [50.0, 1.0, 1.0, 1.0, 1.0, 50.0, 1.0, 1.0, 1.0, f64::INFINITY];
     let error = bundle.score_batch(&rows, &mut output).unwrap_err();
-    assert_eq!(error.row, 1);
+    assert!(matches!(error, BatchError::Row { row: 1, .. }), "{error}");
     assert!(
         error
             .to_string()
@@ -334,10 +336,13 @@ fn rows_of_the_wrong_width_or_out_of_range_are_typed_errors() {
     );
     let error = bundle.score_batch(&rows[..7], &mut output).unwrap_err();
     assert_eq!(
-        error.error,
-        ScoringError::WrongFeatureCount {
-            expected: 5,
-            got: 2
+        error,
+        BatchError::Row {
+            row: 1,
+            error: ScoringError::WrongFeatureCount {
+                expected: 5,
+                got: 2
+            }
         }
     );
 }

@@ -92,12 +92,15 @@ pub enum ScoringError {
     Component { component: String, message: String },
 }
 
-/// A row of a batch that could not be scored, and why.
+/// Why a batch was not scored.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("row {row}: {error}")]
-pub struct BatchError {
-    pub row: usize,
-    pub error: ScoringError,
+pub enum BatchError {
+    /// A row (counted from 0) is invalid; no row was scored.
+    #[error("row {row}: {error}")]
+    Row { row: usize, error: ScoringError },
+    /// A component failed on the batch as a whole.
+    #[error(transparent)]
+    Model(ScoringError),
 }
 
 /// A loaded component, ready to score.
@@ -276,7 +279,7 @@ impl Bundle {
     pub fn score_batch(&self, rows: &[f64], output: &mut BatchOutput) -> Result<(), BatchError> {
         let width = self.feature_count();
         if !rows.len().is_multiple_of(width) {
-            return Err(BatchError {
+            return Err(BatchError::Row {
                 row: rows.len() / width,
                 error: ScoringError::WrongFeatureCount {
                     expected: width,
@@ -286,7 +289,7 @@ impl Bundle {
         }
         for (index, row) in rows.chunks_exact(width).enumerate() {
             self.validate(row)
-                .map_err(|error| BatchError { row: index, error })?;
+                .map_err(|error| BatchError::Row { row: index, error })?;
         }
         let count = rows.len() / width;
         output.component_probabilities.clear();
@@ -294,7 +297,7 @@ impl Bundle {
             .component_probabilities
             .resize(count * self.components.len(), 0.0);
         self.score_components(rows, &mut output.component_probabilities)
-            .map_err(|error| BatchError { row: 0, error })?;
+            .map_err(BatchError::Model)?;
         output.scores.clear();
         output.scores.extend(
             output
