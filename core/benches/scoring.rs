@@ -12,37 +12,25 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use accunode_core::random::SplitMix64;
 use accunode_core::scoring::{BatchOutput, Bundle};
 
 const ROWS: usize = 1_000_000;
 const RUNS: usize = 5;
 
-/// splitmix64: a fixed sequence, so every run scores the same rows.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1_u64 << 53) as f64
-    }
-}
-
 fn rows_for(bundle: &Bundle) -> Vec<f64> {
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64::new(42);
     let features = &bundle.manifest().features;
     let mut rows = Vec::with_capacity(ROWS * features.len());
     for _ in 0..ROWS {
         for feature in features {
-            if rng.next_f64() < 0.05 {
+            if rng.uniform() < 0.05 {
                 rows.push(f64::NAN);
                 continue;
             }
             let min = feature.min.unwrap_or(-50.0);
             let max = feature.max.unwrap_or(100.0);
-            rows.push(min + rng.next_f64() * (max - min));
+            rows.push(min + rng.uniform() * (max - min));
         }
     }
     rows

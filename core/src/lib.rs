@@ -7,6 +7,7 @@
 //! - [`dependencies`]: both connections, made and migrated in start-up order.
 //! - [`health`]: the state of each dependency, as `/health` reports it.
 //! - [`scoring`]: model bundles and default-probability scoring.
+//! - [`random`]: a seeded generator for reproducible data.
 //! - [`process`]: exit codes, the runtime and stop signals of every binary.
 //!
 //! Domain types, scoring and tenancy-enforcing queries join this crate with the
@@ -18,5 +19,6 @@ pub mod db;
 pub mod dependencies;
 pub mod health;
 pub mod process;
+pub mod random;
 pub mod scoring;
 pub mod telemetry;

@@ -23,6 +23,7 @@
 
 use std::path::Path;
 
+use accunode_core::random::SplitMix64;
 use accunode_core::scoring::Bundle;
 use accunode_core::scoring::input::parse_ratio;
 use anyhow::{Context, bail};
@@ -41,25 +42,6 @@ fn direction(feature: &str) -> Option<f64> {
         | "return_on_assets"
         | "return_on_capital" => Some(-1.0),
         _ => None,
-    }
-}
-
-/// splitmix64, with Box-Muller for normals: small, fixed, reproducible everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1_u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(f64::MIN_POSITIVE);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
 
@@ -153,7 +135,7 @@ pub fn synthesise(
     let mut header: Vec<&str> = features.iter().map(|f| f.name.as_str()).collect();
     header.extend(["true_probability", "default"]);
     writer.write_record(&header)?;
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut defaults = 0;
     let mut fields: Vec<String> = Vec::with_capacity(header.len());
     for _ in 0..rows {
