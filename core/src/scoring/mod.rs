@@ -11,6 +11,7 @@
 //! components' probabilities, with the weights of the manifest.
 
 pub mod binned_logistic;
+pub mod features;
 pub mod input;
 pub mod lightgbm;
 pub mod manifest;

@@ -13,7 +13,8 @@
 //!    where `z` is the value standardised by the source rows' median and
 //!    inter-quartile range, clipped to [-3, 3], and `direction` is +1 for a
 //!    ratio where more means riskier (debt ratios) and -1 where more means safer
-//!    (margins, returns, interest coverage). A Missing ratio counts as
+//!    (margins, SG&A margin, returns, interest coverage; see
+//!    `accunode_core::scoring::features::risk_direction`). A Missing ratio counts as
 //!    `z = MISSING_Z` (mildly risky: unreported figures are a warning sign).
 //! 3. Label: `default = 1` with probability `p`, drawn from the same seeded
 //!    generator.
@@ -25,6 +26,7 @@ use std::path::Path;
 
 use accunode_core::random::SplitMix64;
 use accunode_core::scoring::Bundle;
+use accunode_core::scoring::features::risk_direction;
 use accunode_core::scoring::input::parse_ratio;
 use anyhow::{Context, bail};
 
@@ -32,18 +34,6 @@ const INTERCEPT: f64 = -3.6;
 const WEIGHT: f64 = 0.7;
 const MISSING_Z: f64 = 0.5;
 const JITTER: f64 = 0.05;
-
-/// Whether more of a ratio means more risk (+1) or less (-1).
-fn direction(feature: &str) -> Option<f64> {
-    match feature {
-        "long_term_debt_to_total_capital" | "total_debt_to_ebitda" | "sga_margin" => Some(1.0),
-        "net_income_margin"
-        | "ebit_to_interest_expense"
-        | "return_on_assets"
-        | "return_on_capital" => Some(-1.0),
-        _ => None,
-    }
-}
 
 /// Median and inter-quartile range of the present values (IQR 1 when degenerate).
 fn median_and_iqr(values: &mut [f64]) -> (f64, f64) {
@@ -72,7 +62,8 @@ pub fn synthesise(
     let directions: Vec<f64> = features
         .iter()
         .map(|f| {
-            direction(&f.name)
+            risk_direction(&f.name)
+                .map(|direction| f64::from(direction.sign()))
                 .with_context(|| format!("no risk direction is defined for feature {:?}", f.name))
         })
         .collect::<anyhow::Result<_>>()?;
