@@ -65,6 +65,8 @@ fn main() {
         "accunode-v1-annual",
         "accunode-v1-quarterly",
         "accunode-v1-quarterly-lightgbm",
+        "accunode-ensemble-annual",
+        "accunode-ensemble-quarterly",
     ] {
         let bundle = Bundle::load(&models.join(id)).expect("shipped bundle loads");
         let rows = rows_for(&bundle);

@@ -443,3 +443,25 @@ fn a_bundle_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Bundle>();
 }
+
+#[test]
+fn shipped_bundles_take_the_standard_features_of_their_kind() {
+    use accunode_core::scoring::features::{risk_direction, standard_features};
+    for id in [
+        "accunode-v1-annual",
+        "accunode-v1-quarterly",
+        "accunode-v1-quarterly-lightgbm",
+        "accunode-ensemble-annual",
+        "accunode-ensemble-quarterly",
+    ] {
+        let bundle = Bundle::load(&bundle_dir(id)).unwrap();
+        let manifest = bundle.manifest();
+        let standard = standard_features(manifest.kind);
+        assert_eq!(
+            serde_json::to_value(&manifest.features).unwrap(),
+            serde_json::to_value(&standard).unwrap(),
+            "{id}"
+        );
+        assert!(standard.iter().all(|f| risk_direction(&f.name).is_some()));
+    }
+}
