@@ -1,5 +1,6 @@
-//! Helpers for tests that run against the real PostgreSQL and Redis started by
-//! `scripts/test` (which exports `TEST_DATABASE_URL` and `TEST_REDIS_URL`).
+//! Helpers for tests that run against the real PostgreSQL, Redis and moto
+//! started by `scripts/test` (which exports `TEST_DATABASE_URL`,
+//! `TEST_REDIS_URL` and `TEST_AWS_ENDPOINT_URL`).
 //!
 //! Each test gets its own database, so tests run in parallel without seeing each
 //! other's rows; tests that need to stop a dependency start their own Redis.
@@ -24,6 +25,38 @@ fn required_env(name: &str) -> String {
 /// The Redis shared by all tests (use unique keys).
 pub fn redis_url() -> String {
     required_env("TEST_REDIS_URL")
+}
+
+/// The local AWS endpoint (moto) shared by all tests (use unique names).
+pub fn aws_endpoint_url() -> String {
+    required_env("TEST_AWS_ENDPOINT_URL")
+}
+
+/// An S3 client for moto, path-style, region us-east-1.
+pub async fn s3_client() -> aws_sdk_s3::Client {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint_url())
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// A new, empty bucket named `accunode-test-<uuid>`.
+pub async fn create_bucket() -> String {
+    let name = format!("accunode-test-{}", uuid::Uuid::new_v4().simple());
+    s3_client()
+        .await
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create a bucket in moto");
+    name
 }
 
 /// A database created for one test, named `accunode_test_<uuid>`.

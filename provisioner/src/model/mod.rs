@@ -1,5 +1,6 @@
 //! `accunode model …`: the commands of the people who own the models: score a
-//! file offline, make semi-synthetic labelled data, train and evaluate bundles.
+//! file offline, make semi-synthetic labelled data, train and evaluate bundles,
+//! publish them to the model bucket and list what is published.
 
 mod evaluate;
 mod labelled;
@@ -10,6 +11,7 @@ mod train;
 
 use std::path::{Path, PathBuf};
 
+use accunode_core::scoring::store::{ModelStore, S3Location};
 use accunode_core::scoring::{Bundle, ModelKind};
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
@@ -93,6 +95,31 @@ pub enum ModelCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Publish a bundle to the model bucket as <prefix>/<id>/<version>/ (versions never change:
+    /// pushing an existing version fails). Honours AWS_ENDPOINT_URL and the AWS credential chain.
+    Push {
+        /// The bundle folder.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The model bucket and prefix, e.g. s3://accunode-models/models.
+        #[arg(long, env = "ACCUNODE_MODEL_STORE")]
+        to: String,
+        /// AWS region [default: from the AWS configuration chain].
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// List the bundle versions published in the model bucket.
+    List {
+        /// The model bucket and prefix, e.g. s3://accunode-models/models.
+        #[arg(long, env = "ACCUNODE_MODEL_STORE")]
+        from: String,
+        /// AWS region [default: from the AWS configuration chain].
+        #[arg(long)]
+        region: Option<String>,
+        /// `text` for people, `json` for programs.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,6 +141,28 @@ impl From<Kind> for ModelKind {
 pub enum Output {
     Text,
     Json,
+}
+
+/// The model store at `location` (`flag` names it in errors), on a runtime
+/// of its own: these are the only async commands.
+fn with_store<T>(
+    location: &str,
+    flag: &str,
+    region: Option<&str>,
+    work: impl AsyncFnOnce(ModelStore) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let location = S3Location::parse(location).with_context(|| format!("invalid {flag}"))?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = ModelStore::connect(location, endpoint.as_deref(), region).await;
+        work(store).await
+    })
 }
 
 fn load(bundle: &Path) -> anyhow::Result<Bundle> {
@@ -202,6 +251,61 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                     "  {name:<16} holdout ROC AUC {:.4}  KS {:.4}  Brier {:.5}",
                     m.roc_auc, m.ks, m.brier
                 );
+            }
+        }
+        ModelCommand::Push { bundle, to, region } => {
+            let published = with_store(&to, "--to", region.as_deref(), async |store| {
+                let published = store
+                    .push(&bundle)
+                    .await
+                    .with_context(|| format!("cannot push --bundle {}", bundle.display()))?;
+                Ok((published, store.location().to_string()))
+            })?;
+            let (published, location) = published;
+            eprintln!(
+                "published {} {} ({}) to {location}/{}/{}/",
+                published.id,
+                published.version,
+                published.components.join(" + "),
+                published.id,
+                published.version
+            );
+        }
+        ModelCommand::List {
+            from,
+            region,
+            output,
+        } => {
+            let published = with_store(&from, "--from", region.as_deref(), async |store| {
+                Ok(store
+                    .list()
+                    .await
+                    .context("cannot list the published bundles")?)
+            })?;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&published).context("cannot serialise")?
+                ),
+                Output::Text => {
+                    println!(
+                        "{:<32} {:<10} {:<10} {:<26} components",
+                        "id", "version", "kind", "published"
+                    );
+                    for bundle in &published {
+                        println!(
+                            "{:<32} {:<10} {:<10} {:<26} {}",
+                            bundle.id,
+                            bundle.version,
+                            serde_json::to_value(bundle.kind)
+                                .ok()
+                                .and_then(|kind| kind.as_str().map(str::to_owned))
+                                .unwrap_or_default(),
+                            bundle.published_at.as_deref().unwrap_or("-"),
+                            bundle.components.join(", ")
+                        );
+                    }
+                }
             }
         }
         ModelCommand::Evaluate {
