@@ -73,7 +73,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub jwt_secret_key: SecretString,
-    pub ml_model_path: PathBuf,
+    pub models: ModelSettings,
     pub aws: AwsSettings,
     pub log: LogSettings,
     pub worker: WorkerSettings,
@@ -97,6 +97,91 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: SecretString,
+}
+
+/// Which bundles serve predictions, and from where.
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub source: ModelSource,
+    pub annual: ModelRef,
+    pub quarterly: ModelRef,
+    /// `None`: reload only on SIGHUP.
+    pub reload_interval: Option<Duration>,
+}
+
+/// `ML_MODEL_PATH`: a folder of bundle folders, or the model bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Folder(PathBuf),
+    S3(crate::scoring::store::S3Location),
+}
+
+impl FromStr for ModelSource {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.starts_with("s3://") {
+            crate::scoring::store::S3Location::parse(text)
+                .map(Self::S3)
+                .map_err(|error| error.to_string())
+        } else if text.trim().is_empty() {
+            Err("must be a folder or s3://bucket/prefix".into())
+        } else {
+            Ok(Self::Folder(PathBuf::from(text)))
+        }
+    }
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Folder(path) => write!(f, "{}", path.display()),
+            Self::S3(location) => write!(f, "{location}"),
+        }
+    }
+}
+
+/// A bundle by id, optionally pinned to a version: `id` or `id@version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    pub id: String,
+    pub version: Option<String>,
+}
+
+impl FromStr for ModelRef {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (id, version) = match text.split_once('@') {
+            Some((id, version)) => (id, Some(version)),
+            None => (text, None),
+        };
+        let valid = |part: &str| {
+            !part.is_empty()
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        };
+        if !valid(id) || version.is_some_and(|v| !valid(v)) {
+            return Err(
+                "must be a bundle id or id@version (letters, digits, '.', '_', '-')".into(),
+            );
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            version: version.map(str::to_owned),
+        })
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.version {
+            Some(version) => write!(f, "{}@{version}", self.id),
+            None => write!(f, "{}", self.id),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -204,7 +289,25 @@ const KEYS: &[Key] = &[
         name: "ML_MODEL_PATH",
         default: Default::Always("models"),
         secret: false,
-        help: "folder of model bundles",
+        help: "folder of model bundles, or the model bucket as s3://bucket/prefix",
+    },
+    Key {
+        name: "ANNUAL_MODEL",
+        default: Default::Always("accunode-v1-annual"),
+        secret: false,
+        help: "bundle for annual predictions: id, or id@version (S3 without version: the latest)",
+    },
+    Key {
+        name: "QUARTERLY_MODEL",
+        default: Default::Always("accunode-v1-quarterly"),
+        secret: false,
+        help: "bundle for quarterly predictions: id, or id@version",
+    },
+    Key {
+        name: "MODEL_RELOAD_SECS",
+        default: Default::Always("0"),
+        secret: false,
+        help: "how often to look for new bundles (0: only on SIGHUP)",
     },
     Key {
         name: "AWS_ENDPOINT_URL",
@@ -466,7 +569,16 @@ impl Settings {
                 url: checked_url(&layers, "REDIS_URL", app_env, &["redis", "rediss"])?,
             },
             jwt_secret_key: layers.secret("JWT_SECRET_KEY", app_env)?,
-            ml_model_path: PathBuf::from(required("ML_MODEL_PATH")?),
+            models: ModelSettings {
+                source: layers.required("ML_MODEL_PATH", app_env)?,
+                annual: layers.required("ANNUAL_MODEL", app_env)?,
+                quarterly: layers.required("QUARTERLY_MODEL", app_env)?,
+                reload_interval: match in_range(&layers, "MODEL_RELOAD_SECS", app_env, 0..=86_400)?
+                {
+                    0 => None,
+                    secs => Some(Duration::from_secs(secs)),
+                },
+            },
             aws: AwsSettings {
                 endpoint_url: match layers.raw("AWS_ENDPOINT_URL") {
                     None => None,
@@ -783,7 +895,10 @@ mod tests {
         };
         let settings = Settings::load(&sources).unwrap();
         assert_eq!(settings.api.port, 9003);
-        assert_eq!(settings.ml_model_path, PathBuf::from("from-dotenv"));
+        assert_eq!(
+            settings.models.source,
+            ModelSource::Folder(PathBuf::from("from-dotenv"))
+        );
         assert_eq!(settings.aws.region, "eu-west-1");
 
         let described = Settings::describe(&sources).unwrap();

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use accunode_core::config::Settings;
 use accunode_core::dependencies::Dependencies;
+use accunode_core::scoring::ModelKind;
+use accunode_core::scoring::registry::Models;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::metrics::{HttpMetrics, metrics_endpoint};
 
@@ -22,6 +25,8 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub dependencies: Dependencies,
     pub settings: Arc<Settings>,
+    /// The bundles serving predictions; swapped by SIGHUP or `MODEL_RELOAD_SECS`.
+    pub models: Arc<Models>,
 }
 
 /// A built API, bound to its port but not yet serving.
@@ -32,9 +37,24 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to PostgreSQL (waiting up to its connect timeout), applies the
-    /// migrations, connects to Redis and binds the listening socket.
+    /// Loads the model bundles, connects to PostgreSQL (waiting up to its
+    /// connect timeout), applies the migrations, connects to Redis and binds
+    /// the listening socket.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Models first: a misconfigured bundle fails in milliseconds, before
+        // start-up waits on any connection.
+        let models = Models::load(&settings.models, &settings.aws)
+            .await
+            .with_context(|| format!("loading the models from {}", settings.models.source))?;
+        for kind in [ModelKind::Annual, ModelKind::Quarterly] {
+            let bundle = models.get(kind);
+            tracing::info!(
+                ?kind,
+                id = bundle.id(),
+                version = bundle.version(),
+                "model loaded"
+            );
+        }
         let dependencies = Dependencies::connect(&settings).await?;
         let requested = SocketAddr::new(settings.api.host, settings.api.port);
         let acceptor = TcpListener::bind(requested)
@@ -52,6 +72,7 @@ impl Application {
             state: AppState {
                 dependencies,
                 settings: Arc::new(settings),
+                models: Arc::new(models),
             },
         })
     }
@@ -66,12 +87,67 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        let reloader = tokio::spawn(reload_models(
+            self.state.models.clone(),
+            self.state.settings.models.reload_interval,
+        ));
         let app = routes(self.state);
         tracing::info!(address = %self.address, "API listening");
-        Server::new_with_acceptor(self.acceptor)
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(GRACEFUL_SHUTDOWN))
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        reloader.abort();
+        served
+    }
+}
+
+/// Reloads the model bundles on SIGHUP and, when configured, every `interval`.
+/// A failed reload is logged and the bundles being served stay.
+async fn reload_models(models: Arc<Models>, interval: Option<Duration>) {
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => Some(hangup),
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP; models reload only on their interval");
+            None
+        }
+    };
+    let mut ticker = interval.map(|period| {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    loop {
+        let hangup_received = async {
+            match hangup.as_mut() {
+                Some(hangup) => hangup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let tick = async {
+            match ticker.as_mut() {
+                Some(ticker) => drop(ticker.tick().await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(()) = hangup_received => {
+                tracing::info!("SIGHUP received, reloading the models");
+            }
+            () = tick => {}
+            else => return,
+        }
+        match models.reload().await {
+            Ok(swaps) if swaps.is_empty() => tracing::info!("models unchanged"),
+            Ok(swaps) => {
+                for swap in swaps {
+                    tracing::info!(kind = ?swap.kind, from = %swap.from, to = %swap.to, "model swapped");
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "model reload failed; the loaded models stay in service");
+            }
+        }
     }
 }
 

@@ -391,6 +391,7 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
 #[tokio::test]
 async fn an_unreachable_dependency_at_start_up_is_one_line_naming_it_and_exit_code_1() {
     let closed_port = accunode_testkit::free_port();
+    let models = accunode_testkit::models_dir().display().to_string();
     let (code, stderr) = run_to_exit(
         &[],
         &[
@@ -400,6 +401,7 @@ async fn an_unreachable_dependency_at_start_up_is_one_line_naming_it_and_exit_co
             ),
             ("DATABASE_CONNECT_TIMEOUT_SECS", "1"),
             ("LOG_LEVEL", "off"),
+            ("ML_MODEL_PATH", &models),
         ],
     );
     assert_eq!(code, Some(1), "{stderr}");
@@ -419,6 +421,7 @@ async fn an_unreachable_dependency_at_start_up_is_one_line_naming_it_and_exit_co
             ("DATABASE_URL", &database.url),
             ("REDIS_URL", &format!("redis://127.0.0.1:{closed_port}")),
             ("LOG_LEVEL", "off"),
+            ("ML_MODEL_PATH", &models),
         ],
     );
     assert_eq!(code, Some(1), "{stderr}");

@@ -183,6 +183,7 @@ where
 /// The environment of an API or worker under test: its own database and Redis,
 /// any free ports, JSON logs (so tests can read them), a one-second heartbeat.
 pub fn test_env(database_url: &str, redis_url: &str) -> Vec<(String, String)> {
+    let models = models_dir().display().to_string();
     [
         ("APP_ENV", "test"),
         ("APP_HOST", "127.0.0.1"),
@@ -195,10 +196,16 @@ pub fn test_env(database_url: &str, redis_url: &str) -> Vec<(String, String)> {
         ("LOG_LEVEL", "info"),
         ("WORKER_HEALTH_PORT", "0"),
         ("WORKER_HEARTBEAT_SECS", "1"),
+        ("ML_MODEL_PATH", models.as_str()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value.to_owned()))
     .collect()
+}
+
+/// The repository's `models/` folder (the shipped bundles), as an absolute path.
+pub fn models_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
 /// Settings for an in-process API or worker (see [`test_env`]).
@@ -268,12 +275,17 @@ impl SpawnedBinary {
 
     /// Sends SIGTERM, as systemd and Auto Scaling do.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal named `name` (`TERM`, `HUP`, ...).
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("the process is still running");
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([&format!("-{name}"), &pid.to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
+        assert!(status.success(), "kill -{name} {pid} failed");
     }
 
     /// Waits for the process to exit, panicking after `timeout`.

@@ -15,6 +15,7 @@ pub mod features;
 pub mod input;
 pub mod lightgbm;
 pub mod manifest;
+pub mod registry;
 pub mod store;
 
 use std::path::{Path, PathBuf};

@@ -277,10 +277,10 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             output,
         } => {
             let published = with_store(&from, "--from", region.as_deref(), async |store| {
-                Ok(store
+                store
                     .list()
                     .await
-                    .context("cannot list the published bundles")?)
+                    .context("cannot list the published bundles")
             })?;
             match output {
                 Output::Json => println!(

@@ -1,6 +1,7 @@
 //! `GET /health` and `GET /api/v1/health`: the API's dependencies, for the load
 //! balancer (200 or 503) and for people (which dependency is down, and why).
 
+use accunode_core::scoring::ModelKind;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
@@ -45,6 +46,20 @@ pub struct DependencyChecks {
     pub redis: DependencyCheck,
 }
 
+/// A bundle in service: which model answers.
+#[derive(Debug, Clone, Object)]
+pub struct ModelIdentity {
+    pub id: String,
+    pub version: String,
+}
+
+/// The bundles serving annual and quarterly predictions.
+#[derive(Debug, Clone, Object)]
+pub struct ModelsInService {
+    pub annual: ModelIdentity,
+    pub quarterly: ModelIdentity,
+}
+
 /// The answer of `/health`.
 #[derive(Debug, Clone, Object)]
 #[oai(example)]
@@ -55,6 +70,8 @@ pub struct HealthBody {
     /// Names of the dependencies that are down; empty when healthy.
     pub down: Vec<String>,
     pub checks: DependencyChecks,
+    /// Loaded at start and kept loaded: a process without its models does not start.
+    pub models: ModelsInService,
 }
 
 impl Example for HealthBody {
@@ -71,6 +88,16 @@ impl Example for HealthBody {
             checks: DependencyChecks {
                 database: up(),
                 redis: up(),
+            },
+            models: ModelsInService {
+                annual: ModelIdentity {
+                    id: "accunode-v1-annual".into(),
+                    version: "1.0.0".into(),
+                },
+                quarterly: ModelIdentity {
+                    id: "accunode-v1-quarterly".into(),
+                    version: "1.0.0".into(),
+                },
             },
         }
     }
@@ -116,6 +143,13 @@ async fn report(state: &AppState) -> HealthResponse {
         latency_ms: health.latency_ms,
         error: health.error.clone(),
     };
+    let identity = |kind| {
+        let bundle = state.models.get(kind);
+        ModelIdentity {
+            id: bundle.id().to_owned(),
+            version: bundle.version().to_owned(),
+        }
+    };
     let down: Vec<String> = report.down().into_iter().map(str::to_owned).collect();
     let body = HealthBody {
         status: if down.is_empty() {
@@ -127,6 +161,10 @@ async fn report(state: &AppState) -> HealthResponse {
         checks: DependencyChecks {
             database: check(&report.database),
             redis: check(&report.redis),
+        },
+        models: ModelsInService {
+            annual: identity(ModelKind::Annual),
+            quarterly: identity(ModelKind::Quarterly),
         },
         down,
     };
