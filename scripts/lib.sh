@@ -76,6 +76,19 @@ ensure_moto() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# Python's lightgbm (the version lightgbm3-sys bundles) for the model-file
+# parity test between Rust and Python.
+LIGHTGBM_PY_VERSION=4.7.0
+ensure_python_lightgbm() {
+  local venv=$1
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import lightgbm, sys; sys.exit(lightgbm.__version__ != '$LIGHTGBM_PY_VERSION')" 2>/dev/null; then
+    return
+  fi
+  log "installing lightgbm==$LIGHTGBM_PY_VERSION (Python) into $venv"
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "lightgbm==$LIGHTGBM_PY_VERSION"
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
