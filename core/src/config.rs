@@ -996,6 +996,55 @@ mod tests {
     }
 
     #[test]
+    fn model_settings_parse_folders_buckets_and_pinned_versions() {
+        let settings = Settings::load(&env(&[])).unwrap();
+        assert_eq!(
+            settings.models.source,
+            ModelSource::Folder(PathBuf::from("models"))
+        );
+        assert_eq!(settings.models.annual.to_string(), "accunode-v1-annual");
+        assert_eq!(settings.models.reload_interval, None);
+
+        let settings = Settings::load(&env(&[
+            ("ML_MODEL_PATH", "s3://model-bucket/team/models/"),
+            ("QUARTERLY_MODEL", "accunode-ensemble-quarterly@1.2.0"),
+            ("MODEL_RELOAD_SECS", "60"),
+        ]))
+        .unwrap();
+        let ModelSource::S3(location) = &settings.models.source else {
+            panic!("{:?}", settings.models.source)
+        };
+        assert_eq!(location.bucket, "model-bucket");
+        assert_eq!(location.prefix, "team/models");
+        assert_eq!(settings.models.quarterly.version.as_deref(), Some("1.2.0"));
+        assert_eq!(
+            settings.models.reload_interval,
+            Some(Duration::from_secs(60))
+        );
+
+        for (key, value, expected) in [
+            (
+                "ANNUAL_MODEL",
+                "../etc",
+                "must be a bundle id or id@version",
+            ),
+            (
+                "QUARTERLY_MODEL",
+                "id@",
+                "must be a bundle id or id@version",
+            ),
+            ("ML_MODEL_PATH", "s3:///x", "the bucket name is empty"),
+            ("MODEL_RELOAD_SECS", "-1", "invalid MODEL_RELOAD_SECS"),
+        ] {
+            let error = Settings::load(&env(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{error}");
+            assert!(error.contains(expected), "{key}={value}: {error}");
+        }
+    }
+
+    #[test]
     fn a_typo_in_the_file_is_an_error_not_silently_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("accunode.toml");
