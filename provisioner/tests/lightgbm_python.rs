@@ -227,12 +227,6 @@ fn a_booster_trained_by_accunode_scores_bit_identically_in_python() {
     let mut batch = BatchOutput::default();
     bundle.score_batch(&values, &mut batch).unwrap();
     // The LightGBM component is the second of the trained bundle.
-    let rust: Vec<f64> = batch
-        .component_probabilities
-        .iter()
-        .skip(1)
-        .step_by(2)
-        .copied()
-        .collect();
+    let rust = batch.component(1);
     assert_bit_identical(&rust, &python_predictions(&predictions));
 }

@@ -186,6 +186,20 @@ pub struct BatchOutput {
     pub component_probabilities: Vec<f64>,
 }
 
+impl BatchOutput {
+    /// One component's probability for every row: column `component` of
+    /// `component_probabilities`.
+    pub fn component(&self, component: usize) -> Vec<f64> {
+        let width = self.component_probabilities.len() / self.scores.len().max(1);
+        self.component_probabilities
+            .iter()
+            .skip(component)
+            .step_by(width.max(1))
+            .copied()
+            .collect()
+    }
+}
+
 /// One row scored, with each component's probability by name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DetailedScore {

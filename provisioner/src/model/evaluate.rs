@@ -46,18 +46,11 @@ pub fn evaluate(bundle: &Bundle, data_path: &Path) -> anyhow::Result<Evaluation>
         .with_context(|| format!("cannot score --data {}", data_path.display()))?;
     let probabilities: Vec<f64> = scored.scores.iter().map(|s| s.probability).collect();
     let truths = data.true_probabilities.as_deref();
-    let component_count = bundle.manifest().components.len();
     let components = bundle
         .component_names()
         .enumerate()
         .map(|(index, name)| {
-            let own: Vec<f64> = scored
-                .component_probabilities
-                .iter()
-                .skip(index)
-                .step_by(component_count)
-                .copied()
-                .collect();
+            let own = scored.component(index);
             ComponentEvaluation {
                 name: name.to_owned(),
                 metrics: metrics(&own, &data.labels),

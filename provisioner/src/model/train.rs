@@ -145,17 +145,10 @@ pub fn train(options: &TrainOptions) -> anyhow::Result<TrainReport> {
         .context("the trained bundle cannot score its holdout")?;
     let ensemble_probabilities: Vec<f64> = scored.scores.iter().map(|s| s.probability).collect();
     let ensemble = metrics(&ensemble_probabilities, &holdout.labels);
-    let component_count = manifest.components.len();
     let mut components = BTreeMap::new();
     let mut component_truth = BTreeMap::new();
     for (index, spec) in manifest.components.iter().enumerate() {
-        let probabilities: Vec<f64> = scored
-            .component_probabilities
-            .iter()
-            .skip(index)
-            .step_by(component_count)
-            .copied()
-            .collect();
+        let probabilities = scored.component(index);
         components.insert(spec.name.clone(), metrics(&probabilities, &holdout.labels));
         if let Some(truths) = &holdout.true_probabilities {
             component_truth.insert(
