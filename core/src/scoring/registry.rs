@@ -8,7 +8,8 @@
 //! prediction. A reload that fails keeps the bundles being served.
 //!
 //! A bundle is identified by id and version: a reload swaps only when one of
-//! them changed (publish a new version rather than edit one in place).
+//! them changed (publish a new version rather than edit one in place). From the
+//! bucket, a reload lists the versions and downloads only a new one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -102,13 +103,28 @@ impl Models {
             (ModelKind::Quarterly, &self.quarterly_ref),
         ] {
             let current = self.get(kind);
-            // An S3 version never changes: a pinned one need not be fetched again.
+            // An S3 version never changes: fetch only when the pinned (or the
+            // latest published) version is not the one being served.
+            let reference =
+                match (&self.source, &reference.version) {
+                    (Source::S3(store), None) => ModelRef {
+                        id: reference.id.clone(),
+                        version: Some(store.latest_version(&reference.id).await.map_err(
+                            |source| ModelsError::Store {
+                                kind: kind_name(kind),
+                                reference: reference.to_string(),
+                                source,
+                            },
+                        )?),
+                    },
+                    _ => reference.clone(),
+                };
             if matches!(self.source, Source::S3(_))
                 && reference.version.as_deref() == Some(current.version())
             {
                 continue;
             }
-            let bundle = resolve(&self.source, reference, kind).await?;
+            let bundle = resolve(&self.source, &reference, kind).await?;
             if bundle.id() != current.id() || bundle.version() != current.version() {
                 fresh.push((kind, bundle));
             }
