@@ -1,11 +1,10 @@
 //! `accunode`: the operator's CLI for the AccuNode AWS stack and its models.
 //!
-//! Today: model bundle commands (`accunode model score|synth|train|evaluate`)
-//! and shell completions.
-//! The stack commands (plan, provision, destroy, status, outputs, cost) are
-//! built by the provisioning work; the CLI says plainly they are not there yet.
+//! The stack commands (`plan`, `provision`, `destroy`, `status`, `outputs`,
+//! `cost`), the model bundle commands (`accunode model …`) and shell completions.
 
 mod model;
+mod stack;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,20 +14,22 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
 use crate::model::ModelCommand;
+use crate::stack::{StackArgs, StackCommand};
 
 /// Provisions and operates the AccuNode AWS stack, and manages model bundles.
-///
-/// Not yet available: `plan`, `provision`, `destroy`, `status`, `outputs` and
-/// `cost` arrive with the provisioning work.
 #[derive(Parser)]
 #[command(name = "accunode", version)]
 struct Cli {
+    #[command(flatten)]
+    stack: StackArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Stack(StackCommand),
     /// Work with model bundles (folders with a manifest.json, such as models/accunode-v1-annual).
     Model {
         #[command(subcommand)]
@@ -43,7 +44,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("accunode: {error:#}");
             ExitCode::FAILURE
@@ -51,15 +52,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Model { command } => model::run(command),
+        Command::Stack(command) => stack::run(cli.stack, command),
+        Command::Model { command } => model::run(command).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "accunode", &mut script);
             std::io::stdout()
                 .write_all(&script)
-                .context("cannot write the completion script")
+                .context("cannot write the completion script")?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,0 +1,43 @@
+#!/bin/bash
+# User data of an AccuNode {{tier}} instance (stack {{stack}}, region {{region}}),
+# rendered by `accunode provision` into the {{tier}} launch template. It holds no
+# secret: the instance reads them from SSM with its instance role.
+set -euo pipefail
+exec > >(tee -a /var/log/accunode-boot.log) 2>&1
+
+STACK="{{stack}}"
+REGION="{{region}}"
+BUCKET="{{bucket}}"
+BINARY="{{binary}}"
+
+id accunode >/dev/null 2>&1 || useradd --system --home-dir /var/lib/accunode --shell /sbin/nologin accunode
+install -d -o accunode -g accunode -m 0750 /var/lib/accunode /var/lib/accunode/models
+install -d -m 0755 /opt/accunode/bin
+install -d -m 0700 /etc/accunode
+
+# Secrets and endpoints, from SecureString parameters, into a root-only file.
+param() {
+  aws ssm get-parameter --region "$REGION" --with-decryption \
+    --name "/accunode/$STACK/$1" --query Parameter.Value --output text
+}
+umask 077
+cat > /etc/accunode/env <<ENV
+DATABASE_URL=$(param database-url)
+REDIS_URL=$(param redis-url)
+JWT_SECRET_KEY=$(param jwt-secret)
+AWS_REGION=$REGION
+LOG_FORMAT=json
+ENV
+umask 022
+
+# The release the deploy command published as current, and the model bundles.
+aws s3 cp --region "$REGION" "s3://$BUCKET/releases/current/$BINARY" "/opt/accunode/bin/$BINARY"
+chmod 0755 "/opt/accunode/bin/$BINARY"
+aws s3 sync --region "$REGION" "s3://$BUCKET/bundles/" /var/lib/accunode/models/
+chown -R accunode:accunode /var/lib/accunode
+
+cat > "/etc/systemd/system/$BINARY.service" <<'UNIT'
+{{unit}}
+UNIT
+systemctl daemon-reload
+systemctl enable --now "$BINARY.service"

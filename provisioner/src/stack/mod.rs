@@ -1,0 +1,463 @@
+//! `accunode plan | provision | destroy | status | outputs | cost`: the AWS
+//! stack of a cost phase, as desired state (the phase definition) compared with
+//! what exists (found by tags: no local state file), planned, then converged.
+
+mod apply;
+mod aws;
+mod cost;
+mod definition;
+mod plan;
+mod progress;
+mod resources;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use self::aws::{Aws, Target};
+use self::definition::Definition;
+use self::plan::Plan;
+use self::progress::Progress;
+use self::resources::{Ctx, Known, aws_error};
+use self::spec::{Existing, Inputs, Kind};
+
+/// Flags every stack command takes.
+#[derive(Args, Clone)]
+pub struct StackArgs {
+    /// The AWS region (default: the SDK's chain: AWS_REGION, then the profile).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    region: Option<String>,
+    /// The named profile of ~/.aws/config to use.
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    /// The stack's name: every resource is tagged accunode:stack=<this> and named after it.
+    #[arg(long, global = true, default_value = "accunode", env = "ACCUNODE_STACK")]
+    stack: String,
+    /// Another AWS endpoint (a local stand-in such as moto), as the SDK's AWS_ENDPOINT_URL.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// A phase definition file instead of the built-in provisioner/phases.toml.
+    #[arg(long, global = true)]
+    definition: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// What the desired state takes beyond the phase.
+#[derive(Args, Clone)]
+pub struct Options {
+    /// Allow SSH (port 22) to the API and worker instances from this CIDR range only.
+    #[arg(long)]
+    admin_cidr: Option<String>,
+    /// An ACM certificate ARN: the load balancer then serves HTTPS on 443 and redirects HTTP to it.
+    #[arg(long)]
+    certificate_arn: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum StackCommand {
+    /// Show what `provision` would change (+ create, ~ update, -/+ replace, - delete) and the monthly cost before → after.
+    Plan {
+        /// The cost phase (1 Startup, 2 Growth, 3 Scale).
+        #[arg(long)]
+        phase: u8,
+        #[command(flatten)]
+        options: Options,
+        /// Exit 0 when there is nothing to change, 2 when there is (1 on error).
+        #[arg(long)]
+        detailed_exitcode: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Create or converge the stack of a phase: plan, then apply that plan.
+    Provision {
+        /// The cost phase (1 Startup, 2 Growth, 3 Scale).
+        #[arg(long)]
+        phase: u8,
+        #[command(flatten)]
+        options: Options,
+        /// The longest one wait (database, Redis, NAT gateway, load balancer) may take, in seconds.
+        #[arg(long, default_value_t = 2400)]
+        wait_timeout: u64,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Remove every resource of the stack, in reverse dependency order (the model bucket only with --delete-data).
+    Destroy {
+        /// Confirm: destroy asks nothing and does nothing without it.
+        #[arg(long)]
+        yes: bool,
+        /// Also empty and delete the model bucket (every version of every object).
+        #[arg(long)]
+        delete_data: bool,
+        /// The longest one wait may take, in seconds.
+        #[arg(long, default_value_t = 2400)]
+        wait_timeout: u64,
+    },
+    /// What exists of the stack and its health.
+    Status {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// The stack's endpoints: load balancer DNS name, database and Redis endpoints, bucket, parameters.
+    Outputs {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// The monthly estimate of a phase per resource, and how it compares with the seed's stated totals.
+    Cost {
+        /// The cost phase (1 Startup, 2 Growth, 3 Scale).
+        #[arg(long)]
+        phase: u8,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+pub fn run(args: StackArgs, command: StackCommand) -> anyhow::Result<ExitCode> {
+    check_stack_name(&args.stack)?;
+    let definition = Definition::load(args.definition.as_deref())?;
+    if let StackCommand::Cost { phase, output } = command {
+        return cost_report(&definition, phase, output);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(args, definition, command))
+}
+
+fn check_stack_name(stack: &str) -> anyhow::Result<()> {
+    let valid = stack.len() <= 20
+        && stack.starts_with(|c: char| c.is_ascii_lowercase())
+        && stack.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !stack.ends_with('-');
+    if !valid {
+        bail!("--stack {stack:?}: use 1 to 20 lowercase letters, digits and dashes, starting with a letter (it names AWS resources)");
+    }
+    Ok(())
+}
+
+fn check_options(options: &Options) -> anyhow::Result<()> {
+    if let Some(cidr) = &options.admin_cidr {
+        let valid = cidr.split_once('/').is_some_and(|(ip, bits)| {
+            ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
+        });
+        if !valid {
+            bail!("--admin-cidr {cidr:?}: expected an IPv4 range such as 203.0.113.7/32");
+        }
+        if cidr.ends_with("/0") {
+            bail!("--admin-cidr {cidr:?}: SSH from the whole internet is refused; give your own address range");
+        }
+    }
+    if let Some(arn) = &options.certificate_arn
+        && !(arn.starts_with("arn:aws") && arn.contains(":acm:"))
+    {
+        bail!("--certificate-arn {arn:?}: expected an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)");
+    }
+    Ok(())
+}
+
+async fn connect(args: &StackArgs, definition: Definition, quiet: bool, wait_timeout: u64) -> anyhow::Result<Ctx> {
+    let target = Target { region: args.region.clone(), profile: args.profile.clone(), endpoint_url: args.endpoint_url.clone() };
+    let aws = Aws::connect(&target).await?;
+    let account = aws.account().await?;
+    Ok(Ctx {
+        aws,
+        stack: args.stack.clone(),
+        account,
+        definition,
+        progress: Progress::new(quiet),
+        wait_timeout: Duration::from_secs(wait_timeout),
+    })
+}
+
+/// What exists, by component; two resources claiming one component is an error
+/// a person must resolve (accunode never guesses which one is in use).
+async fn discover(ctx: &Ctx) -> anyhow::Result<Known> {
+    let mut known = Known::new();
+    for found in resources::discover(ctx).await? {
+        if let Some(other) = known.get(&found.component) {
+            bail!(
+                "two resources carry accunode:stack={} accunode:component={}: {} and {}; delete the one that is not in use",
+                ctx.stack,
+                found.component,
+                other.id,
+                found.id
+            );
+        }
+        known.insert(found.component.clone(), found);
+    }
+    Ok(known)
+}
+
+async fn image_id(ctx: &Ctx) -> anyhow::Result<String> {
+    let name = &ctx.definition.instances.image_parameter;
+    let parameter = ctx.aws.ssm.get_parameter().name(name).send().await.map_err(aws_error).with_context(|| {
+        format!("cannot resolve the instance image from the public parameter {name} (instances.image_parameter)")
+    })?;
+    parameter.parameter().and_then(|p| p.value()).map(str::to_owned).with_context(|| format!("{name} has no value"))
+}
+
+async fn make_plan(ctx: &Ctx, phase: u8, options: &Options) -> anyhow::Result<(Plan, Vec<spec::Resource>, Known)> {
+    check_options(options)?;
+    let phase_definition = ctx.definition.phase(phase)?.clone();
+    let (existing, image) = tokio::try_join!(discover(ctx), image_id(ctx))?;
+    let inputs = Inputs {
+        stack: &ctx.stack,
+        region: ctx.region(),
+        account: &ctx.account,
+        image_id: &image,
+        admin_cidr: options.admin_cidr.as_deref(),
+        certificate_arn: options.certificate_arn.as_deref(),
+    };
+    let desired = spec::desired(&ctx.definition, &phase_definition, &inputs, &existing);
+    let plan = plan::plan(&ctx.definition, &ctx.stack, phase, ctx.region(), &desired, &existing);
+    Ok((plan, desired, existing))
+}
+
+#[derive(Serialize)]
+struct CallReport {
+    total: u64,
+    mutating: u64,
+    mutating_operations: BTreeMap<String, u64>,
+    elapsed_secs: f64,
+}
+
+fn calls(ctx: &Ctx, started: Instant) -> CallReport {
+    CallReport {
+        total: ctx.aws.calls.total(),
+        mutating: ctx.aws.calls.mutating(),
+        mutating_operations: ctx.aws.calls.mutating_operations(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn run_async(args: StackArgs, definition: Definition, command: StackCommand) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    match command {
+        StackCommand::Plan { phase, options, detailed_exitcode, output } => {
+            let ctx = connect(&args, definition, output == Output::Json, 0).await?;
+            let (plan, _, _) = make_plan(&ctx, phase, &options).await?;
+            match output {
+                Output::Json => print_json(&serde_json::json!({"plan": plan, "calls": calls(&ctx, started)}))?,
+                Output::Text => print!("{}", plan::render(&plan, &ctx.progress)),
+            }
+            Ok(if detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        }
+        StackCommand::Provision { phase, options, wait_timeout, output } => {
+            let ctx = connect(&args, definition, output == Output::Json, wait_timeout).await?;
+            let (plan, desired, existing) = make_plan(&ctx, phase, &options).await?;
+            if output == Output::Text {
+                print!("{}", plan::render(&plan, &ctx.progress));
+            }
+            if plan.has_changes() {
+                apply::apply(&ctx, &plan, &desired, existing).await?;
+            }
+            let report = calls(&ctx, started);
+            match output {
+                Output::Json => print_json(&serde_json::json!({"plan": plan, "calls": report}))?,
+                Output::Text => println!(
+                    "Stack {} is at phase {phase} in {:.1} s: {} AWS calls, {} of them changing something.",
+                    ctx.stack, report.elapsed_secs, report.total, report.mutating
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Destroy { yes, delete_data, wait_timeout } => {
+            if !yes {
+                bail!("destroy removes every resource of the stack: pass --yes to confirm");
+            }
+            let ctx = connect(&args, definition, false, wait_timeout).await?;
+            let existing: Vec<Existing> = discover(&ctx).await?.into_values().collect();
+            if existing.is_empty() {
+                println!("Stack {} has no resource in {}: nothing to destroy.", ctx.stack, ctx.region());
+                return Ok(ExitCode::SUCCESS);
+            }
+            // The dependency graph of the largest shape (HTTPS listener included).
+            let inputs = Inputs {
+                stack: &ctx.stack,
+                region: ctx.region(),
+                account: &ctx.account,
+                image_id: "",
+                admin_cidr: None,
+                certificate_arn: Some("arn:aws:acm:graph"),
+            };
+            let phase = ctx.definition.phases[0].clone();
+            let graph = spec::desired(&ctx.definition, &phase, &inputs, &Known::new());
+            let kept = apply::destroy(&ctx, &graph, existing, delete_data).await?;
+            for bucket in &kept {
+                println!("Kept the model bucket {} (pass --delete-data to delete it and every model in it).", bucket.name);
+            }
+            let report = calls(&ctx, started);
+            println!("Stack {} destroyed in {:.1} s ({} AWS calls).", ctx.stack, report.elapsed_secs, report.total);
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Status { output } => {
+            let ctx = connect(&args, definition, true, 0).await?;
+            let existing = discover(&ctx).await?;
+            match output {
+                Output::Json => print_json(&existing.values().collect::<Vec<_>>())?,
+                Output::Text => print!("{}", status_text(&ctx, &existing)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Outputs { output } => {
+            let ctx = connect(&args, definition, true, 0).await?;
+            let existing = discover(&ctx).await?;
+            let outputs = outputs(&ctx, &existing);
+            match output {
+                Output::Json => print_json(&outputs)?,
+                Output::Text => {
+                    for (key, value) in &outputs {
+                        println!("{key:<20} {value}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Cost { .. } => unreachable!("cost needs no AWS and is answered before"),
+    }
+}
+
+fn status_text(ctx: &Ctx, existing: &Known) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if existing.is_empty() {
+        let _ = writeln!(out, "Stack {} has no resource in {}.", ctx.stack, ctx.region());
+        return out;
+    }
+    let _ = writeln!(out, "Stack {} in {}: {} resources", ctx.stack, ctx.region(), existing.len());
+    let mut rows: Vec<&Existing> = existing.values().collect();
+    rows.sort_by_key(|e| std::cmp::Reverse(Kind::DESTROY_ORDER.iter().position(|k| *k == e.kind)));
+    for e in rows {
+        let health = match e.kind {
+            Kind::AutoScalingGroup => format!(
+                "{} of {} desired in service",
+                e.attrs.get("in_service").map_or("0", String::as_str),
+                e.props.get("desired").map_or("?", String::as_str)
+            ),
+            Kind::TargetGroup => format!(
+                "{} of {} targets healthy",
+                e.attrs.get("healthy_targets").map_or("0", String::as_str),
+                e.attrs.get("targets").map_or("0", String::as_str)
+            ),
+            _ => e.attrs.get("status").or(e.attrs.get("state")).cloned().unwrap_or_else(|| "ok".to_owned()),
+        };
+        let _ = writeln!(out, "  {:<28} {:<20} {:<40} {health}", e.component, e.kind.label(), e.name);
+    }
+    out
+}
+
+fn outputs(ctx: &Ctx, existing: &Known) -> BTreeMap<&'static str, String> {
+    let attr = |component: &str, key: &str| existing.get(component).and_then(|e| e.attrs.get(key)).cloned();
+    let mut outputs = BTreeMap::new();
+    outputs.insert("stack", ctx.stack.clone());
+    outputs.insert("region", ctx.region().to_owned());
+    if let Some(dns) = attr("load-balancer", "dns_name") {
+        let scheme = if existing.contains_key("listener-https") { "https" } else { "http" };
+        outputs.insert("api_url", format!("{scheme}://{dns}"));
+        outputs.insert("load_balancer_dns", dns);
+    }
+    if let Some(endpoint) = attr("database", "endpoint") {
+        outputs.insert("database_endpoint", endpoint);
+    }
+    if let Some(endpoint) = attr("redis", "endpoint") {
+        outputs.insert("redis_endpoint", endpoint);
+    }
+    for (key, component) in [("vpc_id", "vpc"), ("model_bucket", "model-bucket")] {
+        if let Some(e) = existing.get(component) {
+            outputs.insert(key, e.id.clone());
+        }
+    }
+    outputs.insert("parameters", spec::names::parameter(&ctx.stack, "*"));
+    outputs
+}
+
+#[derive(Serialize)]
+struct CostLine {
+    component: String,
+    kind: Kind,
+    monthly: f64,
+}
+
+#[derive(Serialize)]
+struct CostReport {
+    phase: u8,
+    name: String,
+    prices_date: String,
+    region: String,
+    lines: Vec<CostLine>,
+    total: f64,
+    seed_total_stated: f64,
+    seed_total_summed: f64,
+    resolved: Vec<String>,
+}
+
+fn cost_report(definition: &Definition, phase_number: u8, output: Output) -> anyhow::Result<ExitCode> {
+    let phase = definition.phase(phase_number)?;
+    let inputs = Inputs {
+        stack: "accunode",
+        region: &definition.prices.region,
+        account: "000000000000",
+        image_id: "",
+        admin_cidr: None,
+        certificate_arn: None,
+    };
+    let desired = spec::desired(definition, phase, &inputs, &Known::new());
+    let lines: Vec<CostLine> = desired
+        .iter()
+        .map(|r| CostLine { component: r.component.clone(), kind: r.kind, monthly: cost::monthly(definition, r.kind, &r.props) })
+        .filter(|l| l.monthly > 0.0)
+        .collect();
+    let report = CostReport {
+        phase: phase.number,
+        name: phase.name.clone(),
+        prices_date: definition.prices.date.clone(),
+        region: definition.prices.region.clone(),
+        total: lines.iter().map(|l| l.monthly).sum(),
+        lines,
+        seed_total_stated: phase.seed_total_stated,
+        seed_total_summed: phase.seed_total_summed,
+        resolved: definition.resolutions(phase).into_iter().map(str::to_owned).collect(),
+    };
+    if output == Output::Json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Phase {} ({}): monthly estimate, {} on-demand prices of {}",
+        report.phase, report.name, report.region, report.prices_date
+    );
+    for line in &report.lines {
+        println!("  {:<28} {:<20} ${:>8.2}", line.component, line.kind.label(), line.monthly);
+    }
+    println!("  {:<49} ${:>8.2}", "total", report.total);
+    println!(
+        "The seed states ${:.0} for this phase; its own lines add up to ${:.0}. This estimate is ${:+.2} against the stated total.",
+        report.seed_total_stated,
+        report.seed_total_summed,
+        report.total - report.seed_total_stated
+    );
+    println!("Where the seed contradicts itself or leaves something out, the definition resolves it:");
+    for note in &report.resolved {
+        println!("  - {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

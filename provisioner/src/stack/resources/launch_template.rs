@@ -1,0 +1,188 @@
+//! Launch templates of the API and worker groups, rendered from
+//! `launch-templates/` (user data + systemd unit). A change makes a new
+//! template version and makes it the default, which the groups launch.
+
+use anyhow::Context;
+use aws_sdk_ec2::types::{
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData, ResourceType, VolumeType,
+};
+use base64::Engine;
+
+use super::network::{ec2_tagged, stack_filter, tag_spec};
+use super::{Ctx, Known, aws_error, existing, id, ids, sha256_hex};
+use crate::stack::spec::{Existing, Kind, Resource, names};
+
+const USER_DATA: &str = include_str!("../../../../launch-templates/user-data.sh");
+const API_UNIT: &str = include_str!("../../../../launch-templates/systemd/accunode-api.service");
+const WORKER_UNIT: &str = include_str!("../../../../launch-templates/systemd/accunode-worker.service");
+
+/// The boot script of a tier's instances.
+pub fn user_data(tier: &str, stack: &str, region: &str, bucket: &str) -> String {
+    let (binary, unit) = if tier == "api" { ("accunode-api", API_UNIT) } else { ("accunode-worker", WORKER_UNIT) };
+    USER_DATA
+        .replace("{{tier}}", tier)
+        .replace("{{stack}}", stack)
+        .replace("{{region}}", region)
+        .replace("{{bucket}}", bucket)
+        .replace("{{binary}}", binary)
+        .replace("{{unit}}", unit.trim_end())
+}
+
+const ROOT_DEVICE: &str = "/dev/xvda";
+
+pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+    let ec2 = &ctx.aws.ec2;
+    let templates = ec2
+        .describe_launch_templates()
+        .filters(stack_filter(ctx))
+        .send()
+        .await
+        .map_err(aws_error)
+        .context("cannot list the stack's launch templates")?;
+    let mut found = Vec::new();
+    for template in templates.launch_templates() {
+        let Some((component, name)) = ec2_tagged(ctx, template.tags()) else { continue };
+        let template_id = template.launch_template_id().unwrap_or_default();
+        let versions = ec2
+            .describe_launch_template_versions()
+            .launch_template_id(template_id)
+            .versions("$Default")
+            .send()
+            .await
+            .map_err(aws_error)?;
+        let Some(data) = versions.launch_template_versions().first().and_then(|v| v.launch_template_data()) else {
+            continue;
+        };
+        let user_data = data
+            .user_data()
+            .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded).ok())
+            .map(|bytes| sha256_hex(&bytes))
+            .unwrap_or_default();
+        let volume = data
+            .block_device_mappings()
+            .iter()
+            .find(|m| m.device_name() == Some(ROOT_DEVICE))
+            .and_then(|m| m.ebs())
+            .map(|ebs| {
+                format!(
+                    "{} GB {}",
+                    ebs.volume_size().unwrap_or_default(),
+                    ebs.volume_type().map(|t| t.as_str()).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        let mut e = existing(
+            component,
+            Kind::LaunchTemplate,
+            name,
+            template_id.to_owned(),
+            &[
+                ("image", data.image_id().unwrap_or_default().to_owned()),
+                ("instance_type", data.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default()),
+                ("security_groups", data.security_group_ids().join(",")),
+                (
+                    "instance_profile",
+                    data.iam_instance_profile().and_then(|p| p.name()).unwrap_or_default().to_owned(),
+                ),
+                ("volume", volume),
+                ("user_data_sha256", user_data),
+            ],
+        );
+        e.attrs.insert(
+            "default_version".into(),
+            template.default_version_number().unwrap_or_default().to_string(),
+        );
+        found.push(e);
+    }
+    Ok(found)
+}
+
+fn data(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<RequestLaunchTemplateData> {
+    let p = &resource.props;
+    let tier = if resource.component.ends_with("api") { "api" } else { "worker" };
+    let bucket = names::bucket(&ctx.stack, &ctx.account, ctx.region());
+    let instances = &ctx.definition.instances;
+    let script = user_data(tier, &ctx.stack, ctx.region(), &bucket);
+    Ok(RequestLaunchTemplateData::builder()
+        .image_id(&p["image"])
+        .instance_type(p["instance_type"].as_str().into())
+        .set_security_group_ids(Some(ids(known, &p["security_groups"])?))
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name(id(known, &p["instance_profile"])?)
+                .build(),
+        )
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(ROOT_DEVICE)
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(instances.root_volume_gb)
+                        .volume_type(VolumeType::from(instances.root_volume_type.as_str()))
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        // IMDSv2 only: instance credentials are not readable through a request forgery.
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .build(),
+        )
+        .user_data(base64::engine::general_purpose::STANDARD.encode(script))
+        .build())
+}
+
+pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+    let template = ctx
+        .aws
+        .ec2
+        .create_launch_template()
+        .launch_template_name(&resource.name)
+        .version_description("accunode provision")
+        .launch_template_data(data(ctx, known, resource)?)
+        .tag_specifications(tag_spec(ctx, ResourceType::LaunchTemplate, resource))
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let template_id = template
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .context("CreateLaunchTemplate returned no id")?;
+    Ok(super::created(resource, template_id.to_owned()))
+}
+
+pub async fn update(ctx: &Ctx, known: &Known, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+    let version = ctx
+        .aws
+        .ec2
+        .create_launch_template_version()
+        .launch_template_id(&current.id)
+        .version_description("accunode provision")
+        .launch_template_data(data(ctx, known, resource)?)
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let number = version
+        .launch_template_version()
+        .and_then(|v| v.version_number())
+        .context("CreateLaunchTemplateVersion returned no version")?;
+    ctx.aws
+        .ec2
+        .modify_launch_template()
+        .launch_template_id(&current.id)
+        .default_version(number.to_string())
+        .send()
+        .await
+        .map_err(aws_error)?;
+    Ok(super::created(resource, current.id.clone()))
+}
+
+pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    ctx.aws.ec2.delete_launch_template().launch_template_id(&current.id).send().await.map_err(aws_error)?;
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! The network: VPC, subnets, internet gateway, the NAT gateway and its
+//! Elastic IP, and the public and private route tables.
+
+use anyhow::Context;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, Filter, ResourceType, Tag, TagSpecification, VpcAttributeName,
+};
+
+use super::{Ctx, Known, Poll, aws_error, created, existing, id, tagged, wait_for};
+use crate::stack::spec::{Existing, Kind, Resource, STACK_TAG};
+
+pub fn tag_spec(ctx: &Ctx, resource_type: ResourceType, resource: &Resource) -> TagSpecification {
+    let mut spec = TagSpecification::builder().resource_type(resource_type);
+    for (key, value) in ctx.tags(&resource.component, &resource.name) {
+        spec = spec.tags(Tag::builder().key(key).value(value).build());
+    }
+    spec.build()
+}
+
+pub fn stack_filter(ctx: &Ctx) -> Filter {
+    Filter::builder().name(format!("tag:{STACK_TAG}")).values(&ctx.stack).build()
+}
+
+pub fn ec2_tagged(ctx: &Ctx, tags: &[Tag]) -> Option<(String, String)> {
+    let (component, name) = tagged(&ctx.stack, tags.iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))))?;
+    let name = name.unwrap_or_else(|| component.clone());
+    Some((component, name))
+}
+
+fn flag(value: bool) -> AttributeBooleanValue {
+    AttributeBooleanValue::builder().value(value).build()
+}
+
+pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+    let ec2 = &ctx.aws.ec2;
+    let (vpcs, subnets, gateways, addresses, nats, tables) = tokio::try_join!(
+        async { ec2.describe_vpcs().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
+        async { ec2.describe_subnets().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
+        async { ec2.describe_internet_gateways().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
+        async { ec2.describe_addresses().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
+        async { ec2.describe_nat_gateways().filter(stack_filter(ctx)).send().await.map_err(aws_error) },
+        async { ec2.describe_route_tables().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
+    )
+    .context("cannot list the stack's network (ec2:Describe*)")?;
+    let mut found = Vec::new();
+    for vpc in vpcs.vpcs() {
+        let Some((component, name)) = ec2_tagged(ctx, vpc.tags()) else { continue };
+        let vpc_id = vpc.vpc_id().unwrap_or_default().to_owned();
+        let (hostnames, support) = tokio::try_join!(
+            ec2.describe_vpc_attribute().vpc_id(&vpc_id).attribute(VpcAttributeName::EnableDnsHostnames).send(),
+            ec2.describe_vpc_attribute().vpc_id(&vpc_id).attribute(VpcAttributeName::EnableDnsSupport).send(),
+        )
+        .map_err(aws_error)?;
+        let enabled = |value: Option<&AttributeBooleanValue>| value.and_then(|v| v.value()).unwrap_or(false).to_string();
+        found.push(existing(
+            component,
+            Kind::Vpc,
+            name,
+            vpc_id,
+            &[
+                ("cidr", vpc.cidr_block().unwrap_or_default().to_owned()),
+                ("dns_hostnames", enabled(hostnames.enable_dns_hostnames())),
+                ("dns_support", enabled(support.enable_dns_support())),
+            ],
+        ));
+    }
+    for subnet in subnets.subnets() {
+        let Some((component, name)) = ec2_tagged(ctx, subnet.tags()) else { continue };
+        found.push(existing(
+            component,
+            Kind::Subnet,
+            name,
+            subnet.subnet_id().unwrap_or_default().to_owned(),
+            &[
+                ("vpc", subnet.vpc_id().unwrap_or_default().to_owned()),
+                ("cidr", subnet.cidr_block().unwrap_or_default().to_owned()),
+                ("zone", subnet.availability_zone().unwrap_or_default().to_owned()),
+                ("public_ip_on_launch", subnet.map_public_ip_on_launch().unwrap_or(false).to_string()),
+            ],
+        ));
+    }
+    for gateway in gateways.internet_gateways() {
+        let Some((component, name)) = ec2_tagged(ctx, gateway.tags()) else { continue };
+        let vpc = gateway.attachments().iter().filter_map(|a| a.vpc_id()).collect::<Vec<_>>().join(",");
+        found.push(existing(
+            component,
+            Kind::InternetGateway,
+            name,
+            gateway.internet_gateway_id().unwrap_or_default().to_owned(),
+            &[("vpc", vpc)],
+        ));
+    }
+    for address in addresses.addresses() {
+        let Some((component, name)) = ec2_tagged(ctx, address.tags()) else { continue };
+        let mut e = existing(
+            component,
+            Kind::ElasticIp,
+            name,
+            address.allocation_id().unwrap_or_default().to_owned(),
+            &[("domain", address.domain().map(|d| d.as_str().to_owned()).unwrap_or_default())],
+        );
+        e.attrs.insert("public_ip".into(), address.public_ip().unwrap_or_default().to_owned());
+        found.push(e);
+    }
+    for nat in nats.nat_gateways() {
+        let state = nat.state().map(|s| s.as_str().to_owned()).unwrap_or_default();
+        if matches!(state.as_str(), "deleted" | "deleting" | "failed") {
+            continue;
+        }
+        let Some((component, name)) = ec2_tagged(ctx, nat.tags()) else { continue };
+        let allocation = nat.nat_gateway_addresses().iter().filter_map(|a| a.allocation_id()).collect::<Vec<_>>().join(",");
+        let mut e = existing(
+            component,
+            Kind::NatGateway,
+            name,
+            nat.nat_gateway_id().unwrap_or_default().to_owned(),
+            &[("subnet", nat.subnet_id().unwrap_or_default().to_owned()), ("elastic_ip", allocation)],
+        );
+        e.attrs.insert("state".into(), state);
+        found.push(e);
+    }
+    for table in tables.route_tables() {
+        let Some((component, name)) = ec2_tagged(ctx, table.tags()) else { continue };
+        let default_route = table
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .and_then(|r| r.gateway_id().or(r.nat_gateway_id()))
+            .unwrap_or_default()
+            .to_owned();
+        let mut e = existing(
+            component,
+            Kind::RouteTable,
+            name,
+            table.route_table_id().unwrap_or_default().to_owned(),
+            &[
+                ("vpc", table.vpc_id().unwrap_or_default().to_owned()),
+                ("default_route", default_route),
+                (
+                    "subnets",
+                    table.associations().iter().filter_map(|a| a.subnet_id()).collect::<Vec<_>>().join(","),
+                ),
+            ],
+        );
+        for association in table.associations() {
+            if let (Some(subnet), Some(association)) = (association.subnet_id(), association.route_table_association_id()) {
+                e.attrs.insert(format!("association {subnet}"), association.to_owned());
+            }
+        }
+        found.push(e);
+    }
+    Ok(found)
+}
+
+pub async fn create_vpc(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
+    let vpc = ctx
+        .aws
+        .ec2
+        .create_vpc()
+        .cidr_block(&resource.props["cidr"])
+        .tag_specifications(tag_spec(ctx, ResourceType::Vpc, resource))
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).context("CreateVpc returned no id")?.to_owned();
+    let current = created(resource, vpc_id);
+    let unset = |_: &str| true;
+    update_vpc(ctx, resource, &current, &unset).await
+}
+
+pub async fn update_vpc(
+    ctx: &Ctx,
+    resource: &Resource,
+    current: &Existing,
+    changed: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<Existing> {
+    // One attribute per call: the API refuses both at once.
+    if changed("dns_support") {
+        ctx.aws
+            .ec2
+            .modify_vpc_attribute()
+            .vpc_id(&current.id)
+            .enable_dns_support(flag(resource.props["dns_support"] == "true"))
+            .send()
+            .await
+            .map_err(aws_error)?;
+    }
+    if changed("dns_hostnames") {
+        ctx.aws
+            .ec2
+            .modify_vpc_attribute()
+            .vpc_id(&current.id)
+            .enable_dns_hostnames(flag(resource.props["dns_hostnames"] == "true"))
+            .send()
+            .await
+            .map_err(aws_error)?;
+    }
+    Ok(created(resource, current.id.clone()))
+}
+
+pub async fn create_subnet(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+    let subnet = ctx
+        .aws
+        .ec2
+        .create_subnet()
+        .vpc_id(id(known, &resource.props["vpc"])?)
+        .cidr_block(&resource.props["cidr"])
+        .availability_zone(&resource.props["zone"])
+        .tag_specifications(tag_spec(ctx, ResourceType::Subnet, resource))
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).context("CreateSubnet returned no id")?;
+    let current = created(resource, subnet_id.to_owned());
+    update_subnet(ctx, resource, &current).await
+}
+
+pub async fn update_subnet(ctx: &Ctx, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+    ctx.aws
+        .ec2
+        .modify_subnet_attribute()
+        .subnet_id(&current.id)
+        .map_public_ip_on_launch(flag(resource.props["public_ip_on_launch"] == "true"))
+        .send()
+        .await
+        .map_err(aws_error)?;
+    Ok(created(resource, current.id.clone()))
+}
+
+pub async fn create_internet_gateway(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+    let gateway = ctx
+        .aws
+        .ec2
+        .create_internet_gateway()
+        .tag_specifications(tag_spec(ctx, ResourceType::InternetGateway, resource))
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let gateway_id = gateway
+        .internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .context("CreateInternetGateway returned no id")?;
+    let mut current = created(resource, gateway_id.to_owned());
+    current.props.insert("vpc".into(), String::new());
+    update_internet_gateway(ctx, known, &current).await?;
+    Ok(created(resource, gateway_id.to_owned()))
+}
+
+pub async fn update_internet_gateway(ctx: &Ctx, known: &Known, current: &Existing) -> anyhow::Result<Existing> {
+    let vpc = id(known, "vpc")?;
+    for attached in current.props["vpc"].split(',').filter(|v| !v.is_empty() && *v != "vpc") {
+        let attached_id = known.get(attached).map_or(attached, |e| e.id.as_str());
+        ctx.aws
+            .ec2
+            .detach_internet_gateway()
+            .internet_gateway_id(&current.id)
+            .vpc_id(attached_id)
+            .send()
+            .await
+            .map_err(aws_error)?;
+    }
+    if current.props["vpc"] != "vpc" {
+        ctx.aws
+            .ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(&current.id)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(aws_error)?;
+    }
+    let mut updated = current.clone();
+    updated.props.insert("vpc".into(), "vpc".into());
+    Ok(updated)
+}
+
+pub async fn create_elastic_ip(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
+    let address = ctx
+        .aws
+        .ec2
+        .allocate_address()
+        .domain(DomainType::Vpc)
+        .tag_specifications(tag_spec(ctx, ResourceType::ElasticIp, resource))
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let mut current = created(resource, address.allocation_id().context("AllocateAddress returned no id")?.to_owned());
+    current.attrs.insert("public_ip".into(), address.public_ip().unwrap_or_default().to_owned());
+    Ok(current)
+}
+
+pub async fn create_nat_gateway(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+    let nat = ctx
+        .aws
+        .ec2
+        .create_nat_gateway()
+        .subnet_id(id(known, &resource.props["subnet"])?)
+        .allocation_id(id(known, &resource.props["elastic_ip"])?)
+        .tag_specifications(tag_spec(ctx, ResourceType::Natgateway, resource))
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let nat_id = nat.nat_gateway().and_then(|n| n.nat_gateway_id()).context("CreateNatGateway returned no id")?;
+    wait_nat(ctx, &resource.component, nat_id, "available").await?;
+    Ok(created(resource, nat_id.to_owned()))
+}
+
+async fn wait_nat(ctx: &Ctx, component: &str, nat_id: &str, target: &str) -> anyhow::Result<()> {
+    wait_for(ctx, component, || async {
+        let nats = ctx.aws.ec2.describe_nat_gateways().nat_gateway_ids(nat_id).send().await.map_err(aws_error)?;
+        let state = nats.nat_gateways().first().and_then(|n| n.state()).map(|s| s.as_str().to_owned());
+        Ok(match state.as_deref() {
+            Some(state) if state == target => Poll::Ready(()),
+            None if target == "deleted" => Poll::Ready(()),
+            Some("failed") if target != "deleted" => {
+                anyhow::bail!("NAT gateway {nat_id} failed (see ec2:DescribeNatGateways for the reason)")
+            }
+            Some(state) => Poll::Pending(state.to_owned()),
+            None => Poll::Pending("not listed yet".to_owned()),
+        })
+    })
+    .await
+}
+
+pub async fn create_route_table(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+    let table = ctx
+        .aws
+        .ec2
+        .create_route_table()
+        .vpc_id(id(known, "vpc")?)
+        .tag_specifications(tag_spec(ctx, ResourceType::RouteTable, resource))
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let table_id = table.route_table().and_then(|t| t.route_table_id()).context("CreateRouteTable returned no id")?;
+    let mut current = created(resource, table_id.to_owned());
+    current.props.insert("default_route".into(), String::new());
+    current.props.insert("subnets".into(), String::new());
+    let all = |_: &str| true;
+    update_route_table(ctx, known, resource, &current, &all).await
+}
+
+pub async fn update_route_table(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+    changed: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<Existing> {
+    let ec2 = &ctx.aws.ec2;
+    if changed("default_route") {
+        let target_component = &resource.props["default_route"];
+        let target = id(known, target_component)?;
+        let is_nat = known.get(target_component).map(|e| e.kind) == Some(Kind::NatGateway);
+        if current.props["default_route"].is_empty() {
+            let request = ec2.create_route().route_table_id(&current.id).destination_cidr_block("0.0.0.0/0");
+            let request = if is_nat { request.nat_gateway_id(target) } else { request.gateway_id(target) };
+            request.send().await.map_err(aws_error)?;
+        } else {
+            let request = ec2.replace_route().route_table_id(&current.id).destination_cidr_block("0.0.0.0/0");
+            let request = if is_nat { request.nat_gateway_id(target) } else { request.gateway_id(target) };
+            request.send().await.map_err(aws_error)?;
+        }
+    }
+    if changed("subnets") {
+        let wanted: Vec<&str> = resource.props["subnets"].split(',').collect();
+        let have: Vec<&str> = current.props["subnets"].split(',').filter(|s| !s.is_empty()).collect();
+        for subnet in have.iter().filter(|s| !wanted.contains(s)) {
+            let subnet_id = known.get(*subnet).map_or(*subnet, |e| e.id.as_str());
+            if let Some(association) = current.attrs.get(&format!("association {subnet_id}")) {
+                ec2.disassociate_route_table().association_id(association).send().await.map_err(aws_error)?;
+            }
+        }
+        for subnet in wanted.iter().filter(|s| !have.contains(s)) {
+            ec2.associate_route_table()
+                .route_table_id(&current.id)
+                .subnet_id(id(known, subnet)?)
+                .send()
+                .await
+                .map_err(aws_error)?;
+        }
+    }
+    Ok(created(resource, current.id.clone()))
+}
+
+pub async fn delete_vpc(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    ctx.aws.ec2.delete_vpc().vpc_id(&current.id).send().await.map_err(aws_error)?;
+    Ok(())
+}
+
+pub async fn delete_subnet(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    ctx.aws.ec2.delete_subnet().subnet_id(&current.id).send().await.map_err(aws_error)?;
+    Ok(())
+}
+
+pub async fn delete_internet_gateway(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    let gateways = ctx
+        .aws
+        .ec2
+        .describe_internet_gateways()
+        .internet_gateway_ids(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
+    for attachment in gateways.internet_gateways().iter().flat_map(|g| g.attachments()) {
+        if let Some(vpc) = attachment.vpc_id() {
+            ctx.aws
+                .ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(&current.id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .map_err(aws_error)?;
+        }
+    }
+    ctx.aws.ec2.delete_internet_gateway().internet_gateway_id(&current.id).send().await.map_err(aws_error)?;
+    Ok(())
+}
+
+pub async fn delete_elastic_ip(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    ctx.aws.ec2.release_address().allocation_id(&current.id).send().await.map_err(aws_error)?;
+    Ok(())
+}
+
+pub async fn delete_nat_gateway(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    ctx.aws.ec2.delete_nat_gateway().nat_gateway_id(&current.id).send().await.map_err(aws_error)?;
+    // Its Elastic IP is only released once the gateway is gone.
+    wait_nat(ctx, &current.component, &current.id, "deleted").await
+}
+
+pub async fn delete_route_table(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    for (key, association) in &current.attrs {
+        if key.starts_with("association ") {
+            ctx.aws
+                .ec2
+                .disassociate_route_table()
+                .association_id(association)
+                .send()
+                .await
+                .map_err(aws_error)?;
+        }
+    }
+    ctx.aws.ec2.delete_route_table().route_table_id(&current.id).send().await.map_err(aws_error)?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The S3 model bucket: versioned, encrypted, public access blocked. Its name
+//! carries the stack, account and region, so discovery asks for it by name.
+//! S3 cannot tag a bucket in the call that creates it: an untagged bucket of
+//! that name is taken as an interrupted create only while it is empty;
+//! otherwise it is refused, never touched.
+
+use anyhow::{Context, bail};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+};
+
+use super::{Ctx, aws_error, created, error_code, existing, tagged};
+use crate::stack::spec::{Existing, Kind, Resource, names};
+
+/// The bucket's component name (see `spec::desired`).
+const MODEL_BUCKET: &str = "model-bucket";
+
+fn bucket_name(ctx: &Ctx) -> String {
+    names::bucket(&ctx.stack, &ctx.account, ctx.region())
+}
+
+pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+    let s3 = &ctx.aws.s3;
+    let name = bucket_name(ctx);
+    match s3.head_bucket().bucket(&name).send().await {
+        Ok(_) => {}
+        Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(404) => return Ok(vec![]),
+        Err(error) => return Err(aws_error(error)).context(format!("cannot look up the model bucket {name}")),
+    }
+    let tags = match s3.get_bucket_tagging().bucket(&name).send().await {
+        Ok(tagging) => tagging.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
+        Err(error) if error_code(&error) == Some("NoSuchTagSet") => Vec::new(),
+        Err(error) => return Err(aws_error(error)),
+    };
+    let component = match tagged(&ctx.stack, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Some((component, _)) => component,
+        None if tags.is_empty() && is_empty(ctx, &name).await? => MODEL_BUCKET.to_owned(),
+        None => bail!(
+            "the bucket {name} exists but does not carry the tag accunode:stack={}: it is not this stack's, \
+             so accunode will not touch it (tag it, or use another --stack)",
+            ctx.stack
+        ),
+    };
+    let tagged = (!tags.is_empty()).to_string();
+    let (versioning, encryption, public_access) = tokio::join!(
+        s3.get_bucket_versioning().bucket(&name).send(),
+        s3.get_bucket_encryption().bucket(&name).send(),
+        s3.get_public_access_block().bucket(&name).send(),
+    );
+    let versioning = match versioning {
+        Ok(versioning) => versioning.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        // moto 5.2.5 answers under another XML root (GetBucketVersioningResponse),
+        // which the SDK refuses: read the status from the successful answer itself.
+        Err(error) if error.raw_response().is_some_and(|r| r.status().is_success()) => {
+            let body = error.raw_response().and_then(|r| r.body().bytes()).unwrap_or_default();
+            let body = String::from_utf8_lossy(body);
+            body.split_once("<Status>")
+                .and_then(|(_, rest)| rest.split_once("</Status>"))
+                .map_or(String::new(), |(status, _)| status.to_owned())
+        }
+        Err(error) => return Err(aws_error(error)),
+    };
+    let encryption = match encryption {
+        Ok(config) => config
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| d.sse_algorithm().as_str().to_owned())
+            .unwrap_or_default(),
+        Err(error) if error_code(&error) == Some("ServerSideEncryptionConfigurationNotFoundError") => String::new(),
+        Err(error) => return Err(aws_error(error)),
+    };
+    let public_access = match public_access {
+        Ok(block) => {
+            let all = block.public_access_block_configuration().is_some_and(|c| {
+                c.block_public_acls() == Some(true)
+                    && c.ignore_public_acls() == Some(true)
+                    && c.block_public_policy() == Some(true)
+                    && c.restrict_public_buckets() == Some(true)
+            });
+            if all { "blocked" } else { "partly open" }.to_owned()
+        }
+        Err(error) if error_code(&error) == Some("NoSuchPublicAccessBlockConfiguration") => "open".to_owned(),
+        Err(error) => return Err(aws_error(error)),
+    };
+    Ok(vec![existing(
+        component,
+        Kind::Bucket,
+        name.clone(),
+        name,
+        &[
+            ("tagged", tagged),
+            ("versioning", versioning),
+            ("encryption", encryption),
+            ("public_access", public_access),
+        ],
+    )])
+}
+
+async fn is_empty(ctx: &Ctx, bucket: &str) -> anyhow::Result<bool> {
+    let listing = ctx.aws.s3.list_object_versions().bucket(bucket).max_keys(1).send().await.map_err(aws_error)?;
+    Ok(listing.versions().is_empty() && listing.delete_markers().is_empty())
+}
+
+pub async fn create(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
+    let mut request = ctx.aws.s3.create_bucket().bucket(&resource.name);
+    if ctx.region() != "us-east-1" {
+        request = request.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(ctx.region()))
+                .build(),
+        );
+    }
+    request.send().await.map_err(aws_error)?;
+    let mut current = created(resource, resource.name.clone());
+    current.props.insert("tagged".into(), "false".into());
+    update(ctx, resource, &current).await
+}
+
+pub async fn update(ctx: &Ctx, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+    let s3 = &ctx.aws.s3;
+    if current.props.get("tagged").map(String::as_str) != Some("true") {
+        let mut tagging = Tagging::builder();
+        for (key, value) in ctx.tags(&resource.component, &resource.name) {
+            tagging = tagging.tag_set(Tag::builder().key(key).value(value).build()?);
+        }
+        s3.put_bucket_tagging().bucket(&current.id).tagging(tagging.build()?).send().await.map_err(aws_error)?;
+    }
+    s3.put_bucket_versioning()
+        .bucket(&current.id)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let default = ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?;
+    s3.put_bucket_encryption()
+        .bucket(&current.id)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build())
+                .build()?,
+        )
+        .send()
+        .await
+        .map_err(aws_error)?;
+    s3.put_public_access_block()
+        .bucket(&current.id)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(aws_error)?;
+    Ok(created(resource, current.id.clone()))
+}
+
+/// Empties the bucket (every version and delete marker) and removes it.
+pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    let s3 = &ctx.aws.s3;
+    loop {
+        let listing = s3.list_object_versions().bucket(&current.id).send().await.map_err(aws_error)?;
+        let objects: Vec<ObjectIdentifier> = listing
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(listing.delete_markers().iter().map(|m| (m.key(), m.version_id())))
+            .filter_map(|(key, version)| {
+                ObjectIdentifier::builder().key(key?).set_version_id(version.map(str::to_owned)).build().ok()
+            })
+            .collect();
+        if objects.is_empty() {
+            break;
+        }
+        s3.delete_objects()
+            .bucket(&current.id)
+            .delete(Delete::builder().set_objects(Some(objects)).quiet(true).build()?)
+            .send()
+            .await
+            .map_err(aws_error)?;
+    }
+    s3.delete_bucket().bucket(&current.id).send().await.map_err(aws_error)?;
+    Ok(())
+}
+
