@@ -127,8 +127,13 @@ pub enum StackCommand {
 pub fn run(args: StackArgs, command: StackCommand) -> anyhow::Result<ExitCode> {
     check_stack_name(&args.stack)?;
     let definition = Definition::load(args.definition.as_deref())?;
-    if let StackCommand::Cost { phase, output } = command {
-        return cost_report(&definition, phase, output);
+    match &command {
+        StackCommand::Cost { phase, output } => return cost_report(&definition, *phase, *output),
+        StackCommand::Plan { phase, options, .. } | StackCommand::Provision { phase, options, .. } => {
+            definition.phase(*phase)?;
+            check_options(options)?;
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -211,7 +216,6 @@ async fn image_id(ctx: &Ctx) -> anyhow::Result<String> {
 }
 
 async fn make_plan(ctx: &Ctx, phase: u8, options: &Options) -> anyhow::Result<(Plan, Vec<spec::Resource>, Known)> {
-    check_options(options)?;
     let phase_definition = ctx.definition.phase(phase)?.clone();
     let (existing, image) = tokio::try_join!(discover(ctx), image_id(ctx))?;
     let inputs = Inputs {

@@ -60,9 +60,16 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     )
     .context("cannot list the stack's IAM roles and instance profiles")?;
     let mut found = Vec::new();
-    for role in roles.roles() {
+    // Some endpoints (moto) ignore the path prefix: check it here too, and take
+    // a role or profile deleted meanwhile (another run) as not there.
+    let our_path = path(ctx);
+    for role in roles.roles().iter().filter(|r| r.path() == our_path) {
         let name = role.role_name();
-        let role = iam.get_role().role_name(name).send().await.map_err(aws_error)?;
+        let role = match iam.get_role().role_name(name).send().await {
+            Ok(role) => role,
+            Err(error) if super::error_code(&error) == Some("NoSuchEntity") => continue,
+            Err(error) => return Err(aws_error(error)),
+        };
         let Some(role) = role.role() else { continue };
         let Some(component) = is_ours(ctx, role.tags()) else { continue };
         let policy = match iam.get_role_policy().role_name(name).policy_name(POLICY_NAME).send().await {
@@ -74,12 +81,16 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         e.aliases.push(role.arn().to_owned());
         found.push(e);
     }
-    for profile in profiles.instance_profiles() {
+    for profile in profiles.instance_profiles().iter().filter(|p| p.path() == our_path) {
         let mut component = is_ours(ctx, profile.tags());
         if component.is_none() {
             // ListInstanceProfiles may leave tags out; the path is the stack's, so ask.
             let name = profile.instance_profile_name();
-            let detail = iam.get_instance_profile().instance_profile_name(name).send().await.map_err(aws_error)?;
+            let detail = match iam.get_instance_profile().instance_profile_name(name).send().await {
+                Ok(detail) => detail,
+                Err(error) if super::error_code(&error) == Some("NoSuchEntity") => continue,
+                Err(error) => return Err(aws_error(error)),
+            };
             component = detail.instance_profile().and_then(|p| is_ours(ctx, p.tags()));
         }
         if let Some(component) = component {
