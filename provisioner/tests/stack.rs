@@ -15,8 +15,15 @@ const ACCUNODE: &str = env!("CARGO_BIN_EXE_accunode");
 
 fn unique_stack(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}{:x}{}", (nanos ^ std::process::id()) & 0xfffff, NEXT.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}{:x}{}",
+        (nanos ^ std::process::id()) & 0xfffff,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn accunode(stack: &str, args: &[&str]) -> Output {
@@ -73,41 +80,107 @@ async fn clients() -> Clients {
 }
 
 fn stack_filter(stack: &str) -> Filter {
-    Filter::builder().name("tag:accunode:stack").values(stack).build()
+    Filter::builder()
+        .name("tag:accunode:stack")
+        .values(stack)
+        .build()
 }
 
 /// How many EC2 network resources of each type carry the stack's tag.
 async fn network_counts(aws: &Clients, stack: &str) -> [usize; 8] {
     let ec2 = &aws.ec2;
-    let nats = ec2.describe_nat_gateways().filter(stack_filter(stack)).send().await.unwrap();
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(stack_filter(stack))
+        .send()
+        .await
+        .unwrap();
     // moto ignores tag filters on DescribeNatGateways: check the tags here.
     let live_nats = nats
         .nat_gateways()
         .iter()
-        .filter(|n| n.tags().iter().any(|t| t.key() == Some("accunode:stack") && t.value() == Some(stack)))
+        .filter(|n| {
+            n.tags()
+                .iter()
+                .any(|t| t.key() == Some("accunode:stack") && t.value() == Some(stack))
+        })
         .filter(|n| n.state().map(|s| s.as_str()) == Some("available"))
         .count();
     [
-        ec2.describe_vpcs().filters(stack_filter(stack)).send().await.unwrap().vpcs().len(),
-        ec2.describe_subnets().filters(stack_filter(stack)).send().await.unwrap().subnets().len(),
-        ec2.describe_security_groups().filters(stack_filter(stack)).send().await.unwrap().security_groups().len(),
-        ec2.describe_internet_gateways().filters(stack_filter(stack)).send().await.unwrap().internet_gateways().len(),
-        ec2.describe_addresses().filters(stack_filter(stack)).send().await.unwrap().addresses().len(),
+        ec2.describe_vpcs()
+            .filters(stack_filter(stack))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        ec2.describe_subnets()
+            .filters(stack_filter(stack))
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .len(),
+        ec2.describe_security_groups()
+            .filters(stack_filter(stack))
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .len(),
+        ec2.describe_internet_gateways()
+            .filters(stack_filter(stack))
+            .send()
+            .await
+            .unwrap()
+            .internet_gateways()
+            .len(),
+        ec2.describe_addresses()
+            .filters(stack_filter(stack))
+            .send()
+            .await
+            .unwrap()
+            .addresses()
+            .len(),
         live_nats,
-        ec2.describe_route_tables().filters(stack_filter(stack)).send().await.unwrap().route_tables().len(),
-        ec2.describe_launch_templates().filters(stack_filter(stack)).send().await.unwrap().launch_templates().len(),
+        ec2.describe_route_tables()
+            .filters(stack_filter(stack))
+            .send()
+            .await
+            .unwrap()
+            .route_tables()
+            .len(),
+        ec2.describe_launch_templates()
+            .filters(stack_filter(stack))
+            .send()
+            .await
+            .unwrap()
+            .launch_templates()
+            .len(),
     ]
 }
 
 const ONE_OF_EACH: [usize; 8] = [1, 4, 5, 1, 1, 1, 2, 2];
 
 async fn asg(aws: &Clients, name: &str) -> Option<aws_sdk_autoscaling::types::AutoScalingGroup> {
-    let groups = aws.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await.unwrap();
+    let groups = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .unwrap();
     groups.auto_scaling_groups().first().cloned()
 }
 
 async fn database(aws: &Clients, stack: &str) -> aws_sdk_rds::types::DbInstance {
-    let found = aws.rds.describe_db_instances().db_instance_identifier(format!("{stack}-db")).send().await.unwrap();
+    let found = aws
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(format!("{stack}-db"))
+        .send()
+        .await
+        .unwrap();
     found.db_instances()[0].clone()
 }
 
@@ -119,14 +192,24 @@ async fn redis_node_type(aws: &Clients, stack: &str) -> String {
         .send()
         .await
         .unwrap();
-    groups.replication_groups()[0].cache_node_type().unwrap().to_owned()
+    groups.replication_groups()[0]
+        .cache_node_type()
+        .unwrap()
+        .to_owned()
 }
 
 /// Phase 1 from nothing; every setting read back with describe calls.
 async fn verify_phase_one(aws: &Clients, stack: &str) {
     assert_eq!(network_counts(aws, stack).await, ONE_OF_EACH);
     let ec2 = &aws.ec2;
-    let vpc = ec2.describe_vpcs().filters(stack_filter(stack)).send().await.unwrap().vpcs()[0].clone();
+    let vpc = ec2
+        .describe_vpcs()
+        .filters(stack_filter(stack))
+        .send()
+        .await
+        .unwrap()
+        .vpcs()[0]
+        .clone();
     assert_eq!(vpc.cidr_block(), Some("10.0.0.0/16"));
     let vpc_id = vpc.vpc_id().unwrap();
     let hostnames = ec2
@@ -136,24 +219,52 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(hostnames.enable_dns_hostnames().and_then(|v| v.value()), Some(true));
-    let subnets = ec2.describe_subnets().filters(stack_filter(stack)).send().await.unwrap();
-    let zones: std::collections::BTreeSet<&str> =
-        subnets.subnets().iter().filter_map(|s| s.availability_zone()).collect();
+    assert_eq!(
+        hostnames.enable_dns_hostnames().and_then(|v| v.value()),
+        Some(true)
+    );
+    let subnets = ec2
+        .describe_subnets()
+        .filters(stack_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    let zones: std::collections::BTreeSet<&str> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.availability_zone())
+        .collect();
     assert_eq!(zones.len(), 2, "subnets in two availability zones");
 
     // Security groups as the seed says: API 8000 from the ALB group only, no SSH without --admin-cidr.
-    let groups = ec2.describe_security_groups().filters(stack_filter(stack)).send().await.unwrap();
+    let groups = ec2
+        .describe_security_groups()
+        .filters(stack_filter(stack))
+        .send()
+        .await
+        .unwrap();
     let group = |suffix: &str| {
-        groups.security_groups().iter().find(|g| g.group_name() == Some(&format!("{stack}-{suffix}"))).unwrap().clone()
+        groups
+            .security_groups()
+            .iter()
+            .find(|g| g.group_name() == Some(&format!("{stack}-{suffix}")))
+            .unwrap()
+            .clone()
     };
     let (alb, api, database_group) = (group("sg-alb"), group("sg-api"), group("sg-database"));
     let api_rules = api.ip_permissions();
     assert_eq!(api_rules.len(), 1);
     assert_eq!(api_rules[0].from_port(), Some(8000));
-    assert_eq!(api_rules[0].user_id_group_pairs()[0].group_id(), alb.group_id());
+    assert_eq!(
+        api_rules[0].user_id_group_pairs()[0].group_id(),
+        alb.group_id()
+    );
     assert!(api_rules[0].ip_ranges().is_empty());
-    let alb_ports: Vec<i32> = alb.ip_permissions().iter().filter_map(|p| p.from_port()).collect();
+    let alb_ports: Vec<i32> = alb
+        .ip_permissions()
+        .iter()
+        .filter_map(|p| p.from_port())
+        .collect();
     assert!(alb_ports.contains(&80) && alb_ports.contains(&443));
     let database_sources: Vec<&str> = database_group.ip_permissions()[0]
         .user_id_group_pairs()
@@ -164,8 +275,13 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
     assert!(database_group.ip_permissions()[0].ip_ranges().is_empty());
 
     // Target group: HTTP 8000, /health every 30 s, timeout 10, healthy 2, unhealthy 3, deregistration 30 s.
-    let target_groups =
-        aws.elb.describe_target_groups().names(format!("{stack}-api-targets")).send().await.unwrap();
+    let target_groups = aws
+        .elb
+        .describe_target_groups()
+        .names(format!("{stack}-api-targets"))
+        .send()
+        .await
+        .unwrap();
     let target_group = &target_groups.target_groups()[0];
     assert_eq!(target_group.port(), Some(8000));
     assert_eq!(target_group.health_check_path(), Some("/health"));
@@ -180,33 +296,82 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
         .send()
         .await
         .unwrap();
-    let delay = attributes.attributes().iter().find(|a| a.key() == Some("deregistration_delay.timeout_seconds"));
+    let delay = attributes
+        .attributes()
+        .iter()
+        .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"));
     assert_eq!(delay.and_then(|a| a.value()), Some("30"));
-    let balancers = aws.elb.describe_load_balancers().names(format!("{stack}-alb")).send().await.unwrap();
+    let balancers = aws
+        .elb
+        .describe_load_balancers()
+        .names(format!("{stack}-alb"))
+        .send()
+        .await
+        .unwrap();
     let balancer = &balancers.load_balancers()[0];
-    let listeners =
-        aws.elb.describe_listeners().load_balancer_arn(balancer.load_balancer_arn().unwrap()).send().await.unwrap();
+    let listeners = aws
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(balancer.load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(listeners.listeners()[0].port(), Some(80));
-    assert_eq!(listeners.listeners()[0].default_actions()[0].target_group_arn(), target_group.target_group_arn());
+    assert_eq!(
+        listeners.listeners()[0].default_actions()[0].target_group_arn(),
+        target_group.target_group_arn()
+    );
 
     // Groups: API 2..4 behind the target group, workers 2..6, phase 1 desired 2 and 2.
     let api_group = asg(aws, &format!("{stack}-api-asg")).await.unwrap();
-    assert_eq!((api_group.min_size(), api_group.max_size(), api_group.desired_capacity()), (Some(2), Some(4), Some(2)));
-    assert_eq!(api_group.target_group_arns(), [target_group.target_group_arn().unwrap().to_owned()]);
+    assert_eq!(
+        (
+            api_group.min_size(),
+            api_group.max_size(),
+            api_group.desired_capacity()
+        ),
+        (Some(2), Some(4), Some(2))
+    );
+    assert_eq!(
+        api_group.target_group_arns(),
+        [target_group.target_group_arn().unwrap().to_owned()]
+    );
     assert_eq!(api_group.default_cooldown(), Some(300));
     let worker_group = asg(aws, &format!("{stack}-worker-asg")).await.unwrap();
     assert_eq!(
-        (worker_group.min_size(), worker_group.max_size(), worker_group.desired_capacity()),
+        (
+            worker_group.min_size(),
+            worker_group.max_size(),
+            worker_group.desired_capacity()
+        ),
         (Some(2), Some(6), Some(2))
     );
 
-    let policies = aws.autoscaling.describe_policies().auto_scaling_group_name(format!("{stack}-api-asg")).send().await.unwrap();
-    let cpu = policies.scaling_policies()[0].target_tracking_configuration().unwrap();
+    let policies = aws
+        .autoscaling
+        .describe_policies()
+        .auto_scaling_group_name(format!("{stack}-api-asg"))
+        .send()
+        .await
+        .unwrap();
+    let cpu = policies.scaling_policies()[0]
+        .target_tracking_configuration()
+        .unwrap();
     assert_eq!(cpu.target_value(), Some(70.0));
-    let worker_policies =
-        aws.autoscaling.describe_policies().auto_scaling_group_name(format!("{stack}-worker-asg")).send().await.unwrap();
+    let worker_policies = aws
+        .autoscaling
+        .describe_policies()
+        .auto_scaling_group_name(format!("{stack}-worker-asg"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(worker_policies.scaling_policies().len(), 2);
-    assert!(worker_policies.scaling_policies().iter().all(|p| p.policy_type() == Some("StepScaling")));
+    assert!(
+        worker_policies
+            .scaling_policies()
+            .iter()
+            .all(|p| p.policy_type() == Some("StepScaling"))
+    );
 
     // Database and Redis sized for phase 1.
     let db = database(aws, stack).await;
@@ -225,19 +390,52 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
         .send()
         .await
         .unwrap();
-    let mut names: Vec<&str> = parameters.parameters().iter().filter_map(|p| p.name()).collect();
+    let mut names: Vec<&str> = parameters
+        .parameters()
+        .iter()
+        .filter_map(|p| p.name())
+        .collect();
     names.sort_unstable();
     let prefix = format!("/accunode/{stack}/");
     assert_eq!(
         names,
-        ["database-password", "database-url", "jwt-secret", "redis-url"].map(|n| format!("{prefix}{n}"))
+        [
+            "database-password",
+            "database-url",
+            "jwt-secret",
+            "redis-url"
+        ]
+        .map(|n| format!("{prefix}{n}"))
     );
-    assert!(parameters.parameters().iter().all(|p| p.r#type().map(|t| t.as_str()) == Some("SecureString")));
-    let secret = parameters.parameters().iter().find(|p| p.name().unwrap().ends_with("jwt-secret")).unwrap();
+    assert!(
+        parameters
+            .parameters()
+            .iter()
+            .all(|p| p.r#type().map(|t| t.as_str()) == Some("SecureString"))
+    );
+    let secret = parameters
+        .parameters()
+        .iter()
+        .find(|p| p.name().unwrap().ends_with("jwt-secret"))
+        .unwrap();
     assert_eq!(secret.value().unwrap().len(), 64);
-    let url = parameters.parameters().iter().find(|p| p.name().unwrap().ends_with("database-url")).unwrap();
-    assert!(url.value().unwrap().contains(db.endpoint().unwrap().address().unwrap()));
-    let templates = aws.ec2.describe_launch_templates().filters(stack_filter(stack)).send().await.unwrap();
+    let url = parameters
+        .parameters()
+        .iter()
+        .find(|p| p.name().unwrap().ends_with("database-url"))
+        .unwrap();
+    assert!(
+        url.value()
+            .unwrap()
+            .contains(db.endpoint().unwrap().address().unwrap())
+    );
+    let templates = aws
+        .ec2
+        .describe_launch_templates()
+        .filters(stack_filter(stack))
+        .send()
+        .await
+        .unwrap();
     for template in templates.launch_templates() {
         let versions = aws
             .ec2
@@ -247,29 +445,60 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
             .send()
             .await
             .unwrap();
-        let data = versions.launch_template_versions()[0].launch_template_data().unwrap();
+        let data = versions.launch_template_versions()[0]
+            .launch_template_data()
+            .unwrap();
         assert_eq!(data.instance_type().map(|t| t.as_str()), Some("t3.small"));
         use base64::Engine;
-        let script = base64::engine::general_purpose::STANDARD.decode(data.user_data().unwrap()).unwrap();
+        let script = base64::engine::general_purpose::STANDARD
+            .decode(data.user_data().unwrap())
+            .unwrap();
         let script = String::from_utf8(script).unwrap();
         assert!(script.contains("get-parameter") && !script.contains(secret.value().unwrap()));
     }
 
     // The seed's alarms, with their thresholds.
-    let alarms = aws.cloudwatch.describe_alarms().alarm_name_prefix(format!("{stack}-")).send().await.unwrap();
+    let alarms = aws
+        .cloudwatch
+        .describe_alarms()
+        .alarm_name_prefix(format!("{stack}-"))
+        .send()
+        .await
+        .unwrap();
     let alarm = |name: &str| {
-        alarms.metric_alarms().iter().find(|a| a.alarm_name() == Some(&format!("{stack}-{name}"))).unwrap().clone()
+        alarms
+            .metric_alarms()
+            .iter()
+            .find(|a| a.alarm_name() == Some(&format!("{stack}-{name}")))
+            .unwrap()
+            .clone()
     };
     assert_eq!(alarms.metric_alarms().len(), 7);
     let response_time = alarm("HighResponseTime");
-    assert_eq!((response_time.threshold(), response_time.period(), response_time.evaluation_periods()), (Some(0.5), Some(300), Some(2)));
+    assert_eq!(
+        (
+            response_time.threshold(),
+            response_time.period(),
+            response_time.evaluation_periods()
+        ),
+        (Some(0.5), Some(300), Some(2))
+    );
     assert_eq!(response_time.namespace(), Some("AWS/ApplicationELB"));
     let queue = alarm("HighQueueLength");
-    assert_eq!((queue.threshold(), queue.namespace()), (Some(50.0), Some("AccuNode/Workers")));
+    assert_eq!(
+        (queue.threshold(), queue.namespace()),
+        (Some(50.0), Some("AccuNode/Workers"))
+    );
     assert_eq!(alarm("WorkerQueueScaleUp").alarm_actions().len(), 1);
 
     // IAM: instance roles under the stack's path, workers may also write models.
-    let roles = aws.iam.list_roles().path_prefix(format!("/accunode/{stack}/")).send().await.unwrap();
+    let roles = aws
+        .iam
+        .list_roles()
+        .path_prefix(format!("/accunode/{stack}/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(roles.roles().len(), 2);
     let worker_policy = aws
         .iam
@@ -287,18 +516,37 @@ async fn phases_from_nothing_converge_in_place_and_destroy_leaves_nothing() {
     let stack = unique_stack("ph");
     let aws = clients().await;
 
-    let first = json(&accunode(&stack, &["provision", "--phase", "1", "--output", "json"]));
-    assert!(first["calls"]["mutating"].as_u64().unwrap() > 40, "{}", first["calls"]);
+    let first = json(&accunode(
+        &stack,
+        &["provision", "--phase", "1", "--output", "json"],
+    ));
+    assert!(
+        first["calls"]["mutating"].as_u64().unwrap() > 40,
+        "{}",
+        first["calls"]
+    );
     verify_phase_one(&aws, &stack).await;
 
     // Nothing changed: the plan says so (exit 0) and a re-run changes nothing.
     let plan = accunode(&stack, &["plan", "--phase", "1", "--detailed-exitcode"]);
-    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
-    let again = json(&accunode(&stack, &["provision", "--phase", "1", "--output", "json"]));
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let again = json(&accunode(
+        &stack,
+        &["provision", "--phase", "1", "--output", "json"],
+    ));
     assert_eq!(again["calls"]["mutating"], 0, "{}", again["calls"]);
 
     let vpc_before = network_counts(&aws, &stack).await;
-    let db_before = database(&aws, &stack).await.db_instance_arn().unwrap().to_owned();
+    let db_before = database(&aws, &stack)
+        .await
+        .db_instance_arn()
+        .unwrap()
+        .to_owned();
     let mut storage = 20;
     for (phase, api, workers, class, node) in [
         (2, 3, 4, "db.t3.small", "cache.t3.small"),
@@ -306,34 +554,78 @@ async fn phases_from_nothing_converge_in_place_and_destroy_leaves_nothing() {
         (1, 2, 2, "db.t3.micro", "cache.t3.micro"),
     ] {
         let phase_text = phase.to_string();
-        let plan = accunode(&stack, &["plan", "--phase", &phase_text, "--detailed-exitcode"]);
+        let plan = accunode(
+            &stack,
+            &["plan", "--phase", &phase_text, "--detailed-exitcode"],
+        );
         assert_eq!(plan.status.code(), Some(2), "phase {phase} has changes");
-        let applied = json(&accunode(&stack, &["provision", "--phase", &phase_text, "--output", "json"]));
+        let applied = json(&accunode(
+            &stack,
+            &["provision", "--phase", &phase_text, "--output", "json"],
+        ));
         // In place: only modifications, never a create or delete.
-        for operation in applied["calls"]["mutating_operations"].as_object().unwrap().keys() {
+        for operation in applied["calls"]["mutating_operations"]
+            .as_object()
+            .unwrap()
+            .keys()
+        {
             assert!(
-                ["Modify", "Update"].iter().any(|verb| operation.contains(&format!(":{verb}"))),
+                ["Modify", "Update"]
+                    .iter()
+                    .any(|verb| operation.contains(&format!(":{verb}"))),
                 "phase {phase}: {operation} is not an in-place change"
             );
         }
-        assert_eq!(asg(&aws, &format!("{stack}-api-asg")).await.unwrap().desired_capacity(), Some(api));
-        assert_eq!(asg(&aws, &format!("{stack}-worker-asg")).await.unwrap().desired_capacity(), Some(workers));
+        assert_eq!(
+            asg(&aws, &format!("{stack}-api-asg"))
+                .await
+                .unwrap()
+                .desired_capacity(),
+            Some(api)
+        );
+        assert_eq!(
+            asg(&aws, &format!("{stack}-worker-asg"))
+                .await
+                .unwrap()
+                .desired_capacity(),
+            Some(workers)
+        );
         let db = database(&aws, &stack).await;
         assert_eq!(db.db_instance_class(), Some(class));
         assert_eq!(db.db_instance_arn(), Some(db_before.as_str()));
         storage = storage.max(db.allocated_storage().unwrap());
-        assert_eq!(db.allocated_storage(), Some(storage), "storage grows and never shrinks");
+        assert_eq!(
+            db.allocated_storage(),
+            Some(storage),
+            "storage grows and never shrinks"
+        );
         assert_eq!(redis_node_type(&aws, &stack).await, node);
         assert_eq!(network_counts(&aws, &stack).await, vpc_before);
-        let settled = accunode(&stack, &["plan", "--phase", &phase_text, "--detailed-exitcode"]);
-        assert_eq!(settled.status.code(), Some(0), "{}", String::from_utf8_lossy(&settled.stdout));
+        let settled = accunode(
+            &stack,
+            &["plan", "--phase", &phase_text, "--detailed-exitcode"],
+        );
+        assert_eq!(
+            settled.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&settled.stdout)
+        );
     }
 
     let status = succeeded(&accunode(&stack, &["status"]));
     assert!(status.contains("2 of 2 desired in service"), "{status}");
     let outputs = json(&accunode(&stack, &["outputs", "--output", "json"]));
-    assert!(outputs["api_url"].as_str().unwrap().starts_with("http://"), "{outputs}");
-    assert!(outputs["database_endpoint"].as_str().unwrap().contains(&format!("{stack}-db")));
+    assert!(
+        outputs["api_url"].as_str().unwrap().starts_with("http://"),
+        "{outputs}"
+    );
+    assert!(
+        outputs["database_endpoint"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{stack}-db"))
+    );
 
     let refused = accunode(&stack, &["destroy"]);
     assert_eq!(refused.status.code(), Some(1));
@@ -341,19 +633,55 @@ async fn phases_from_nothing_converge_in_place_and_destroy_leaves_nothing() {
     succeeded(&accunode(&stack, &["destroy", "--yes"]));
     assert_eq!(network_counts(&aws, &stack).await, [0; 8]);
     assert!(asg(&aws, &format!("{stack}-api-asg")).await.is_none());
-    let alarms = aws.cloudwatch.describe_alarms().alarm_name_prefix(format!("{stack}-")).send().await.unwrap();
+    let alarms = aws
+        .cloudwatch
+        .describe_alarms()
+        .alarm_name_prefix(format!("{stack}-"))
+        .send()
+        .await
+        .unwrap();
     assert!(alarms.metric_alarms().is_empty());
-    assert!(aws.rds.describe_db_instances().db_instance_identifier(format!("{stack}-db")).send().await.is_err());
-    let parameters = aws.ssm.get_parameters_by_path().path(format!("/accunode/{stack}/")).send().await.unwrap();
+    assert!(
+        aws.rds
+            .describe_db_instances()
+            .db_instance_identifier(format!("{stack}-db"))
+            .send()
+            .await
+            .is_err()
+    );
+    let parameters = aws
+        .ssm
+        .get_parameters_by_path()
+        .path(format!("/accunode/{stack}/"))
+        .send()
+        .await
+        .unwrap();
     assert!(parameters.parameters().is_empty());
     // Without --delete-data the model bucket stays; then it goes too.
     let left = json(&accunode(&stack, &["status", "--output", "json"]));
-    let kinds: Vec<&str> = left.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     // moto 5.2.5 does not implement DeleteCacheSubnetGroup: that one stays on moto only.
-    assert_eq!(kinds.iter().filter(|k| **k != "cache-subnet-group").collect::<Vec<_>>(), [&"bucket"]);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k != "cache-subnet-group")
+            .collect::<Vec<_>>(),
+        [&"bucket"]
+    );
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
     let left = json(&accunode(&stack, &["status", "--output", "json"]));
-    assert!(left.as_array().unwrap().iter().all(|e| e["kind"] == "cache-subnet-group"), "{left}");
+    assert!(
+        left.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == "cache-subnet-group"),
+        "{left}"
+    );
 }
 
 #[tokio::test]
@@ -378,11 +706,30 @@ async fn untagged_look_alikes_and_other_stacks_are_never_touched() {
     let look_alike = look_alike.vpc().unwrap().vpc_id().unwrap().to_owned();
 
     succeeded(&accunode(&stack, &["provision", "--phase", "1"]));
-    assert_eq!(network_counts(&aws, &stack).await, ONE_OF_EACH, "the look-alike is not adopted");
+    assert_eq!(
+        network_counts(&aws, &stack).await,
+        ONE_OF_EACH,
+        "the look-alike is not adopted"
+    );
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
-    let still = aws.ec2.describe_vpcs().vpc_ids(&look_alike).send().await.unwrap();
-    assert_eq!(still.vpcs().len(), 1, "the untagged look-alike VPC survives destroy");
-    aws.ec2.delete_vpc().vpc_id(&look_alike).send().await.unwrap();
+    let still = aws
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(&look_alike)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        still.vpcs().len(),
+        1,
+        "the untagged look-alike VPC survives destroy"
+    );
+    aws.ec2
+        .delete_vpc()
+        .vpc_id(&look_alike)
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -403,12 +750,31 @@ async fn an_apply_killed_at_any_point_converges_on_the_next_run() {
 
         succeeded(&accunode(&stack, &["provision", "--phase", "2"]));
         let plan = accunode(&stack, &["plan", "--phase", "2", "--detailed-exitcode"]);
-        assert_eq!(plan.status.code(), Some(0), "killed after {delay_ms} ms: {}", String::from_utf8_lossy(&plan.stdout));
-        assert_eq!(network_counts(&aws, &stack).await, ONE_OF_EACH, "killed after {delay_ms} ms: a duplicate or an orphan");
-        let alarms = aws.cloudwatch.describe_alarms().alarm_name_prefix(format!("{stack}-")).send().await.unwrap();
+        assert_eq!(
+            plan.status.code(),
+            Some(0),
+            "killed after {delay_ms} ms: {}",
+            String::from_utf8_lossy(&plan.stdout)
+        );
+        assert_eq!(
+            network_counts(&aws, &stack).await,
+            ONE_OF_EACH,
+            "killed after {delay_ms} ms: a duplicate or an orphan"
+        );
+        let alarms = aws
+            .cloudwatch
+            .describe_alarms()
+            .alarm_name_prefix(format!("{stack}-"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(alarms.metric_alarms().len(), 7);
         succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
-        assert_eq!(network_counts(&aws, &stack).await, [0; 8], "killed after {delay_ms} ms: destroy left something");
+        assert_eq!(
+            network_counts(&aws, &stack).await,
+            [0; 8],
+            "killed after {delay_ms} ms: destroy left something"
+        );
     }
 }
 
@@ -417,18 +783,34 @@ fn bad_flags_are_named_and_refused_before_any_aws_call() {
     let cases: [(&[&str], &str); 5] = [
         (&["plan", "--phase", "4"], "--phase 4"),
         (&["plan", "--phase", "1", "--stack", "Bad_Name"], "--stack"),
-        (&["plan", "--phase", "1", "--admin-cidr", "0.0.0.0/0"], "--admin-cidr"),
-        (&["plan", "--phase", "1", "--admin-cidr", "300.1.2.3/32"], "--admin-cidr"),
-        (&["plan", "--phase", "1", "--certificate-arn", "nope"], "--certificate-arn"),
+        (
+            &["plan", "--phase", "1", "--admin-cidr", "0.0.0.0/0"],
+            "--admin-cidr",
+        ),
+        (
+            &["plan", "--phase", "1", "--admin-cidr", "300.1.2.3/32"],
+            "--admin-cidr",
+        ),
+        (
+            &["plan", "--phase", "1", "--certificate-arn", "nope"],
+            "--certificate-arn",
+        ),
     ];
     for (args, named) in cases {
         // An endpoint nobody listens on: the error must come before any call.
-        let output = Command::new(ACCUNODE).args(args).env("AWS_ENDPOINT_URL", "http://127.0.0.1:9").output().unwrap();
+        let output = Command::new(ACCUNODE)
+            .args(args)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(named), "{args:?}: {stderr}");
     }
-    let missing = Command::new(ACCUNODE).args(["plan", "--phase", "1", "--definition", "/nonexistent.toml"]).output().unwrap();
+    let missing = Command::new(ACCUNODE)
+        .args(["plan", "--phase", "1", "--definition", "/nonexistent.toml"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.toml"));
 }
 
@@ -436,16 +818,35 @@ fn bad_flags_are_named_and_refused_before_any_aws_call() {
 fn cost_itemises_each_phase_and_compares_with_the_seed() {
     let mut totals = Vec::new();
     for phase in ["1", "2", "3"] {
-        let output = Command::new(ACCUNODE).args(["cost", "--phase", phase, "--output", "json"]).output().unwrap();
+        let output = Command::new(ACCUNODE)
+            .args(["cost", "--phase", phase, "--output", "json"])
+            .output()
+            .unwrap();
         let report = json(&output);
-        let lines: f64 = report["lines"].as_array().unwrap().iter().map(|l| l["monthly"].as_f64().unwrap()).sum();
+        let lines: f64 = report["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["monthly"].as_f64().unwrap())
+            .sum();
         let total = report["total"].as_f64().unwrap();
         assert!((lines - total).abs() < 1e-6);
-        assert!(report["lines"].as_array().unwrap().iter().any(|l| l["component"] == "nat-gateway"));
+        assert!(
+            report["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["component"] == "nat-gateway")
+        );
         assert!(report["seed_total_stated"].as_f64().unwrap() > 100.0);
         totals.push(total);
     }
     assert!(totals[0] < totals[1] && totals[1] < totals[2], "{totals:?}");
-    let text = succeeded(&Command::new(ACCUNODE).args(["cost", "--phase", "2"]).output().unwrap());
+    let text = succeeded(
+        &Command::new(ACCUNODE)
+            .args(["cost", "--phase", "2"])
+            .output()
+            .unwrap(),
+    );
     assert!(text.contains("$154") && text.contains("$169"), "{text}");
 }

@@ -44,10 +44,15 @@ impl CallCounter {
 
     /// The mutating operations made, `service:Operation` → count.
     pub fn mutating_operations(&self) -> BTreeMap<String, u64> {
-        let calls = self.by_operation.lock().expect("the call counter is never poisoned");
+        let calls = self
+            .by_operation
+            .lock()
+            .expect("the call counter is never poisoned");
         calls
             .iter()
-            .filter(|(operation, _)| is_mutating(operation.split(':').next_back().unwrap_or_default()))
+            .filter(|(operation, _)| {
+                is_mutating(operation.split(':').next_back().unwrap_or_default())
+            })
             .map(|(operation, count)| (operation.clone(), *count))
             .collect()
     }
@@ -57,13 +62,18 @@ impl CallCounter {
         if is_mutating(operation) {
             self.mutating.fetch_add(1, Ordering::Relaxed);
         }
-        let mut calls = self.by_operation.lock().expect("the call counter is never poisoned");
+        let mut calls = self
+            .by_operation
+            .lock()
+            .expect("the call counter is never poisoned");
         *calls.entry(format!("{service}:{operation}")).or_default() += 1;
     }
 }
 
 fn is_mutating(operation: &str) -> bool {
-    !["Describe", "List", "Get", "Head"].iter().any(|read| operation.starts_with(read))
+    !["Describe", "List", "Get", "Head"]
+        .iter()
+        .any(|read| operation.starts_with(read))
 }
 
 #[derive(Debug, Clone)]
@@ -124,7 +134,11 @@ impl Aws {
         let counting = CountingInterceptor(calls.clone());
         macro_rules! client {
             ($sdk:ident) => {
-                $sdk::Client::from_conf($sdk::config::Builder::from(&config).interceptor(counting.clone()).build())
+                $sdk::Client::from_conf(
+                    $sdk::config::Builder::from(&config)
+                        .interceptor(counting.clone())
+                        .build(),
+                )
             };
         }
         let s3 = aws_sdk_s3::Client::from_conf(
@@ -158,8 +172,12 @@ impl Aws {
             .send()
             .await
             .map_err(super::resources::aws_error)
-            .context("cannot tell which AWS account the credentials belong to (sts:GetCallerIdentity)")?;
-        identity.account.context("sts:GetCallerIdentity returned no account")
+            .context(
+                "cannot tell which AWS account the credentials belong to (sts:GetCallerIdentity)",
+            )?;
+        identity
+            .account
+            .context("sts:GetCallerIdentity returned no account")
     }
 }
 
@@ -170,10 +188,22 @@ mod tests {
     #[test]
     fn reads_are_not_mutating() {
         let counter = CallCounter::default();
-        for operation in ["DescribeVpcs", "ListTagsForResource", "GetParameter", "HeadBucket", "CreateVpc"] {
+        for operation in [
+            "DescribeVpcs",
+            "ListTagsForResource",
+            "GetParameter",
+            "HeadBucket",
+            "CreateVpc",
+        ] {
             counter.record("ec2", operation);
         }
         assert_eq!((counter.total(), counter.mutating()), (5, 1));
-        assert_eq!(counter.mutating_operations().into_iter().collect::<Vec<_>>(), [("ec2:CreateVpc".to_owned(), 1)]);
+        assert_eq!(
+            counter
+                .mutating_operations()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [("ec2:CreateVpc".to_owned(), 1)]
+        );
     }
 }

@@ -205,13 +205,19 @@ impl Definition {
             .find(|phase| phase.number == number)
             .with_context(|| {
                 let known: Vec<String> = self.phases.iter().map(|p| p.number.to_string()).collect();
-                format!("--phase {number}: the definition has phases {}", known.join(", "))
+                format!(
+                    "--phase {number}: the definition has phases {}",
+                    known.join(", ")
+                )
             })
     }
 
     fn check(&self) -> anyhow::Result<()> {
         if self.version != 1 {
-            bail!("version: {} is not supported (this accunode reads version 1)", self.version);
+            bail!(
+                "version: {} is not supported (this accunode reads version 1)",
+                self.version
+            );
         }
         let network = &self.network;
         let zones = network.availability_zones.len();
@@ -220,10 +226,16 @@ impl Definition {
         }
         for (field, cidrs) in [
             ("network.public_subnet_cidrs", &network.public_subnet_cidrs),
-            ("network.private_subnet_cidrs", &network.private_subnet_cidrs),
+            (
+                "network.private_subnet_cidrs",
+                &network.private_subnet_cidrs,
+            ),
         ] {
             if cidrs.len() != zones {
-                bail!("{field}: {} entries for {zones} availability zones", cidrs.len());
+                bail!(
+                    "{field}: {} entries for {zones} availability zones",
+                    cidrs.len()
+                );
             }
         }
         let scaling = &self.autoscaling;
@@ -246,9 +258,16 @@ impl Definition {
                 );
             }
             if !self.prices.rds_hourly.contains_key(&phase.database_class) {
-                bail!("{at}: database_class {} has no price in prices.rds_hourly", phase.database_class);
+                bail!(
+                    "{at}: database_class {} has no price in prices.rds_hourly",
+                    phase.database_class
+                );
             }
-            if !self.prices.elasticache_hourly.contains_key(&phase.redis_node_type) {
+            if !self
+                .prices
+                .elasticache_hourly
+                .contains_key(&phase.redis_node_type)
+            {
                 bail!(
                     "{at}: redis_node_type {} has no price in prices.elasticache_hourly",
                     phase.redis_node_type
@@ -258,7 +277,11 @@ impl Definition {
                 bail!("{at}: database_storage_gb must be 20 to 65536 (RDS gp2 limits)");
             }
         }
-        if !self.prices.ec2_hourly.contains_key(&self.instances.instance_type) {
+        if !self
+            .prices
+            .ec2_hourly
+            .contains_key(&self.instances.instance_type)
+        {
             bail!(
                 "instances.instance_type {} has no price in prices.ec2_hourly",
                 self.instances.instance_type
@@ -270,15 +293,27 @@ impl Definition {
                 bail!("alarm {}: defined twice", alarm.name);
             }
             if !STATISTICS.contains(&alarm.statistic.as_str()) {
-                bail!("alarm {}: statistic must be one of {}", alarm.name, STATISTICS.join(", "));
+                bail!(
+                    "alarm {}: statistic must be one of {}",
+                    alarm.name,
+                    STATISTICS.join(", ")
+                );
             }
             if !COMPARISONS.contains(&alarm.comparison.as_str()) {
-                bail!("alarm {}: comparison must be one of {}", alarm.name, COMPARISONS.join(", "));
+                bail!(
+                    "alarm {}: comparison must be one of {}",
+                    alarm.name,
+                    COMPARISONS.join(", ")
+                );
             }
             if let Some(action) = &alarm.action
                 && !ALARM_ACTIONS.contains(&action.as_str())
             {
-                bail!("alarm {}: action must be one of {}", alarm.name, ALARM_ACTIONS.join(", "));
+                bail!(
+                    "alarm {}: action must be one of {}",
+                    alarm.name,
+                    ALARM_ACTIONS.join(", ")
+                );
             }
             if alarm.period_secs < 60 || alarm.period_secs % 60 != 0 {
                 bail!("alarm {}: period_secs must be a multiple of 60", alarm.name);
@@ -298,7 +333,13 @@ mod tests {
         let numbers: Vec<u8> = definition.phases.iter().map(|p| p.number).collect();
         assert_eq!(numbers, [1, 2, 3]);
         assert_eq!(definition.phase(2).unwrap().api_desired, 3);
-        assert!(definition.phase(4).unwrap_err().to_string().contains("--phase 4"));
+        assert!(
+            definition
+                .phase(4)
+                .unwrap_err()
+                .to_string()
+                .contains("--phase 4")
+        );
     }
 
     #[test]

@@ -37,7 +37,12 @@ pub struct StackArgs {
     #[arg(long, global = true, env = "AWS_PROFILE")]
     profile: Option<String>,
     /// The stack's name: every resource is tagged accunode:stack=<this> and named after it.
-    #[arg(long, global = true, default_value = "accunode", env = "ACCUNODE_STACK")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "accunode",
+        env = "ACCUNODE_STACK"
+    )]
     stack: String,
     /// Another AWS endpoint (a local stand-in such as moto), as the SDK's AWS_ENDPOINT_URL.
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
@@ -129,7 +134,8 @@ pub fn run(args: StackArgs, command: StackCommand) -> anyhow::Result<ExitCode> {
     let definition = Definition::load(args.definition.as_deref())?;
     match &command {
         StackCommand::Cost { phase, output } => return cost_report(&definition, *phase, *output),
-        StackCommand::Plan { phase, options, .. } | StackCommand::Provision { phase, options, .. } => {
+        StackCommand::Plan { phase, options, .. }
+        | StackCommand::Provision { phase, options, .. } => {
             definition.phase(*phase)?;
             check_options(options)?;
         }
@@ -146,10 +152,14 @@ pub fn run(args: StackArgs, command: StackCommand) -> anyhow::Result<ExitCode> {
 fn check_stack_name(stack: &str) -> anyhow::Result<()> {
     let valid = stack.len() <= 20
         && stack.starts_with(|c: char| c.is_ascii_lowercase())
-        && stack.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && stack
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !stack.ends_with('-');
     if !valid {
-        bail!("--stack {stack:?}: use 1 to 20 lowercase letters, digits and dashes, starting with a letter (it names AWS resources)");
+        bail!(
+            "--stack {stack:?}: use 1 to 20 lowercase letters, digits and dashes, starting with a letter (it names AWS resources)"
+        );
     }
     Ok(())
 }
@@ -163,19 +173,32 @@ fn check_options(options: &Options) -> anyhow::Result<()> {
             bail!("--admin-cidr {cidr:?}: expected an IPv4 range such as 203.0.113.7/32");
         }
         if cidr.ends_with("/0") {
-            bail!("--admin-cidr {cidr:?}: SSH from the whole internet is refused; give your own address range");
+            bail!(
+                "--admin-cidr {cidr:?}: SSH from the whole internet is refused; give your own address range"
+            );
         }
     }
     if let Some(arn) = &options.certificate_arn
         && !(arn.starts_with("arn:aws") && arn.contains(":acm:"))
     {
-        bail!("--certificate-arn {arn:?}: expected an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)");
+        bail!(
+            "--certificate-arn {arn:?}: expected an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)"
+        );
     }
     Ok(())
 }
 
-async fn connect(args: &StackArgs, definition: Definition, quiet: bool, wait_timeout: u64) -> anyhow::Result<Ctx> {
-    let target = Target { region: args.region.clone(), profile: args.profile.clone(), endpoint_url: args.endpoint_url.clone() };
+async fn connect(
+    args: &StackArgs,
+    definition: Definition,
+    quiet: bool,
+    wait_timeout: u64,
+) -> anyhow::Result<Ctx> {
+    let target = Target {
+        region: args.region.clone(),
+        profile: args.profile.clone(),
+        endpoint_url: args.endpoint_url.clone(),
+    };
     let aws = Aws::connect(&target).await?;
     let account = aws.account().await?;
     Ok(Ctx {
@@ -212,10 +235,18 @@ async fn image_id(ctx: &Ctx) -> anyhow::Result<String> {
     let parameter = ctx.aws.ssm.get_parameter().name(name).send().await.map_err(aws_error).with_context(|| {
         format!("cannot resolve the instance image from the public parameter {name} (instances.image_parameter)")
     })?;
-    parameter.parameter().and_then(|p| p.value()).map(str::to_owned).with_context(|| format!("{name} has no value"))
+    parameter
+        .parameter()
+        .and_then(|p| p.value())
+        .map(str::to_owned)
+        .with_context(|| format!("{name} has no value"))
 }
 
-async fn make_plan(ctx: &Ctx, phase: u8, options: &Options) -> anyhow::Result<(Plan, Vec<spec::Resource>, Known)> {
+async fn make_plan(
+    ctx: &Ctx,
+    phase: u8,
+    options: &Options,
+) -> anyhow::Result<(Plan, Vec<spec::Resource>, Known)> {
     let phase_definition = ctx.definition.phase(phase)?.clone();
     let (existing, image) = tokio::try_join!(discover(ctx), image_id(ctx))?;
     let inputs = Inputs {
@@ -227,7 +258,14 @@ async fn make_plan(ctx: &Ctx, phase: u8, options: &Options) -> anyhow::Result<(P
         certificate_arn: options.certificate_arn.as_deref(),
     };
     let desired = spec::desired(&ctx.definition, &phase_definition, &inputs, &existing);
-    let plan = plan::plan(&ctx.definition, &ctx.stack, phase, ctx.region(), &desired, &existing);
+    let plan = plan::plan(
+        &ctx.definition,
+        &ctx.stack,
+        phase,
+        ctx.region(),
+        &desired,
+        &existing,
+    );
     Ok((plan, desired, existing))
 }
 
@@ -253,19 +291,39 @@ fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_async(args: StackArgs, definition: Definition, command: StackCommand) -> anyhow::Result<ExitCode> {
+async fn run_async(
+    args: StackArgs,
+    definition: Definition,
+    command: StackCommand,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     match command {
-        StackCommand::Plan { phase, options, detailed_exitcode, output } => {
+        StackCommand::Plan {
+            phase,
+            options,
+            detailed_exitcode,
+            output,
+        } => {
             let ctx = connect(&args, definition, output == Output::Json, 0).await?;
             let (plan, _, _) = make_plan(&ctx, phase, &options).await?;
             match output {
-                Output::Json => print_json(&serde_json::json!({"plan": plan, "calls": calls(&ctx, started)}))?,
+                Output::Json => {
+                    print_json(&serde_json::json!({"plan": plan, "calls": calls(&ctx, started)}))?
+                }
                 Output::Text => print!("{}", plan::render(&plan, &ctx.progress)),
             }
-            Ok(if detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+            Ok(if detailed_exitcode && plan.has_changes() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        StackCommand::Provision { phase, options, wait_timeout, output } => {
+        StackCommand::Provision {
+            phase,
+            options,
+            wait_timeout,
+            output,
+        } => {
             let ctx = connect(&args, definition, output == Output::Json, wait_timeout).await?;
             let (plan, desired, existing) = make_plan(&ctx, phase, &options).await?;
             if output == Output::Text {
@@ -284,14 +342,22 @@ async fn run_async(args: StackArgs, definition: Definition, command: StackComman
             }
             Ok(ExitCode::SUCCESS)
         }
-        StackCommand::Destroy { yes, delete_data, wait_timeout } => {
+        StackCommand::Destroy {
+            yes,
+            delete_data,
+            wait_timeout,
+        } => {
             if !yes {
                 bail!("destroy removes every resource of the stack: pass --yes to confirm");
             }
             let ctx = connect(&args, definition, false, wait_timeout).await?;
             let existing: Vec<Existing> = discover(&ctx).await?.into_values().collect();
             if existing.is_empty() {
-                println!("Stack {} has no resource in {}: nothing to destroy.", ctx.stack, ctx.region());
+                println!(
+                    "Stack {} has no resource in {}: nothing to destroy.",
+                    ctx.stack,
+                    ctx.region()
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             // The dependency graph of the largest shape (HTTPS listener included).
@@ -307,10 +373,16 @@ async fn run_async(args: StackArgs, definition: Definition, command: StackComman
             let graph = spec::desired(&ctx.definition, &phase, &inputs, &Known::new());
             let kept = apply::destroy(&ctx, &graph, existing, delete_data).await?;
             for bucket in &kept {
-                println!("Kept the model bucket {} (pass --delete-data to delete it and every model in it).", bucket.name);
+                println!(
+                    "Kept the model bucket {} (pass --delete-data to delete it and every model in it).",
+                    bucket.name
+                );
             }
             let report = calls(&ctx, started);
-            println!("Stack {} destroyed in {:.1} s ({} AWS calls).", ctx.stack, report.elapsed_secs, report.total);
+            println!(
+                "Stack {} destroyed in {:.1} s ({} AWS calls).",
+                ctx.stack, report.elapsed_secs, report.total
+            );
             Ok(ExitCode::SUCCESS)
         }
         StackCommand::Status { output } => {
@@ -344,10 +416,21 @@ fn status_text(ctx: &Ctx, existing: &Known) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     if existing.is_empty() {
-        let _ = writeln!(out, "Stack {} has no resource in {}.", ctx.stack, ctx.region());
+        let _ = writeln!(
+            out,
+            "Stack {} has no resource in {}.",
+            ctx.stack,
+            ctx.region()
+        );
         return out;
     }
-    let _ = writeln!(out, "Stack {} in {}: {} resources", ctx.stack, ctx.region(), existing.len());
+    let _ = writeln!(
+        out,
+        "Stack {} in {}: {} resources",
+        ctx.stack,
+        ctx.region(),
+        existing.len()
+    );
     let mut rows: Vec<&Existing> = existing.values().collect();
     rows.sort_by_key(|e| std::cmp::Reverse(Kind::DESTROY_ORDER.iter().position(|k| *k == e.kind)));
     for e in rows {
@@ -362,20 +445,40 @@ fn status_text(ctx: &Ctx, existing: &Known) -> String {
                 e.attrs.get("healthy_targets").map_or("0", String::as_str),
                 e.attrs.get("targets").map_or("0", String::as_str)
             ),
-            _ => e.attrs.get("status").or(e.attrs.get("state")).cloned().unwrap_or_else(|| "ok".to_owned()),
+            _ => e
+                .attrs
+                .get("status")
+                .or(e.attrs.get("state"))
+                .cloned()
+                .unwrap_or_else(|| "ok".to_owned()),
         };
-        let _ = writeln!(out, "  {:<28} {:<20} {:<40} {health}", e.component, e.kind.label(), e.name);
+        let _ = writeln!(
+            out,
+            "  {:<28} {:<20} {:<40} {health}",
+            e.component,
+            e.kind.label(),
+            e.name
+        );
     }
     out
 }
 
 fn outputs(ctx: &Ctx, existing: &Known) -> BTreeMap<&'static str, String> {
-    let attr = |component: &str, key: &str| existing.get(component).and_then(|e| e.attrs.get(key)).cloned();
+    let attr = |component: &str, key: &str| {
+        existing
+            .get(component)
+            .and_then(|e| e.attrs.get(key))
+            .cloned()
+    };
     let mut outputs = BTreeMap::new();
     outputs.insert("stack", ctx.stack.clone());
     outputs.insert("region", ctx.region().to_owned());
     if let Some(dns) = attr("load-balancer", "dns_name") {
-        let scheme = if existing.contains_key("listener-https") { "https" } else { "http" };
+        let scheme = if existing.contains_key("listener-https") {
+            "https"
+        } else {
+            "http"
+        };
         outputs.insert("api_url", format!("{scheme}://{dns}"));
         outputs.insert("load_balancer_dns", dns);
     }
@@ -414,7 +517,11 @@ struct CostReport {
     resolved: Vec<String>,
 }
 
-fn cost_report(definition: &Definition, phase_number: u8, output: Output) -> anyhow::Result<ExitCode> {
+fn cost_report(
+    definition: &Definition,
+    phase_number: u8,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let phase = definition.phase(phase_number)?;
     let inputs = Inputs {
         stack: "accunode",
@@ -427,7 +534,11 @@ fn cost_report(definition: &Definition, phase_number: u8, output: Output) -> any
     let desired = spec::desired(definition, phase, &inputs, &Known::new());
     let lines: Vec<CostLine> = desired
         .iter()
-        .map(|r| CostLine { component: r.component.clone(), kind: r.kind, monthly: cost::monthly(definition, r.kind, &r.props) })
+        .map(|r| CostLine {
+            component: r.component.clone(),
+            kind: r.kind,
+            monthly: cost::monthly(definition, r.kind, &r.props),
+        })
         .filter(|l| l.monthly > 0.0)
         .collect();
     let report = CostReport {
@@ -439,7 +550,11 @@ fn cost_report(definition: &Definition, phase_number: u8, output: Output) -> any
         lines,
         seed_total_stated: phase.seed_total_stated,
         seed_total_summed: phase.seed_total_summed,
-        resolved: definition.resolutions(phase).into_iter().map(str::to_owned).collect(),
+        resolved: definition
+            .resolutions(phase)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
     };
     if output == Output::Json {
         print_json(&report)?;
@@ -450,7 +565,12 @@ fn cost_report(definition: &Definition, phase_number: u8, output: Output) -> any
         report.phase, report.name, report.region, report.prices_date
     );
     for line in &report.lines {
-        println!("  {:<28} {:<20} ${:>8.2}", line.component, line.kind.label(), line.monthly);
+        println!(
+            "  {:<28} {:<20} ${:>8.2}",
+            line.component,
+            line.kind.label(),
+            line.monthly
+        );
     }
     println!("  {:<49} ${:>8.2}", "total", report.total);
     println!(
@@ -459,7 +579,9 @@ fn cost_report(definition: &Definition, phase_number: u8, output: Output) -> any
         report.seed_total_summed,
         report.total - report.seed_total_stated
     );
-    println!("Where the seed contradicts itself or leaves something out, the definition resolves it:");
+    println!(
+        "Where the seed contradicts itself or leaves something out, the definition resolves it:"
+    );
     for note in &report.resolved {
         println!("  - {note}");
     }

@@ -87,7 +87,10 @@ fn forces_replacement(kind: Kind, key: &str) -> bool {
         Kind::SecurityGroup => matches!(key, "vpc" | "description"),
         Kind::RouteTable => key == "vpc",
         Kind::Parameter => key == "type",
-        Kind::Database => matches!(key, "engine" | "engine_version" | "encrypted" | "subnet_group"),
+        Kind::Database => matches!(
+            key,
+            "engine" | "engine_version" | "encrypted" | "subnet_group"
+        ),
         Kind::Redis => matches!(key, "engine" | "encrypted_at_rest" | "nodes"),
         Kind::TargetGroup => matches!(key, "vpc" | "protocol" | "port"),
         Kind::LoadBalancer => key == "scheme",
@@ -101,7 +104,9 @@ fn accepted(kind: Kind, key: &str, wanted: &str, have: &str) -> Option<String> {
     if kind == Kind::Database && key == "storage_gb" {
         let (wanted, have) = (wanted.parse::<i64>().ok()?, have.parse::<i64>().ok()?);
         if have > wanted {
-            return Some(format!("storage stays at {have} GB (the phase asks {wanted} GB): RDS storage cannot shrink"));
+            return Some(format!(
+                "storage stays at {have} GB (the phase asks {wanted} GB): RDS storage cannot shrink"
+            ));
         }
     }
     None
@@ -124,7 +129,9 @@ pub fn plan(
         if let Some(current) = current {
             for (key, wanted) in &resource.props {
                 // A property discovery cannot read back was set at creation: not compared.
-                let Some(have) = current.props.get(key) else { continue };
+                let Some(have) = current.props.get(key) else {
+                    continue;
+                };
                 if have == wanted {
                     continue;
                 }
@@ -154,12 +161,16 @@ pub fn plan(
             action,
             changes,
             notes,
-            monthly_cost_before: current.map_or(0.0, |c| cost::monthly(definition, c.kind, &c.props)),
+            monthly_cost_before: current
+                .map_or(0.0, |c| cost::monthly(definition, c.kind, &c.props)),
             monthly_cost_after: cost::monthly(definition, resource.kind, &effective),
         });
     }
     let wanted: BTreeSet<&str> = desired.iter().map(|r| r.component.as_str()).collect();
-    let mut leftovers: Vec<&Existing> = existing.values().filter(|e| !wanted.contains(e.component.as_str())).collect();
+    let mut leftovers: Vec<&Existing> = existing
+        .values()
+        .filter(|e| !wanted.contains(e.component.as_str()))
+        .collect();
     leftovers.sort_by_key(|e| Kind::DESTROY_ORDER.iter().position(|k| *k == e.kind));
     for current in leftovers {
         steps.push(Step {
@@ -187,12 +198,23 @@ pub fn plan(
 /// The plan as the terminal shows it: changed resources only, then totals.
 pub fn render(plan: &Plan, progress: &Progress) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Plan for stack {} in {}: phase {}", plan.stack, plan.region, plan.phase);
-    for step in plan.steps.iter().filter(|s| s.action != Action::Keep || !s.notes.is_empty()) {
+    let _ = writeln!(
+        out,
+        "Plan for stack {} in {}: phase {}",
+        plan.stack, plan.region, plan.phase
+    );
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| s.action != Action::Keep || !s.notes.is_empty())
+    {
         let cost = if step.monthly_cost_before == 0.0 && step.monthly_cost_after == 0.0 {
             String::new()
         } else {
-            format!("${:.2} → ${:.2}", step.monthly_cost_before, step.monthly_cost_after)
+            format!(
+                "${:.2} → ${:.2}",
+                step.monthly_cost_before, step.monthly_cost_after
+            )
         };
         let row = format!(
             "{:>3} {:<28} {:<20} {:<36} {cost}",
@@ -201,10 +223,24 @@ pub fn render(plan: &Plan, progress: &Progress) -> String {
             step.kind.label(),
             step.name
         );
-        let _ = writeln!(out, "{}", progress.paint(step.action.symbol(), row.trim_end()));
+        let _ = writeln!(
+            out,
+            "{}",
+            progress.paint(step.action.symbol(), row.trim_end())
+        );
         for change in &step.changes {
-            let forces = if change.forces_replacement { "  (forces replacement)" } else { "" };
-            let _ = writeln!(out, "        {}: {} → {}{forces}", change.key, shown(&change.before), shown(&change.after));
+            let forces = if change.forces_replacement {
+                "  (forces replacement)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "        {}: {} → {}{forces}",
+                change.key,
+                shown(&change.before),
+                shown(&change.after)
+            );
         }
         for note in &step.notes {
             let _ = writeln!(out, "        note: {note}");
@@ -228,7 +264,13 @@ pub fn render(plan: &Plan, progress: &Progress) -> String {
 }
 
 fn shown(value: &str) -> &str {
-    if value.is_empty() { "(none)" } else if value.len() > 120 { "(long value changed)" } else { value }
+    if value.is_empty() {
+        "(none)"
+    } else if value.len() > 120 {
+        "(long value changed)"
+    } else {
+        value
+    }
 }
 
 #[cfg(test)]
@@ -274,7 +316,14 @@ mod tests {
         let definition = Definition::parse(BUILT_IN).unwrap();
         let phase = definition.phase(1).unwrap();
         let resources = desired(&definition, phase, &inputs(), &BTreeMap::new());
-        let plan = plan(&definition, "accunode", 1, "us-east-1", &resources, &BTreeMap::new());
+        let plan = plan(
+            &definition,
+            "accunode",
+            1,
+            "us-east-1",
+            &resources,
+            &BTreeMap::new(),
+        );
         assert!(plan.steps.iter().all(|s| s.action == Action::Create));
         assert_eq!(plan.monthly_cost_before, 0.0);
         let items: f64 = plan.steps.iter().map(|s| s.monthly_cost_after).sum();
@@ -284,7 +333,11 @@ mod tests {
         assert_eq!(components.len(), resources.len());
         for r in &resources {
             for d in &r.depends_on {
-                assert!(components.contains(d.as_str()), "{} depends on unknown {d}", r.component);
+                assert!(
+                    components.contains(d.as_str()),
+                    "{} depends on unknown {d}",
+                    r.component
+                );
             }
         }
     }
@@ -292,16 +345,33 @@ mod tests {
     #[test]
     fn the_same_state_plans_no_change_and_a_phase_change_updates_in_place() {
         let definition = Definition::parse(BUILT_IN).unwrap();
-        let one = desired(&definition, definition.phase(1).unwrap(), &inputs(), &BTreeMap::new());
+        let one = desired(
+            &definition,
+            definition.phase(1).unwrap(),
+            &inputs(),
+            &BTreeMap::new(),
+        );
         let existing = as_existing(&one);
         let same = plan(&definition, "accunode", 1, "us-east-1", &one, &existing);
         assert!(!same.has_changes());
 
-        let three = desired(&definition, definition.phase(3).unwrap(), &inputs(), &BTreeMap::new());
+        let three = desired(
+            &definition,
+            definition.phase(3).unwrap(),
+            &inputs(),
+            &BTreeMap::new(),
+        );
         let up = plan(&definition, "accunode", 3, "us-east-1", &three, &existing);
-        let changed: BTreeSet<&str> =
-            up.steps.iter().filter(|s| s.action != Action::Keep).map(|s| s.component.as_str()).collect();
-        assert_eq!(changed, BTreeSet::from(["asg-api", "asg-worker", "database", "redis"]));
+        let changed: BTreeSet<&str> = up
+            .steps
+            .iter()
+            .filter(|s| s.action != Action::Keep)
+            .map(|s| s.component.as_str())
+            .collect();
+        assert_eq!(
+            changed,
+            BTreeSet::from(["asg-api", "asg-worker", "database", "redis"])
+        );
         assert!(up.steps.iter().all(|s| s.action != Action::Replace));
         assert!(up.monthly_cost_after > up.monthly_cost_before);
     }
@@ -309,7 +379,12 @@ mod tests {
     #[test]
     fn storage_never_shrinks_and_leftovers_are_deleted() {
         let definition = Definition::parse(BUILT_IN).unwrap();
-        let three = desired(&definition, definition.phase(3).unwrap(), &inputs(), &BTreeMap::new());
+        let three = desired(
+            &definition,
+            definition.phase(3).unwrap(),
+            &inputs(),
+            &BTreeMap::new(),
+        );
         let mut existing = as_existing(&three);
         existing.insert(
             "listener-https".into(),
@@ -323,24 +398,54 @@ mod tests {
                 aliases: vec![],
             },
         );
-        let one = desired(&definition, definition.phase(1).unwrap(), &inputs(), &BTreeMap::new());
+        let one = desired(
+            &definition,
+            definition.phase(1).unwrap(),
+            &inputs(),
+            &BTreeMap::new(),
+        );
         let down = plan(&definition, "accunode", 1, "us-east-1", &one, &existing);
-        let database = down.steps.iter().find(|s| s.component == "database").unwrap();
+        let database = down
+            .steps
+            .iter()
+            .find(|s| s.component == "database")
+            .unwrap();
         assert_eq!(database.action, Action::Update);
         assert!(database.changes.iter().all(|c| c.key != "storage_gb"));
-        assert!(database.notes[0].contains("cannot shrink"), "{:?}", database.notes);
-        let https = down.steps.iter().find(|s| s.component == "listener-https").unwrap();
+        assert!(
+            database.notes[0].contains("cannot shrink"),
+            "{:?}",
+            database.notes
+        );
+        let https = down
+            .steps
+            .iter()
+            .find(|s| s.component == "listener-https")
+            .unwrap();
         assert_eq!(https.action, Action::Delete);
     }
 
     #[test]
     fn a_changed_cidr_forces_replacement() {
         let definition = Definition::parse(BUILT_IN).unwrap();
-        let one = desired(&definition, definition.phase(1).unwrap(), &inputs(), &BTreeMap::new());
+        let one = desired(
+            &definition,
+            definition.phase(1).unwrap(),
+            &inputs(),
+            &BTreeMap::new(),
+        );
         let mut existing = as_existing(&one);
-        existing.get_mut("subnet-public-a").unwrap().props.insert("cidr".into(), "10.0.9.0/24".into());
+        existing
+            .get_mut("subnet-public-a")
+            .unwrap()
+            .props
+            .insert("cidr".into(), "10.0.9.0/24".into());
         let p = plan(&definition, "accunode", 1, "us-east-1", &one, &existing);
-        let step = p.steps.iter().find(|s| s.component == "subnet-public-a").unwrap();
+        let step = p
+            .steps
+            .iter()
+            .find(|s| s.component == "subnet-public-a")
+            .unwrap();
         assert_eq!(step.action, Action::Replace);
     }
 }

@@ -26,12 +26,19 @@ impl Progress {
             "-" | "-/+" | "!" => "31",
             _ => return text.to_owned(),
         };
-        if self.colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
     }
 
     pub fn done(&self, symbol: &str, component: &str, kind: &str, detail: &str, took: Duration) {
         if !self.quiet {
-            let row = format!("{symbol:>3} {component:<28} {kind:<20} {detail:<40} {:>6.1} s", took.as_secs_f64());
+            let row = format!(
+                "{symbol:>3} {component:<28} {kind:<20} {detail:<40} {:>6.1} s",
+                took.as_secs_f64()
+            );
             println!("{}", self.paint(symbol, &row));
         }
     }

@@ -160,12 +160,22 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn add(&mut self, component: &str, kind: Kind, name: String, props: &[(&str, String)], depends_on: &[&str]) {
+    fn add(
+        &mut self,
+        component: &str,
+        kind: Kind,
+        name: String,
+        props: &[(&str, String)],
+        depends_on: &[&str],
+    ) {
         self.resources.push(Resource {
             component: component.to_owned(),
             kind,
             name,
-            props: props.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            props: props
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
             depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
         });
     }
@@ -198,7 +208,10 @@ pub fn desired(
     inputs: &Inputs<'_>,
     existing: &BTreeMap<String, Existing>,
 ) -> Vec<Resource> {
-    let mut b = Builder { inputs, resources: Vec::new() };
+    let mut b = Builder {
+        inputs,
+        resources: Vec::new(),
+    };
     let network = &definition.network;
     let zones = &network.availability_zones;
 
@@ -213,7 +226,10 @@ pub fn desired(
         ],
         &[],
     );
-    for (tier, cidrs) in [("public", &network.public_subnet_cidrs), ("private", &network.private_subnet_cidrs)] {
+    for (tier, cidrs) in [
+        ("public", &network.public_subnet_cidrs),
+        ("private", &network.private_subnet_cidrs),
+    ] {
         for (zone, cidr) in zones.iter().zip(cidrs) {
             let component = subnet(tier, zone);
             b.add(
@@ -237,14 +253,29 @@ pub fn desired(
     let public_refs: Vec<&str> = public_deps.iter().map(String::as_str).collect();
     let private_refs: Vec<&str> = private_deps.iter().map(String::as_str).collect();
 
-    b.add("internet-gateway", Kind::InternetGateway, b.name("igw"), &[("vpc", "vpc".into())], &["vpc"]);
-    b.add("nat-ip", Kind::ElasticIp, b.name("nat-ip"), &[("domain", "vpc".into())], &[]);
+    b.add(
+        "internet-gateway",
+        Kind::InternetGateway,
+        b.name("igw"),
+        &[("vpc", "vpc".into())],
+        &["vpc"],
+    );
+    b.add(
+        "nat-ip",
+        Kind::ElasticIp,
+        b.name("nat-ip"),
+        &[("domain", "vpc".into())],
+        &[],
+    );
     let first_public = subnet("public", &zones[0]);
     b.add(
         "nat-gateway",
         Kind::NatGateway,
         b.name("nat"),
-        &[("subnet", first_public.clone()), ("elastic_ip", "nat-ip".into())],
+        &[
+            ("subnet", first_public.clone()),
+            ("elastic_ip", "nat-ip".into()),
+        ],
         &[&first_public, "nat-ip", "internet-gateway"],
     );
     let mut public_route_deps = vec!["vpc", "internet-gateway"];
@@ -276,12 +307,19 @@ pub fn desired(
 
     // Security groups exactly as the seed's "Security Groups" section.
     let port = definition.instances.api_port;
-    let ssh: Vec<String> = inputs.admin_cidr.map(|cidr| format!("tcp 22 from {cidr}")).into_iter().collect();
+    let ssh: Vec<String> = inputs
+        .admin_cidr
+        .map(|cidr| format!("tcp 22 from {cidr}"))
+        .into_iter()
+        .collect();
     let groups: [(&str, &str, Vec<String>, Vec<&str>); 5] = [
         (
             "sg-alb",
             "AccuNode load balancer: HTTP and HTTPS from anywhere",
-            vec!["tcp 80 from 0.0.0.0/0".into(), "tcp 443 from 0.0.0.0/0".into()],
+            vec![
+                "tcp 80 from 0.0.0.0/0".into(),
+                "tcp 443 from 0.0.0.0/0".into(),
+            ],
             vec![],
         ),
         (
@@ -290,17 +328,28 @@ pub fn desired(
             [vec![format!("tcp {port} from sg-alb")], ssh.clone()].concat(),
             vec!["sg-alb"],
         ),
-        ("sg-worker", "AccuNode workers: no inbound traffic but SSH from the admin range", ssh.clone(), vec![]),
+        (
+            "sg-worker",
+            "AccuNode workers: no inbound traffic but SSH from the admin range",
+            ssh.clone(),
+            vec![],
+        ),
         (
             "sg-database",
             "AccuNode PostgreSQL: from the API servers and workers only",
-            vec!["tcp 5432 from sg-api".into(), "tcp 5432 from sg-worker".into()],
+            vec![
+                "tcp 5432 from sg-api".into(),
+                "tcp 5432 from sg-worker".into(),
+            ],
             vec!["sg-api", "sg-worker"],
         ),
         (
             "sg-redis",
             "AccuNode Redis: from the API servers and workers only",
-            vec!["tcp 6379 from sg-api".into(), "tcp 6379 from sg-worker".into()],
+            vec![
+                "tcp 6379 from sg-api".into(),
+                "tcp 6379 from sg-worker".into(),
+            ],
             vec!["sg-api", "sg-worker"],
         ),
     ];
@@ -322,7 +371,10 @@ pub fn desired(
 
     // IAM: the seed's policies, scoped to this stack's parameters and bucket.
     let bucket = names::bucket(inputs.stack, inputs.account, inputs.region);
-    for (tier, s3_actions) in [("api", vec!["s3:GetObject"]), ("worker", vec!["s3:GetObject", "s3:PutObject"])] {
+    for (tier, s3_actions) in [
+        ("api", vec!["s3:GetObject"]),
+        ("worker", vec!["s3:GetObject", "s3:PutObject"]),
+    ] {
         let policy = serde_json::json!({
             "Version": "2012-10-17",
             "Statement": [
@@ -344,7 +396,13 @@ pub fn desired(
             ],
         });
         let role = format!("role-{tier}");
-        b.add(&role, Kind::Role, b.name(&format!("{tier}-role")), &[("policy", policy.to_string())], &[]);
+        b.add(
+            &role,
+            Kind::Role,
+            b.name(&format!("{tier}-role")),
+            &[("policy", policy.to_string())],
+            &[],
+        );
         b.add(
             &format!("profile-{tier}"),
             Kind::InstanceProfile,
@@ -428,13 +486,24 @@ pub fn desired(
         &["cache-subnet-group", "sg-redis"],
     );
     let endpoint = |component: &str, attr: &str| {
-        existing.get(component).and_then(|e| e.attrs.get(attr)).cloned()
+        existing
+            .get(component)
+            .and_then(|e| e.attrs.get(attr))
+            .cloned()
     };
     let database_url = endpoint("database", "endpoint").map_or(AFTER_APPLY.to_owned(), |host| {
-        format!("postgres://{}:****@{host}:5432/{}", db.master_username, db.database_name)
+        format!(
+            "postgres://{}:****@{host}:5432/{}",
+            db.master_username, db.database_name
+        )
     });
-    let redis_url = endpoint("redis", "endpoint").map_or(AFTER_APPLY.to_owned(), |host| format!("redis://{host}:6379"));
-    for (key, value, dependency) in [("database-url", database_url, "database"), ("redis-url", redis_url, "redis")] {
+    let redis_url = endpoint("redis", "endpoint").map_or(AFTER_APPLY.to_owned(), |host| {
+        format!("redis://{host}:6379")
+    });
+    for (key, value, dependency) in [
+        ("database-url", database_url, "database"),
+        ("redis-url", redis_url, "redis"),
+    ] {
         b.add(
             &format!("param-{key}"),
             Kind::Parameter,
@@ -448,7 +517,12 @@ pub fn desired(
     let instances = &definition.instances;
     for tier in ["api", "worker"] {
         let bucket = names::bucket(inputs.stack, inputs.account, inputs.region);
-        let user_data = super::resources::launch_template::user_data(tier, inputs.stack, inputs.region, &bucket);
+        let user_data = super::resources::launch_template::user_data(
+            tier,
+            inputs.stack,
+            inputs.region,
+            &bucket,
+        );
         b.add(
             &format!("launch-template-{tier}"),
             Kind::LaunchTemplate,
@@ -458,8 +532,17 @@ pub fn desired(
                 ("instance_type", instances.instance_type.clone()),
                 ("security_groups", format!("sg-{tier}")),
                 ("instance_profile", format!("profile-{tier}")),
-                ("volume", format!("{} GB {}", instances.root_volume_gb, instances.root_volume_type)),
-                ("user_data_sha256", super::resources::sha256_hex(user_data.as_bytes())),
+                (
+                    "volume",
+                    format!(
+                        "{} GB {}",
+                        instances.root_volume_gb, instances.root_volume_type
+                    ),
+                ),
+                (
+                    "user_data_sha256",
+                    super::resources::sha256_hex(user_data.as_bytes()),
+                ),
             ],
             &[&format!("sg-{tier}"), &format!("profile-{tier}")],
         );
@@ -475,11 +558,20 @@ pub fn desired(
             ("protocol", "HTTP".into()),
             ("port", port.to_string()),
             ("health_check_path", lb.health_check_path.clone()),
-            ("health_check_interval", lb.health_check_interval_secs.to_string()),
-            ("health_check_timeout", lb.health_check_timeout_secs.to_string()),
+            (
+                "health_check_interval",
+                lb.health_check_interval_secs.to_string(),
+            ),
+            (
+                "health_check_timeout",
+                lb.health_check_timeout_secs.to_string(),
+            ),
             ("healthy_threshold", lb.healthy_threshold.to_string()),
             ("unhealthy_threshold", lb.unhealthy_threshold.to_string()),
-            ("deregistration_delay", lb.deregistration_delay_secs.to_string()),
+            (
+                "deregistration_delay",
+                lb.deregistration_delay_secs.to_string(),
+            ),
         ],
         &["vpc"],
     );
@@ -538,7 +630,12 @@ pub fn desired(
     let scaling = &definition.autoscaling;
     for (tier, min, max, desired) in [
         ("api", scaling.api_min, scaling.api_max, phase.api_desired),
-        ("worker", scaling.worker_min, scaling.worker_max, phase.worker_desired),
+        (
+            "worker",
+            scaling.worker_min,
+            scaling.worker_max,
+            phase.worker_desired,
+        ),
     ] {
         let template = format!("launch-template-{tier}");
         let mut props = vec![
@@ -560,7 +657,13 @@ pub fn desired(
             props.push(("target_groups", String::new()));
         }
         deps.extend(&private_refs);
-        b.add(&format!("asg-{tier}"), Kind::AutoScalingGroup, b.name(&format!("{tier}-asg")), &props, &deps);
+        b.add(
+            &format!("asg-{tier}"),
+            Kind::AutoScalingGroup,
+            b.name(&format!("{tier}-asg")),
+            &props,
+            &deps,
+        );
     }
 
     b.add(
@@ -570,7 +673,13 @@ pub fn desired(
         &[
             ("group", "asg-api".into()),
             ("type", "TargetTrackingScaling".into()),
-            ("target", format!("ASGAverageCPUUtilization {}", number(scaling.api_cpu_target))),
+            (
+                "target",
+                format!(
+                    "ASGAverageCPUUtilization {}",
+                    number(scaling.api_cpu_target)
+                ),
+            ),
             ("warmup", scaling.cooldown_secs.to_string()),
         ],
         &["asg-api"],
@@ -602,12 +711,24 @@ pub fn desired(
 
     for alarm in &definition.alarms {
         let (dimensions, mut deps) = match alarm.dimension {
-            Some(AlarmDimension::LoadBalancer) => ("LoadBalancer=load-balancer".to_owned(), vec!["load-balancer"]),
-            Some(AlarmDimension::ApiGroup) => ("AutoScalingGroupName=asg-api".to_owned(), vec!["asg-api"]),
-            Some(AlarmDimension::WorkerGroup) => ("AutoScalingGroupName=asg-worker".to_owned(), vec!["asg-worker"]),
+            Some(AlarmDimension::LoadBalancer) => (
+                "LoadBalancer=load-balancer".to_owned(),
+                vec!["load-balancer"],
+            ),
+            Some(AlarmDimension::ApiGroup) => {
+                ("AutoScalingGroupName=asg-api".to_owned(), vec!["asg-api"])
+            }
+            Some(AlarmDimension::WorkerGroup) => (
+                "AutoScalingGroupName=asg-worker".to_owned(),
+                vec!["asg-worker"],
+            ),
             None => (String::new(), vec![]),
         };
-        let action = alarm.action.as_ref().map(|a| format!("policy-{a}")).unwrap_or_default();
+        let action = alarm
+            .action
+            .as_ref()
+            .map(|a| format!("policy-{a}"))
+            .unwrap_or_default();
         if !action.is_empty() {
             deps.push(&action);
         }
@@ -621,10 +742,17 @@ pub fn desired(
                     "metric",
                     format!(
                         "{} {} {} {}s x{}",
-                        alarm.namespace, alarm.metric, alarm.statistic, alarm.period_secs, alarm.evaluation_periods
+                        alarm.namespace,
+                        alarm.metric,
+                        alarm.statistic,
+                        alarm.period_secs,
+                        alarm.evaluation_periods
                     ),
                 ),
-                ("condition", format!("{} {}", alarm.comparison, number(alarm.threshold))),
+                (
+                    "condition",
+                    format!("{} {}", alarm.comparison, number(alarm.threshold)),
+                ),
                 ("dimensions", dimensions),
                 ("actions", action.clone()),
             ],
@@ -639,11 +767,21 @@ pub fn desired(
         &[(
             "body_sha256",
             super::resources::sha256_hex(
-                super::resources::monitoring::dashboard_body(inputs.stack, inputs.region, &dashboard_refs(existing))
-                    .as_bytes(),
+                super::resources::monitoring::dashboard_body(
+                    inputs.stack,
+                    inputs.region,
+                    &dashboard_refs(existing),
+                )
+                .as_bytes(),
             ),
         )],
-        &["load-balancer", "asg-api", "asg-worker", "database", "redis"],
+        &[
+            "load-balancer",
+            "asg-api",
+            "asg-worker",
+            "database",
+            "redis",
+        ],
     );
     b.resources
 }
@@ -652,6 +790,10 @@ pub fn desired(
 pub fn dashboard_refs(existing: &BTreeMap<String, Existing>) -> BTreeMap<String, String> {
     existing
         .iter()
-        .filter_map(|(component, e)| e.attrs.get("metric_dimension").map(|d| (component.clone(), d.clone())))
+        .filter_map(|(component, e)| {
+            e.attrs
+                .get("metric_dimension")
+                .map(|d| (component.clone(), d.clone()))
+        })
         .collect()
 }

@@ -31,14 +31,28 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let mut ours = Vec::new();
     for group in groups.auto_scaling_groups() {
         let name = group.auto_scaling_group_name().unwrap_or_default();
-        let tags = group.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or("")));
+        let tags = group
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or("")));
         let Some((component, _)) = tagged(&ctx.stack, tags) else {
-            bail!("the Auto Scaling group {name} exists without the tag accunode:stack={}: not this stack's, not touched", ctx.stack);
+            bail!(
+                "the Auto Scaling group {name} exists without the tag accunode:stack={}: not this stack's, not touched",
+                ctx.stack
+            );
         };
         let number = |n: Option<i32>| n.unwrap_or_default().to_string();
-        let template = group.launch_template().and_then(|t| t.launch_template_id()).unwrap_or_default();
-        let subnets: Vec<&str> =
-            group.vpc_zone_identifier().unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let template = group
+            .launch_template()
+            .and_then(|t| t.launch_template_id())
+            .unwrap_or_default();
+        let subnets: Vec<&str> = group
+            .vpc_zone_identifier()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         let mut e = existing(
             component,
             Kind::AutoScalingGroup,
@@ -51,8 +65,14 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 ("desired", number(group.desired_capacity())),
                 ("subnets", subnets.join(",")),
                 ("cooldown", number(group.default_cooldown())),
-                ("health_check_grace", number(group.health_check_grace_period())),
-                ("health_check_type", group.health_check_type().unwrap_or_default().to_owned()),
+                (
+                    "health_check_grace",
+                    number(group.health_check_grace_period()),
+                ),
+                (
+                    "health_check_type",
+                    group.health_check_type().unwrap_or_default().to_owned(),
+                ),
                 ("target_groups", group.target_group_arns().join(",")),
             ],
         );
@@ -61,7 +81,8 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             .iter()
             .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
             .count();
-        e.attrs.insert("instances".into(), group.instances().len().to_string());
+        e.attrs
+            .insert("instances".into(), group.instances().len().to_string());
         e.attrs.insert("in_service".into(), in_service.to_string());
         ours.push(name.to_owned());
         found.push(e);
@@ -77,7 +98,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         for policy in policies.scaling_policies() {
             let group = policy.auto_scaling_group_name().unwrap_or_default();
             let name = policy.policy_name().unwrap_or_default();
-            let Some(suffix) = name.strip_prefix(&format!("{}-", ctx.stack)) else { continue };
+            let Some(suffix) = name.strip_prefix(&format!("{}-", ctx.stack)) else {
+                continue;
+            };
             if !ours.iter().any(|g| g == group) {
                 continue;
             }
@@ -86,7 +109,8 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 .map(|t| {
                     let metric = t
                         .predefined_metric_specification()
-                        .and_then(|m| m.predefined_metric_type()).map(|m| m.as_str().to_owned())
+                        .and_then(|m| m.predefined_metric_type())
+                        .map(|m| m.as_str().to_owned())
                         .unwrap_or_default();
                     format!("{metric} {}", t.target_value().unwrap_or_default())
                 })
@@ -94,7 +118,13 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             let mut props = vec![
                 ("group", group.to_owned()),
                 ("type", policy.policy_type().unwrap_or_default().to_owned()),
-                ("warmup", policy.estimated_instance_warmup().unwrap_or_default().to_string()),
+                (
+                    "warmup",
+                    policy
+                        .estimated_instance_warmup()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
             ];
             if target.is_empty() {
                 props.push(("steps", steps_text(policy.step_adjustments())));
@@ -138,9 +168,19 @@ fn steps_text(steps: &[StepAdjustment]) -> String {
 fn parse_steps(text: &str) -> anyhow::Result<Vec<StepAdjustment>> {
     text.split(',')
         .map(|step| {
-            let (range, adjustment) = step.split_once(':').with_context(|| format!("malformed step {step:?}"))?;
-            let (lower, upper) = range.split_once("..").with_context(|| format!("malformed step {step:?}"))?;
-            let bound = |b: &str| if b.is_empty() { Ok(None) } else { b.parse::<f64>().map(Some) };
+            let (range, adjustment) = step
+                .split_once(':')
+                .with_context(|| format!("malformed step {step:?}"))?;
+            let (lower, upper) = range
+                .split_once("..")
+                .with_context(|| format!("malformed step {step:?}"))?;
+            let bound = |b: &str| {
+                if b.is_empty() {
+                    Ok(None)
+                } else {
+                    b.parse::<f64>().map(Some)
+                }
+            };
             Ok(StepAdjustment::builder()
                 .set_metric_interval_lower_bound(bound(lower)?)
                 .set_metric_interval_upper_bound(bound(upper)?)
@@ -150,9 +190,17 @@ fn parse_steps(text: &str) -> anyhow::Result<Vec<StepAdjustment>> {
         .collect()
 }
 
-pub async fn create_group(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_group(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    let number = |key: &str| p[key].parse::<i32>().with_context(|| format!("{key} is not a number"));
+    let number = |key: &str| {
+        p[key]
+            .parse::<i32>()
+            .with_context(|| format!("{key} is not a number"))
+    };
     let tags = ctx
         .tags(&resource.component, &resource.name)
         .into_iter()
@@ -192,9 +240,18 @@ pub async fn create_group(ctx: &Ctx, known: &Known, resource: &Resource) -> anyh
     Ok(created(resource, resource.name.clone()))
 }
 
-pub async fn update_group(ctx: &Ctx, known: &Known, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update_group(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    let number = |key: &str| p[key].parse::<i32>().with_context(|| format!("{key} is not a number"));
+    let number = |key: &str| {
+        p[key]
+            .parse::<i32>()
+            .with_context(|| format!("{key} is not a number"))
+    };
     ctx.aws
         .autoscaling
         .update_auto_scaling_group()
@@ -217,8 +274,16 @@ pub async fn update_group(ctx: &Ctx, known: &Known, resource: &Resource, current
         .map_err(aws_error)?;
     let wanted = ids(known, &p["target_groups"])?;
     let have = ids(known, &current.props["target_groups"]).unwrap_or_default();
-    let missing: Vec<String> = wanted.iter().filter(|t| !have.contains(t)).cloned().collect();
-    let extra: Vec<String> = have.iter().filter(|t| !wanted.contains(t)).cloned().collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|t| !have.contains(t))
+        .cloned()
+        .collect();
+    let extra: Vec<String> = have
+        .iter()
+        .filter(|t| !wanted.contains(t))
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         ctx.aws
             .autoscaling
@@ -287,7 +352,9 @@ pub async fn put_policy(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow
         request = request.target_tracking_configuration(
             TargetTrackingConfiguration::builder()
                 .predefined_metric_specification(
-                    PredefinedMetricSpecification::builder().predefined_metric_type(MetricType::from(metric)).build(),
+                    PredefinedMetricSpecification::builder()
+                        .predefined_metric_type(MetricType::from(metric))
+                        .build(),
                 )
                 .target_value(value.parse()?)
                 .build(),
@@ -308,12 +375,19 @@ pub async fn put_policy(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow
         .send()
         .await
         .map_err(aws_error)?;
-    let arn = policies.scaling_policies().first().and_then(|p| p.policy_arn()).context("the policy has no ARN")?;
+    let arn = policies
+        .scaling_policies()
+        .first()
+        .and_then(|p| p.policy_arn())
+        .context("the policy has no ARN")?;
     Ok(created(resource, arn.to_owned()))
 }
 
 pub async fn delete_policy(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    let group_name = current.attrs.get("group_name").context("the policy has no group")?;
+    let group_name = current
+        .attrs
+        .get("group_name")
+        .context("the policy has no group")?;
     ctx.aws
         .autoscaling
         .delete_policy()

@@ -5,7 +5,9 @@
 use anyhow::Context;
 use aws_sdk_rds::types::Tag;
 
-use super::{Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for};
+use super::{
+    Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for,
+};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {
@@ -16,7 +18,12 @@ fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {
 }
 
 fn ours(ctx: &Ctx, tags: &[Tag]) -> Option<String> {
-    tagged(&ctx.stack, tags.iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or("")))).map(|(c, _)| c)
+    tagged(
+        &ctx.stack,
+        tags.iter()
+            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+    )
+    .map(|(c, _)| c)
 }
 
 fn name(ctx: &Ctx) -> String {
@@ -32,15 +39,32 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let name = name(ctx);
     let mut found = Vec::new();
     let group_name = subnet_group_name(ctx);
-    match rds.describe_db_subnet_groups().db_subnet_group_name(&group_name).send().await {
+    match rds
+        .describe_db_subnet_groups()
+        .db_subnet_group_name(&group_name)
+        .send()
+        .await
+    {
         Ok(groups) => {
             for group in groups.db_subnet_groups() {
                 let arn = group.db_subnet_group_arn().unwrap_or_default();
-                let tags = rds.list_tags_for_resource().resource_name(arn).send().await.map_err(aws_error)?;
+                let tags = rds
+                    .list_tags_for_resource()
+                    .resource_name(arn)
+                    .send()
+                    .await
+                    .map_err(aws_error)?;
                 let Some(component) = ours(ctx, tags.tag_list()) else {
-                    anyhow::bail!("the DB subnet group {group_name} exists without the tag accunode:stack={}: not this stack's, not touched", ctx.stack);
+                    anyhow::bail!(
+                        "the DB subnet group {group_name} exists without the tag accunode:stack={}: not this stack's, not touched",
+                        ctx.stack
+                    );
                 };
-                let subnets: Vec<&str> = group.subnets().iter().filter_map(|s| s.subnet_identifier()).collect();
+                let subnets: Vec<&str> = group
+                    .subnets()
+                    .iter()
+                    .filter_map(|s| s.subnet_identifier())
+                    .collect();
                 let mut e = existing(
                     component,
                     Kind::DbSubnetGroup,
@@ -55,7 +79,12 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         Err(error) if error_code(&error) == Some("DBSubnetGroupNotFoundFault") => {}
         Err(error) => return Err(aws_error(error)).context("cannot look up the DB subnet group"),
     }
-    match rds.describe_db_instances().db_instance_identifier(&name).send().await {
+    match rds
+        .describe_db_instances()
+        .db_instance_identifier(&name)
+        .send()
+        .await
+    {
         Ok(instances) => {
             for db in instances.db_instances() {
                 let status = db.db_instance_status().unwrap_or_default();
@@ -63,10 +92,23 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                     continue;
                 }
                 let Some(component) = ours(ctx, db.tag_list()) else {
-                    anyhow::bail!("the RDS instance {name} exists without the tag accunode:stack={}: not this stack's, not touched", ctx.stack);
+                    anyhow::bail!(
+                        "the RDS instance {name} exists without the tag accunode:stack={}: not this stack's, not touched",
+                        ctx.stack
+                    );
                 };
-                let major = db.engine_version().unwrap_or_default().split('.').next().unwrap_or_default().to_owned();
-                let groups: Vec<&str> = db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect();
+                let major = db
+                    .engine_version()
+                    .unwrap_or_default()
+                    .split('.')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let groups: Vec<&str> = db
+                    .vpc_security_groups()
+                    .iter()
+                    .filter_map(|g| g.vpc_security_group_id())
+                    .collect();
                 let mut e = existing(
                     component,
                     Kind::Database,
@@ -75,16 +117,37 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                     &[
                         ("engine", db.engine().unwrap_or_default().to_owned()),
                         ("engine_version", major),
-                        ("class", db.db_instance_class().unwrap_or_default().to_owned()),
-                        ("storage_gb", db.allocated_storage().unwrap_or_default().to_string()),
-                        ("storage_type", db.storage_type().unwrap_or_default().to_owned()),
+                        (
+                            "class",
+                            db.db_instance_class().unwrap_or_default().to_owned(),
+                        ),
+                        (
+                            "storage_gb",
+                            db.allocated_storage().unwrap_or_default().to_string(),
+                        ),
+                        (
+                            "storage_type",
+                            db.storage_type().unwrap_or_default().to_owned(),
+                        ),
                         ("multi_az", db.multi_az().unwrap_or(false).to_string()),
-                        ("backup_days", db.backup_retention_period().unwrap_or_default().to_string()),
-                        ("encrypted", db.storage_encrypted().unwrap_or(false).to_string()),
-                        ("public", db.publicly_accessible().unwrap_or(false).to_string()),
+                        (
+                            "backup_days",
+                            db.backup_retention_period().unwrap_or_default().to_string(),
+                        ),
+                        (
+                            "encrypted",
+                            db.storage_encrypted().unwrap_or(false).to_string(),
+                        ),
+                        (
+                            "public",
+                            db.publicly_accessible().unwrap_or(false).to_string(),
+                        ),
                         (
                             "subnet_group",
-                            db.db_subnet_group().and_then(|g| g.db_subnet_group_name()).unwrap_or_default().to_owned(),
+                            db.db_subnet_group()
+                                .and_then(|g| g.db_subnet_group_name())
+                                .unwrap_or_default()
+                                .to_owned(),
                         ),
                         ("security_groups", groups.join(",")),
                     ],
@@ -102,7 +165,11 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     Ok(found)
 }
 
-pub async fn create_subnet_group(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_subnet_group(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     ctx.aws
         .rds
         .create_db_subnet_group()
@@ -116,7 +183,12 @@ pub async fn create_subnet_group(ctx: &Ctx, known: &Known, resource: &Resource) 
     Ok(created(resource, resource.name.clone()))
 }
 
-pub async fn update_subnet_group(ctx: &Ctx, known: &Known, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update_subnet_group(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     ctx.aws
         .rds
         .modify_db_subnet_group()
@@ -130,7 +202,11 @@ pub async fn update_subnet_group(ctx: &Ctx, known: &Known, resource: &Resource, 
 
 pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    let number = |key: &str| p[key].parse::<i32>().with_context(|| format!("{key} is not a number"));
+    let number = |key: &str| {
+        p[key]
+            .parse::<i32>()
+            .with_context(|| format!("{key} is not a number"))
+    };
     let db = &ctx.definition.database;
     ctx.aws
         .rds
@@ -166,7 +242,12 @@ pub async fn update(
     changed: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    let mut request = ctx.aws.rds.modify_db_instance().db_instance_identifier(&current.id).apply_immediately(true);
+    let mut request = ctx
+        .aws
+        .rds
+        .modify_db_instance()
+        .db_instance_identifier(&current.id)
+        .apply_immediately(true);
     if changed("class") {
         request = request.db_instance_class(&p["class"]);
     }
@@ -189,13 +270,27 @@ pub async fn update(
 /// Waits until the instance is available and returns it with its endpoint.
 async fn wait_available(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
     let endpoint = wait_for(ctx, &resource.component, || async {
-        let instances =
-            ctx.aws.rds.describe_db_instances().db_instance_identifier(&resource.name).send().await.map_err(aws_error)?;
-        let db = instances.db_instances().first().context("the RDS instance vanished while waiting")?;
-        Ok(match (db.db_instance_status(), db.endpoint().and_then(|e| e.address())) {
-            (Some("available"), Some(endpoint)) => Poll::Ready(endpoint.to_owned()),
-            (status, _) => Poll::Pending(status.unwrap_or("unknown").to_owned()),
-        })
+        let instances = ctx
+            .aws
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(&resource.name)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        let db = instances
+            .db_instances()
+            .first()
+            .context("the RDS instance vanished while waiting")?;
+        Ok(
+            match (
+                db.db_instance_status(),
+                db.endpoint().and_then(|e| e.address()),
+            ) {
+                (Some("available"), Some(endpoint)) => Poll::Ready(endpoint.to_owned()),
+                (status, _) => Poll::Pending(status.unwrap_or("unknown").to_owned()),
+            },
+        )
     })
     .await?;
     let mut current = created(resource, resource.name.clone());
@@ -204,13 +299,22 @@ async fn wait_available(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existi
 }
 
 pub async fn delete_subnet_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.rds.delete_db_subnet_group().db_subnet_group_name(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .rds
+        .delete_db_subnet_group()
+        .db_subnet_group_name(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
 /// Deletes the instance after a final snapshot named after it and the time.
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     ctx.aws
         .rds
         .delete_db_instance()
@@ -221,13 +325,26 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .await
         .map_err(aws_error)?;
     wait_for(ctx, &current.component, || async {
-        match ctx.aws.rds.describe_db_instances().db_instance_identifier(&current.id).send().await {
+        match ctx
+            .aws
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(&current.id)
+            .send()
+            .await
+        {
             Err(error) if error_code(&error) == Some("DBInstanceNotFound") => Ok(Poll::Ready(())),
             Err(error) => Err(aws_error(error)),
-            Ok(instances) => Ok(match instances.db_instances().first().and_then(|d| d.db_instance_status()) {
-                None => Poll::Ready(()),
-                Some(status) => Poll::Pending(status.to_owned()),
-            }),
+            Ok(instances) => Ok(
+                match instances
+                    .db_instances()
+                    .first()
+                    .and_then(|d| d.db_instance_status())
+                {
+                    None => Poll::Ready(()),
+                    Some(status) => Poll::Pending(status.to_owned()),
+                },
+            ),
         }
     })
     .await

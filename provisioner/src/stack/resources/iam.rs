@@ -18,11 +18,17 @@ fn path(ctx: &Ctx) -> String {
 fn tags(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Vec<Tag>> {
     ctx.tags(&resource.component, &resource.name)
         .into_iter()
-        .map(|(key, value)| Tag::builder().key(key).value(value).build().map_err(anyhow::Error::from))
+        .map(|(key, value)| {
+            Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(anyhow::Error::from)
+        })
         .collect()
 }
 
-fn is_ours<'a>(ctx: &Ctx, tags: &'a [Tag]) -> Option<String> {
+fn is_ours(ctx: &Ctx, tags: &[Tag]) -> Option<String> {
     tagged(&ctx.stack, tags.iter().map(|t| (t.key(), t.value()))).map(|(component, _)| component)
 }
 
@@ -55,8 +61,20 @@ fn percent_decode(text: &str) -> String {
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let iam = &ctx.aws.iam;
     let (roles, profiles) = tokio::try_join!(
-        async { iam.list_roles().path_prefix(path(ctx)).send().await.map_err(aws_error) },
-        async { iam.list_instance_profiles().path_prefix(path(ctx)).send().await.map_err(aws_error) },
+        async {
+            iam.list_roles()
+                .path_prefix(path(ctx))
+                .send()
+                .await
+                .map_err(aws_error)
+        },
+        async {
+            iam.list_instance_profiles()
+                .path_prefix(path(ctx))
+                .send()
+                .await
+                .map_err(aws_error)
+        },
     )
     .context("cannot list the stack's IAM roles and instance profiles")?;
     let mut found = Vec::new();
@@ -71,27 +89,52 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             Err(error) => return Err(aws_error(error)),
         };
         let Some(role) = role.role() else { continue };
-        let Some(component) = is_ours(ctx, role.tags()) else { continue };
-        let policy = match iam.get_role_policy().role_name(name).policy_name(POLICY_NAME).send().await {
+        let Some(component) = is_ours(ctx, role.tags()) else {
+            continue;
+        };
+        let policy = match iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+        {
             Ok(policy) => canonical_policy(policy.policy_document()),
             Err(error) if super::error_code(&error) == Some("NoSuchEntity") => String::new(),
             Err(error) => return Err(aws_error(error)),
         };
-        let mut e = existing(component, Kind::Role, name.to_owned(), name.to_owned(), &[("policy", policy)]);
+        let mut e = existing(
+            component,
+            Kind::Role,
+            name.to_owned(),
+            name.to_owned(),
+            &[("policy", policy)],
+        );
         e.aliases.push(role.arn().to_owned());
         found.push(e);
     }
-    for profile in profiles.instance_profiles().iter().filter(|p| p.path() == our_path) {
+    for profile in profiles
+        .instance_profiles()
+        .iter()
+        .filter(|p| p.path() == our_path)
+    {
         let mut component = is_ours(ctx, profile.tags());
         if component.is_none() {
             // ListInstanceProfiles may leave tags out; the path is the stack's, so ask.
             let name = profile.instance_profile_name();
-            let detail = match iam.get_instance_profile().instance_profile_name(name).send().await {
+            let detail = match iam
+                .get_instance_profile()
+                .instance_profile_name(name)
+                .send()
+                .await
+            {
                 Ok(detail) => detail,
                 Err(error) if super::error_code(&error) == Some("NoSuchEntity") => continue,
                 Err(error) => return Err(aws_error(error)),
             };
-            component = detail.instance_profile().and_then(|p| is_ours(ctx, p.tags()));
+            component = detail
+                .instance_profile()
+                .and_then(|p| is_ours(ctx, p.tags()));
         }
         if let Some(component) = component {
             found.push(profile_existing(component, profile));
@@ -103,7 +146,13 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
 fn profile_existing(component: String, profile: &aws_sdk_iam::types::InstanceProfile) -> Existing {
     let name = profile.instance_profile_name();
     let roles: Vec<&str> = profile.roles().iter().map(|r| r.role_name()).collect();
-    let mut e = existing(component, Kind::InstanceProfile, name.to_owned(), name.to_owned(), &[("role", roles.join(","))]);
+    let mut e = existing(
+        component,
+        Kind::InstanceProfile,
+        name.to_owned(),
+        name.to_owned(),
+        &[("role", roles.join(","))],
+    );
     e.aliases.push(profile.arn().to_owned());
     e
 }
@@ -115,7 +164,10 @@ pub async fn create_role(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Exist
         .role_name(&resource.name)
         .path(path(ctx))
         .assume_role_policy_document(EC2_TRUST)
-        .description(format!("AccuNode {} instances of stack {}", resource.component, ctx.stack))
+        .description(format!(
+            "AccuNode {} instances of stack {}",
+            resource.component, ctx.stack
+        ))
         .set_tags(Some(tags(ctx, resource)?))
         .send()
         .await
@@ -124,7 +176,11 @@ pub async fn create_role(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Exist
     update_role(ctx, resource, &current).await
 }
 
-pub async fn update_role(ctx: &Ctx, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update_role(
+    ctx: &Ctx,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     ctx.aws
         .iam
         .put_role_policy()
@@ -137,7 +193,11 @@ pub async fn update_role(ctx: &Ctx, resource: &Resource, current: &Existing) -> 
     Ok(created(resource, current.id.clone()))
 }
 
-pub async fn create_instance_profile(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_instance_profile(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     ctx.aws
         .iam
         .create_instance_profile()
@@ -181,19 +241,43 @@ pub async fn update_instance_profile(
 }
 
 pub async fn delete_role(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    match ctx.aws.iam.delete_role_policy().role_name(&current.id).policy_name(POLICY_NAME).send().await {
+    match ctx
+        .aws
+        .iam
+        .delete_role_policy()
+        .role_name(&current.id)
+        .policy_name(POLICY_NAME)
+        .send()
+        .await
+    {
         Ok(_) => {}
         Err(error) if super::error_code(&error) == Some("NoSuchEntity") => {}
         Err(error) => return Err(aws_error(error)),
     }
-    ctx.aws.iam.delete_role().role_name(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .iam
+        .delete_role()
+        .role_name(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
 pub async fn delete_instance_profile(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    let profile =
-        ctx.aws.iam.get_instance_profile().instance_profile_name(&current.id).send().await.map_err(aws_error)?;
-    for role in profile.instance_profile().map(|p| p.roles()).unwrap_or_default() {
+    let profile = ctx
+        .aws
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
+    for role in profile
+        .instance_profile()
+        .map(|p| p.roles())
+        .unwrap_or_default()
+    {
         ctx.aws
             .iam
             .remove_role_from_instance_profile()
@@ -203,7 +287,13 @@ pub async fn delete_instance_profile(ctx: &Ctx, current: &Existing) -> anyhow::R
             .await
             .map_err(aws_error)?;
     }
-    ctx.aws.iam.delete_instance_profile().instance_profile_name(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .iam
+        .delete_instance_profile()
+        .instance_profile_name(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 

@@ -6,7 +6,8 @@ use anyhow::Context;
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
-    LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData, ResourceType, VolumeType,
+    LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData, ResourceType,
+    VolumeType,
 };
 use base64::Engine;
 
@@ -16,11 +17,16 @@ use crate::stack::spec::{Existing, Kind, Resource, names};
 
 const USER_DATA: &str = include_str!("../../../../launch-templates/user-data.sh");
 const API_UNIT: &str = include_str!("../../../../launch-templates/systemd/accunode-api.service");
-const WORKER_UNIT: &str = include_str!("../../../../launch-templates/systemd/accunode-worker.service");
+const WORKER_UNIT: &str =
+    include_str!("../../../../launch-templates/systemd/accunode-worker.service");
 
 /// The boot script of a tier's instances.
 pub fn user_data(tier: &str, stack: &str, region: &str, bucket: &str) -> String {
-    let (binary, unit) = if tier == "api" { ("accunode-api", API_UNIT) } else { ("accunode-worker", WORKER_UNIT) };
+    let (binary, unit) = if tier == "api" {
+        ("accunode-api", API_UNIT)
+    } else {
+        ("accunode-worker", WORKER_UNIT)
+    };
     USER_DATA
         .replace("{{tier}}", tier)
         .replace("{{stack}}", stack)
@@ -43,7 +49,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         .context("cannot list the stack's launch templates")?;
     let mut found = Vec::new();
     for template in templates.launch_templates() {
-        let Some((component, name)) = ec2_tagged(ctx, template.tags()) else { continue };
+        let Some((component, name)) = ec2_tagged(ctx, template.tags()) else {
+            continue;
+        };
         let template_id = template.launch_template_id().unwrap_or_default();
         let versions = ec2
             .describe_launch_template_versions()
@@ -52,12 +60,20 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             .send()
             .await
             .map_err(aws_error)?;
-        let Some(data) = versions.launch_template_versions().first().and_then(|v| v.launch_template_data()) else {
+        let Some(data) = versions
+            .launch_template_versions()
+            .first()
+            .and_then(|v| v.launch_template_data())
+        else {
             continue;
         };
         let user_data = data
             .user_data()
-            .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded).ok())
+            .and_then(|encoded| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+            })
             .map(|bytes| sha256_hex(&bytes))
             .unwrap_or_default();
         let volume = data
@@ -80,11 +96,19 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             template_id.to_owned(),
             &[
                 ("image", data.image_id().unwrap_or_default().to_owned()),
-                ("instance_type", data.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default()),
+                (
+                    "instance_type",
+                    data.instance_type()
+                        .map(|t| t.as_str().to_owned())
+                        .unwrap_or_default(),
+                ),
                 ("security_groups", data.security_group_ids().join(",")),
                 (
                     "instance_profile",
-                    data.iam_instance_profile().and_then(|p| p.name()).unwrap_or_default().to_owned(),
+                    data.iam_instance_profile()
+                        .and_then(|p| p.name())
+                        .unwrap_or_default()
+                        .to_owned(),
                 ),
                 ("volume", volume),
                 ("user_data_sha256", user_data),
@@ -92,16 +116,27 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         );
         e.attrs.insert(
             "default_version".into(),
-            template.default_version_number().unwrap_or_default().to_string(),
+            template
+                .default_version_number()
+                .unwrap_or_default()
+                .to_string(),
         );
         found.push(e);
     }
     Ok(found)
 }
 
-fn data(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<RequestLaunchTemplateData> {
+fn data(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<RequestLaunchTemplateData> {
     let p = &resource.props;
-    let tier = if resource.component.ends_with("api") { "api" } else { "worker" };
+    let tier = if resource.component.ends_with("api") {
+        "api"
+    } else {
+        "worker"
+    };
     let bucket = names::bucket(&ctx.stack, &ctx.account, ctx.region());
     let instances = &ctx.definition.instances;
     let script = user_data(tier, &ctx.stack, ctx.region(), &bucket);
@@ -156,7 +191,12 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
     Ok(super::created(resource, template_id.to_owned()))
 }
 
-pub async fn update(ctx: &Ctx, known: &Known, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     let version = ctx
         .aws
         .ec2
@@ -183,6 +223,12 @@ pub async fn update(ctx: &Ctx, known: &Known, resource: &Resource, current: &Exi
 }
 
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.ec2.delete_launch_template().launch_template_id(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ec2
+        .delete_launch_template()
+        .launch_template_id(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }

@@ -4,11 +4,14 @@
 
 use anyhow::{Context, bail};
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, Certificate, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum,
-    RedirectActionConfig, RedirectActionStatusCodeEnum, Tag, TargetGroupAttribute, TargetTypeEnum,
+    Action, ActionTypeEnum, Certificate, LoadBalancerSchemeEnum, LoadBalancerTypeEnum,
+    ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, Tag, TargetGroupAttribute,
+    TargetTypeEnum,
 };
 
-use super::{Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for};
+use super::{
+    Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for,
+};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
@@ -25,12 +28,22 @@ async fn components(ctx: &Ctx, arns: Vec<String>) -> anyhow::Result<Vec<(String,
     if arns.is_empty() {
         return Ok(vec![]);
     }
-    let described = ctx.aws.elb.describe_tags().set_resource_arns(Some(arns)).send().await.map_err(aws_error)?;
+    let described = ctx
+        .aws
+        .elb
+        .describe_tags()
+        .set_resource_arns(Some(arns))
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(described
         .tag_descriptions()
         .iter()
         .filter_map(|d| {
-            let tags = d.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or("")));
+            let tags = d
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or("")));
             Some((d.resource_arn()?.to_owned(), tagged(&ctx.stack, tags)?.0))
         })
         .collect())
@@ -40,17 +53,34 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let elb = &ctx.aws.elb;
     let mut found = Vec::new();
     let target_group_name = format!("{}-api-targets", ctx.stack);
-    match elb.describe_target_groups().names(&target_group_name).send().await {
+    match elb
+        .describe_target_groups()
+        .names(&target_group_name)
+        .send()
+        .await
+    {
         Ok(groups) => {
-            let arns = groups.target_groups().iter().filter_map(|g| g.target_group_arn()).map(str::to_owned).collect();
+            let arns = groups
+                .target_groups()
+                .iter()
+                .filter_map(|g| g.target_group_arn())
+                .map(str::to_owned)
+                .collect();
             let ours = components(ctx, arns).await?;
             for group in groups.target_groups() {
                 let arn = group.target_group_arn().unwrap_or_default();
                 let Some((_, component)) = ours.iter().find(|(a, _)| a == arn) else {
-                    bail!("the target group {target_group_name} exists without the tag accunode:stack={}: not this stack's, not touched", ctx.stack);
+                    bail!(
+                        "the target group {target_group_name} exists without the tag accunode:stack={}: not this stack's, not touched",
+                        ctx.stack
+                    );
                 };
-                let attributes =
-                    elb.describe_target_group_attributes().target_group_arn(arn).send().await.map_err(aws_error)?;
+                let attributes = elb
+                    .describe_target_group_attributes()
+                    .target_group_arn(arn)
+                    .send()
+                    .await
+                    .map_err(aws_error)?;
                 let delay = attributes
                     .attributes()
                     .iter()
@@ -66,24 +96,56 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                     arn.to_owned(),
                     &[
                         ("vpc", group.vpc_id().unwrap_or_default().to_owned()),
-                        ("protocol", group.protocol().map(|p| p.as_str().to_owned()).unwrap_or_default()),
+                        (
+                            "protocol",
+                            group
+                                .protocol()
+                                .map(|p| p.as_str().to_owned())
+                                .unwrap_or_default(),
+                        ),
                         ("port", number(group.port())),
-                        ("health_check_path", group.health_check_path().unwrap_or_default().to_owned()),
-                        ("health_check_interval", number(group.health_check_interval_seconds())),
-                        ("health_check_timeout", number(group.health_check_timeout_seconds())),
+                        (
+                            "health_check_path",
+                            group.health_check_path().unwrap_or_default().to_owned(),
+                        ),
+                        (
+                            "health_check_interval",
+                            number(group.health_check_interval_seconds()),
+                        ),
+                        (
+                            "health_check_timeout",
+                            number(group.health_check_timeout_seconds()),
+                        ),
                         ("healthy_threshold", number(group.healthy_threshold_count())),
-                        ("unhealthy_threshold", number(group.unhealthy_threshold_count())),
+                        (
+                            "unhealthy_threshold",
+                            number(group.unhealthy_threshold_count()),
+                        ),
                         ("deregistration_delay", delay),
                     ],
                 );
-                let health = elb.describe_target_health().target_group_arn(arn).send().await.map_err(aws_error)?;
+                let health = elb
+                    .describe_target_health()
+                    .target_group_arn(arn)
+                    .send()
+                    .await
+                    .map_err(aws_error)?;
                 let healthy = health
                     .target_health_descriptions()
                     .iter()
-                    .filter(|t| t.target_health().and_then(|h| h.state()).map(|s| s.as_str()) == Some("healthy"))
+                    .filter(|t| {
+                        t.target_health()
+                            .and_then(|h| h.state())
+                            .map(|s| s.as_str())
+                            == Some("healthy")
+                    })
                     .count();
-                e.attrs.insert("targets".into(), health.target_health_descriptions().len().to_string());
-                e.attrs.insert("healthy_targets".into(), healthy.to_string());
+                e.attrs.insert(
+                    "targets".into(),
+                    health.target_health_descriptions().len().to_string(),
+                );
+                e.attrs
+                    .insert("healthy_targets".into(), healthy.to_string());
                 found.push(e);
             }
         }
@@ -91,23 +153,46 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         Err(error) => return Err(aws_error(error)).context("cannot look up the target group"),
     }
     let balancer_name = format!("{}-alb", ctx.stack);
-    match elb.describe_load_balancers().names(&balancer_name).send().await {
+    match elb
+        .describe_load_balancers()
+        .names(&balancer_name)
+        .send()
+        .await
+    {
         Ok(balancers) => {
-            let arns = balancers.load_balancers().iter().filter_map(|b| b.load_balancer_arn()).map(str::to_owned).collect();
+            let arns = balancers
+                .load_balancers()
+                .iter()
+                .filter_map(|b| b.load_balancer_arn())
+                .map(str::to_owned)
+                .collect();
             let ours = components(ctx, arns).await?;
             for balancer in balancers.load_balancers() {
                 let arn = balancer.load_balancer_arn().unwrap_or_default();
                 let Some((_, component)) = ours.iter().find(|(a, _)| a == arn) else {
-                    bail!("the load balancer {balancer_name} exists without the tag accunode:stack={}: not this stack's, not touched", ctx.stack);
+                    bail!(
+                        "the load balancer {balancer_name} exists without the tag accunode:stack={}: not this stack's, not touched",
+                        ctx.stack
+                    );
                 };
-                let subnets: Vec<&str> = balancer.availability_zones().iter().filter_map(|z| z.subnet_id()).collect();
+                let subnets: Vec<&str> = balancer
+                    .availability_zones()
+                    .iter()
+                    .filter_map(|z| z.subnet_id())
+                    .collect();
                 let mut e = existing(
                     component.clone(),
                     Kind::LoadBalancer,
                     balancer_name.clone(),
                     arn.to_owned(),
                     &[
-                        ("scheme", balancer.scheme().map(|s| s.as_str().to_owned()).unwrap_or_default()),
+                        (
+                            "scheme",
+                            balancer
+                                .scheme()
+                                .map(|s| s.as_str().to_owned())
+                                .unwrap_or_default(),
+                        ),
                         ("subnets", subnets.join(",")),
                         ("security_groups", balancer.security_groups().join(",")),
                     ],
@@ -115,9 +200,18 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 let dimension = metric_dimension(arn);
                 e.aliases.push(dimension.clone());
                 e.attrs.insert("metric_dimension".into(), dimension);
-                e.attrs.insert("dns_name".into(), balancer.dns_name().unwrap_or_default().to_owned());
-                e.attrs
-                    .insert("state".into(), balancer.state().and_then(|s| s.code()).map(|c| c.as_str().to_owned()).unwrap_or_default());
+                e.attrs.insert(
+                    "dns_name".into(),
+                    balancer.dns_name().unwrap_or_default().to_owned(),
+                );
+                e.attrs.insert(
+                    "state".into(),
+                    balancer
+                        .state()
+                        .and_then(|s| s.code())
+                        .map(|c| c.as_str().to_owned())
+                        .unwrap_or_default(),
+                );
                 found.extend(discover_listeners(ctx, arn).await?);
                 found.push(e);
             }
@@ -130,13 +224,21 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
 
 /// `app/<name>/<id>`: how CloudWatch names a load balancer in its metrics.
 fn metric_dimension(arn: &str) -> String {
-    arn.split_once(":loadbalancer/").map_or(arn, |(_, suffix)| suffix).to_owned()
+    arn.split_once(":loadbalancer/")
+        .map_or(arn, |(_, suffix)| suffix)
+        .to_owned()
 }
 
 /// The listeners of the stack's load balancer are the stack's: named by port.
 async fn discover_listeners(ctx: &Ctx, balancer_arn: &str) -> anyhow::Result<Vec<Existing>> {
-    let listeners =
-        ctx.aws.elb.describe_listeners().load_balancer_arn(balancer_arn).send().await.map_err(aws_error)?;
+    let listeners = ctx
+        .aws
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(balancer_arn)
+        .send()
+        .await
+        .map_err(aws_error)?;
     let mut found = Vec::new();
     for listener in listeners.listeners() {
         let port = listener.port().unwrap_or_default();
@@ -145,19 +247,37 @@ async fn discover_listeners(ctx: &Ctx, balancer_arn: &str) -> anyhow::Result<Vec
             443 => "listener-https",
             _ => continue,
         };
-        let action = listener.default_actions().first().map(describe_action).unwrap_or_default();
+        let action = listener
+            .default_actions()
+            .first()
+            .map(describe_action)
+            .unwrap_or_default();
         let mut props = vec![
             ("port", port.to_string()),
-            ("protocol", listener.protocol().map(|p| p.as_str().to_owned()).unwrap_or_default()),
+            (
+                "protocol",
+                listener
+                    .protocol()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+            ),
             ("action", action),
         ];
-        if let Some(certificate) = listener.certificates().first().and_then(|c| c.certificate_arn()) {
+        if let Some(certificate) = listener
+            .certificates()
+            .first()
+            .and_then(|c| c.certificate_arn())
+        {
             props.push(("certificate", certificate.to_owned()));
         }
         found.push(existing(
             component.to_owned(),
             Kind::Listener,
-            format!("{}-{}", ctx.stack, component.trim_start_matches("listener-")),
+            format!(
+                "{}-{}",
+                ctx.stack,
+                component.trim_start_matches("listener-")
+            ),
             listener.listener_arn().unwrap_or_default().to_owned(),
             &props,
         ));
@@ -166,7 +286,11 @@ async fn discover_listeners(ctx: &Ctx, balancer_arn: &str) -> anyhow::Result<Vec
 }
 
 fn describe_action(action: &Action) -> String {
-    match (action.r#type(), action.target_group_arn(), action.redirect_config()) {
+    match (
+        action.r#type(),
+        action.target_group_arn(),
+        action.redirect_config(),
+    ) {
         (Some(ActionTypeEnum::Forward), Some(target), _) => format!("forward {target}"),
         (Some(ActionTypeEnum::Redirect), _, Some(redirect)) => format!(
             "redirect {} {}",
@@ -177,9 +301,17 @@ fn describe_action(action: &Action) -> String {
     }
 }
 
-pub async fn create_target_group(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_target_group(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    let number = |key: &str| p[key].parse::<i32>().with_context(|| format!("{key} is not a number"));
+    let number = |key: &str| {
+        p[key]
+            .parse::<i32>()
+            .with_context(|| format!("{key} is not a number"))
+    };
     let group = ctx
         .aws
         .elb
@@ -198,7 +330,11 @@ pub async fn create_target_group(ctx: &Ctx, known: &Known, resource: &Resource) 
         .send()
         .await
         .map_err(aws_error)?;
-    let arn = group.target_groups().first().and_then(|g| g.target_group_arn()).context("no target group ARN")?;
+    let arn = group
+        .target_groups()
+        .first()
+        .and_then(|g| g.target_group_arn())
+        .context("no target group ARN")?;
     set_deregistration_delay(ctx, arn, &p["deregistration_delay"]).await?;
     Ok(created(resource, arn.to_owned()))
 }
@@ -208,7 +344,12 @@ async fn set_deregistration_delay(ctx: &Ctx, arn: &str, seconds: &str) -> anyhow
         .elb
         .modify_target_group_attributes()
         .target_group_arn(arn)
-        .attributes(TargetGroupAttribute::builder().key(DEREGISTRATION_DELAY).value(seconds).build())
+        .attributes(
+            TargetGroupAttribute::builder()
+                .key(DEREGISTRATION_DELAY)
+                .value(seconds)
+                .build(),
+        )
         .send()
         .await
         .map_err(aws_error)?;
@@ -222,10 +363,20 @@ pub async fn update_target_group(
     changed: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    let number = |key: &str| p[key].parse::<i32>().with_context(|| format!("{key} is not a number"));
-    if ["health_check_path", "health_check_interval", "health_check_timeout", "healthy_threshold", "unhealthy_threshold"]
-        .iter()
-        .any(|key| changed(key))
+    let number = |key: &str| {
+        p[key]
+            .parse::<i32>()
+            .with_context(|| format!("{key} is not a number"))
+    };
+    if [
+        "health_check_path",
+        "health_check_interval",
+        "health_check_timeout",
+        "healthy_threshold",
+        "unhealthy_threshold",
+    ]
+    .iter()
+    .any(|key| changed(key))
     {
         ctx.aws
             .elb
@@ -246,7 +397,11 @@ pub async fn update_target_group(
     Ok(created(resource, current.id.clone()))
 }
 
-pub async fn create_load_balancer(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_load_balancer(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     let p = &resource.props;
     let balancer = ctx
         .aws
@@ -261,19 +416,41 @@ pub async fn create_load_balancer(ctx: &Ctx, known: &Known, resource: &Resource)
         .send()
         .await
         .map_err(aws_error)?;
-    let balancer = balancer.load_balancers().first().context("CreateLoadBalancer returned nothing")?;
-    let arn = balancer.load_balancer_arn().context("no load balancer ARN")?.to_owned();
+    let balancer = balancer
+        .load_balancers()
+        .first()
+        .context("CreateLoadBalancer returned nothing")?;
+    let arn = balancer
+        .load_balancer_arn()
+        .context("no load balancer ARN")?
+        .to_owned();
     wait_active(ctx, &resource.component, &arn).await?;
     let mut current = created(resource, arn.clone());
-    current.attrs.insert("metric_dimension".into(), metric_dimension(&arn));
-    current.attrs.insert("dns_name".into(), balancer.dns_name().unwrap_or_default().to_owned());
+    current
+        .attrs
+        .insert("metric_dimension".into(), metric_dimension(&arn));
+    current.attrs.insert(
+        "dns_name".into(),
+        balancer.dns_name().unwrap_or_default().to_owned(),
+    );
     Ok(current)
 }
 
 async fn wait_active(ctx: &Ctx, component: &str, arn: &str) -> anyhow::Result<()> {
     wait_for(ctx, component, || async {
-        let balancers = ctx.aws.elb.describe_load_balancers().load_balancer_arns(arn).send().await.map_err(aws_error)?;
-        let state = balancers.load_balancers().first().and_then(|b| b.state()).and_then(|s| s.code());
+        let balancers = ctx
+            .aws
+            .elb
+            .describe_load_balancers()
+            .load_balancer_arns(arn)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        let state = balancers
+            .load_balancers()
+            .first()
+            .and_then(|b| b.state())
+            .and_then(|s| s.code());
         Ok(match state.map(|s| s.as_str()) {
             Some("active") => Poll::Ready(()),
             Some("failed") => bail!("the load balancer failed to provision"),
@@ -318,9 +495,10 @@ pub async fn update_load_balancer(
 fn action(known: &Known, description: &str) -> anyhow::Result<Action> {
     let words: Vec<&str> = description.split(' ').collect();
     Ok(match words[..] {
-        ["forward", target] => {
-            Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(id(known, target)?).build()
-        }
+        ["forward", target] => Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(id(known, target)?)
+            .build(),
         ["redirect", protocol, port] => Action::builder()
             .r#type(ActionTypeEnum::Redirect)
             .redirect_config(
@@ -335,7 +513,11 @@ fn action(known: &Known, description: &str) -> anyhow::Result<Action> {
     })
 }
 
-pub async fn create_listener(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_listener(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     let p = &resource.props;
     let listener = ctx
         .aws
@@ -345,16 +527,28 @@ pub async fn create_listener(ctx: &Ctx, known: &Known, resource: &Resource) -> a
         .port(p["port"].parse()?)
         .protocol(ProtocolEnum::from(p["protocol"].as_str()))
         .default_actions(action(known, &p["action"])?)
-        .set_certificates(p.get("certificate").map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]))
+        .set_certificates(
+            p.get("certificate")
+                .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]),
+        )
         .set_tags(Some(tags(ctx, resource)))
         .send()
         .await
         .map_err(aws_error)?;
-    let arn = listener.listeners().first().and_then(|l| l.listener_arn()).context("no listener ARN")?;
+    let arn = listener
+        .listeners()
+        .first()
+        .and_then(|l| l.listener_arn())
+        .context("no listener ARN")?;
     Ok(created(resource, arn.to_owned()))
 }
 
-pub async fn update_listener(ctx: &Ctx, known: &Known, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update_listener(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     let p = &resource.props;
     ctx.aws
         .elb
@@ -363,7 +557,10 @@ pub async fn update_listener(ctx: &Ctx, known: &Known, resource: &Resource, curr
         .port(p["port"].parse()?)
         .protocol(ProtocolEnum::from(p["protocol"].as_str()))
         .default_actions(action(known, &p["action"])?)
-        .set_certificates(p.get("certificate").map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]))
+        .set_certificates(
+            p.get("certificate")
+                .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]),
+        )
         .send()
         .await
         .map_err(aws_error)?;
@@ -371,14 +568,33 @@ pub async fn update_listener(ctx: &Ctx, known: &Known, resource: &Resource, curr
 }
 
 pub async fn delete_listener(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.elb.delete_listener().listener_arn(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .elb
+        .delete_listener()
+        .listener_arn(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
 pub async fn delete_load_balancer(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.elb.delete_load_balancer().load_balancer_arn(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .elb
+        .delete_load_balancer()
+        .load_balancer_arn(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     wait_for(ctx, &current.component, || async {
-        match ctx.aws.elb.describe_load_balancers().load_balancer_arns(&current.id).send().await {
+        match ctx
+            .aws
+            .elb
+            .describe_load_balancers()
+            .load_balancer_arns(&current.id)
+            .send()
+            .await
+        {
             Err(error) if error_code(&error) == Some("LoadBalancerNotFound") => Ok(Poll::Ready(())),
             Err(error) => Err(aws_error(error)),
             Ok(found) if found.load_balancers().is_empty() => Ok(Poll::Ready(())),
@@ -389,6 +605,12 @@ pub async fn delete_load_balancer(ctx: &Ctx, current: &Existing) -> anyhow::Resu
 }
 
 pub async fn delete_target_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.elb.delete_target_group().target_group_arn(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .elb
+        .delete_target_group()
+        .target_group_arn(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }

@@ -76,7 +76,10 @@ pub fn ids(known: &Known, components: &str) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// An SDK error with its service message, code and cause, in one line.
@@ -85,7 +88,9 @@ pub fn aws_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> anyh
 }
 
 /// The AWS error code of a failed call ("DBInstanceNotFound"…), if the service gave one.
-pub fn error_code<E, R>(error: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Option<&str>
+pub fn error_code<E, R>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> Option<&str>
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
 {
@@ -95,13 +100,20 @@ where
 /// True when the endpoint failed inside with an HTML error page instead of an
 /// AWS error document: what a local stand-in of AWS does for an operation it
 /// does not implement (moto 5.2.5 and DeleteCacheSubnetGroup); AWS never does.
-pub fn not_implemented<E>(error: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool {
+pub fn not_implemented<E>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> bool {
     error.raw_response().is_some_and(|response| {
         response.status().as_u16() == 500
-            && response
-                .body()
-                .bytes()
-                .is_some_and(|body| String::from_utf8_lossy(body).trim_start().to_ascii_lowercase().starts_with("<!doctype html"))
+            && response.body().bytes().is_some_and(|body| {
+                String::from_utf8_lossy(body)
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("<!doctype html")
+            })
     })
 }
 
@@ -115,17 +127,29 @@ pub fn tagged<'a>(
         return None;
     }
     let component = tags.get(COMPONENT_TAG)?;
-    Some(((*component).to_owned(), tags.get("Name").map(|n| (*n).to_owned())))
+    Some((
+        (*component).to_owned(),
+        tags.get("Name").map(|n| (*n).to_owned()),
+    ))
 }
 
 /// Build an `Existing` from discovery.
-pub fn existing(component: String, kind: Kind, name: String, id: String, props: &[(&str, String)]) -> Existing {
+pub fn existing(
+    component: String,
+    kind: Kind,
+    name: String,
+    id: String,
+    props: &[(&str, String)],
+) -> Existing {
     Existing {
         component,
         kind,
         name,
         id,
-        props: props.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        props: props
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
         attrs: BTreeMap::new(),
         aliases: Vec::new(),
     }
@@ -183,7 +207,19 @@ where
 
 /// Everything of the stack that exists, discovered kind by kind concurrently.
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
-    let (network, groups, iam, storage, parameters, database, redis, templates, balancer, scaling, monitoring) = tokio::try_join!(
+    let (
+        network,
+        groups,
+        iam,
+        storage,
+        parameters,
+        database,
+        redis,
+        templates,
+        balancer,
+        scaling,
+        monitoring,
+    ) = tokio::try_join!(
         network::discover(ctx),
         security_group::discover(ctx),
         iam::discover(ctx),
@@ -197,7 +233,8 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         monitoring::discover(ctx),
     )?;
     let mut found: Vec<Existing> = [
-        network, groups, iam, storage, parameters, database, redis, templates, balancer, scaling, monitoring,
+        network, groups, iam, storage, parameters, database, redis, templates, balancer, scaling,
+        monitoring,
     ]
     .concat();
     references_to_components(&mut found);
@@ -227,13 +264,23 @@ fn references_to_components(found: &mut [Existing]) {
 /// Properties that hold text, never another resource's id.
 const FREE_TEXT: [&str; 3] = ["policy", "description", "metric"];
 /// Properties that are sets, compared sorted.
-const LISTS: [&str; 5] = ["subnets", "security_groups", "ingress", "target_groups", "actions"];
+const LISTS: [&str; 5] = [
+    "subnets",
+    "security_groups",
+    "ingress",
+    "target_groups",
+    "actions",
+];
 
 fn replace_tokens(value: &str, is_list: bool, by_id: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(value.len());
     let mut token = String::new();
     let flush = |token: &mut String, out: &mut String| {
-        out.push_str(by_id.get(token.as_str()).map_or(token.as_str(), String::as_str));
+        out.push_str(
+            by_id
+                .get(token.as_str())
+                .map_or(token.as_str(), String::as_str),
+        );
         token.clear();
     };
     for c in value.chars() {
@@ -295,7 +342,9 @@ pub async fn update(
         Kind::Vpc => network::update_vpc(ctx, resource, current, &changed).await,
         Kind::Subnet => network::update_subnet(ctx, resource, current).await,
         Kind::InternetGateway => network::update_internet_gateway(ctx, known, current).await,
-        Kind::RouteTable => network::update_route_table(ctx, known, resource, current, &changed).await,
+        Kind::RouteTable => {
+            network::update_route_table(ctx, known, resource, current, &changed).await
+        }
         Kind::SecurityGroup => security_group::update(ctx, known, resource, current).await,
         Kind::Role => iam::update_role(ctx, resource, current).await,
         Kind::InstanceProfile => iam::update_instance_profile(ctx, known, resource, current).await,
@@ -306,8 +355,12 @@ pub async fn update(
         Kind::CacheSubnetGroup => redis::update_subnet_group(ctx, known, resource, current).await,
         Kind::Redis => redis::update(ctx, known, resource, current, &changed).await,
         Kind::LaunchTemplate => launch_template::update(ctx, known, resource, current).await,
-        Kind::TargetGroup => load_balancer::update_target_group(ctx, resource, current, &changed).await,
-        Kind::LoadBalancer => load_balancer::update_load_balancer(ctx, known, resource, current, &changed).await,
+        Kind::TargetGroup => {
+            load_balancer::update_target_group(ctx, resource, current, &changed).await
+        }
+        Kind::LoadBalancer => {
+            load_balancer::update_load_balancer(ctx, known, resource, current, &changed).await
+        }
         Kind::Listener => load_balancer::update_listener(ctx, known, resource, current).await,
         Kind::AutoScalingGroup => autoscaling::update_group(ctx, known, resource, current).await,
         Kind::ScalingPolicy => autoscaling::put_policy(ctx, known, resource).await,
@@ -355,13 +408,26 @@ mod tests {
 
     #[test]
     fn ids_inside_properties_become_component_names() {
-        let by_id: BTreeMap<String, String> = [("sg-1", "sg-alb"), ("subnet-9", "subnet-public-b"), ("subnet-2", "subnet-public-a")]
-            .into_iter()
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .collect();
-        assert_eq!(replace_tokens("tcp 8000 from sg-1", true, &by_id), "tcp 8000 from sg-alb");
-        assert_eq!(replace_tokens("subnet-9,subnet-2", true, &by_id), "subnet-public-a,subnet-public-b");
-        assert_eq!(replace_tokens("LoadBalancer=sg-1", false, &by_id), "LoadBalancer=sg-alb");
+        let by_id: BTreeMap<String, String> = [
+            ("sg-1", "sg-alb"),
+            ("subnet-9", "subnet-public-b"),
+            ("subnet-2", "subnet-public-a"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+        assert_eq!(
+            replace_tokens("tcp 8000 from sg-1", true, &by_id),
+            "tcp 8000 from sg-alb"
+        );
+        assert_eq!(
+            replace_tokens("subnet-9,subnet-2", true, &by_id),
+            "subnet-public-a,subnet-public-b"
+        );
+        assert_eq!(
+            replace_tokens("LoadBalancer=sg-1", false, &by_id),
+            "LoadBalancer=sg-alb"
+        );
         assert_eq!(replace_tokens("vpc-unknown", false, &by_id), "vpc-unknown");
     }
 }

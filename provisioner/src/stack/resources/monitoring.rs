@@ -77,16 +77,30 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     for alarm in alarms.metric_alarms() {
         let name = alarm.alarm_name().unwrap_or_default();
         let arn = alarm.alarm_arn().unwrap_or_default();
-        let tags = cloudwatch.list_tags_for_resource().resource_arn(arn).send().await.map_err(aws_error)?;
-        let Some((component, _)) =
-            tagged(&ctx.stack, tags.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))))
-        else {
+        let tags = cloudwatch
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        let Some((component, _)) = tagged(
+            &ctx.stack,
+            tags.tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+        ) else {
             continue;
         };
         let dimensions: Vec<String> = alarm
             .dimensions()
             .iter()
-            .map(|d| format!("{}={}", d.name().unwrap_or_default(), d.value().unwrap_or_default()))
+            .map(|d| {
+                format!(
+                    "{}={}",
+                    d.name().unwrap_or_default(),
+                    d.value().unwrap_or_default()
+                )
+            })
             .collect();
         found.push(existing(
             component,
@@ -94,7 +108,10 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             name.to_owned(),
             name.to_owned(),
             &[
-                ("description", alarm.alarm_description().unwrap_or_default().to_owned()),
+                (
+                    "description",
+                    alarm.alarm_description().unwrap_or_default().to_owned(),
+                ),
                 (
                     "metric",
                     format!(
@@ -110,7 +127,10 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                     "condition",
                     format!(
                         "{} {}",
-                        alarm.comparison_operator().map(|c| c.as_str()).unwrap_or_default(),
+                        alarm
+                            .comparison_operator()
+                            .map(|c| c.as_str())
+                            .unwrap_or_default(),
                         alarm.threshold().unwrap_or_default()
                     ),
                 ),
@@ -120,7 +140,12 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         ));
     }
     let name = dashboard_name(&ctx.stack);
-    match cloudwatch.get_dashboard().dashboard_name(&name).send().await {
+    match cloudwatch
+        .get_dashboard()
+        .dashboard_name(&name)
+        .send()
+        .await
+    {
         Ok(dashboard) => {
             let body = dashboard.dashboard_body().unwrap_or_default();
             found.push(existing(
@@ -131,7 +156,11 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 &[("body_sha256", super::sha256_hex(body.as_bytes()))],
             ));
         }
-        Err(error) if matches!(error_code(&error), Some("ResourceNotFound" | "ResourceNotFoundException")) => {}
+        Err(error)
+            if matches!(
+                error_code(&error),
+                Some("ResourceNotFound" | "ResourceNotFoundException")
+            ) => {}
         Err(error) => return Err(aws_error(error)).context("cannot look up the dashboard"),
     }
     Ok(found)
@@ -150,7 +179,11 @@ pub async fn put_alarm(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow:
         .map(|d| {
             let (name, component) = d.split_once('=').context("malformed dimension")?;
             let value = match known.get(component) {
-                Some(e) => e.attrs.get("metric_dimension").cloned().unwrap_or_else(|| e.id.clone()),
+                Some(e) => e
+                    .attrs
+                    .get("metric_dimension")
+                    .cloned()
+                    .unwrap_or_else(|| e.id.clone()),
                 None => anyhow::bail!("{component} does not exist yet"),
             };
             Ok(Dimension::builder().name(name).value(value).build())
@@ -187,8 +220,16 @@ pub async fn put_alarm(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow:
     Ok(created(resource, resource.name.clone()))
 }
 
-pub async fn put_dashboard(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
-    let body = dashboard_body(&ctx.stack, ctx.region(), &crate::stack::spec::dashboard_refs(known));
+pub async fn put_dashboard(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
+    let body = dashboard_body(
+        &ctx.stack,
+        ctx.region(),
+        &crate::stack::spec::dashboard_refs(known),
+    );
     ctx.aws
         .cloudwatch
         .put_dashboard()
@@ -198,16 +239,30 @@ pub async fn put_dashboard(ctx: &Ctx, known: &Known, resource: &Resource) -> any
         .await
         .map_err(aws_error)?;
     let mut current = created(resource, resource.name.clone());
-    current.props.insert("body_sha256".into(), super::sha256_hex(body.as_bytes()));
+    current
+        .props
+        .insert("body_sha256".into(), super::sha256_hex(body.as_bytes()));
     Ok(current)
 }
 
 pub async fn delete_alarm(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.cloudwatch.delete_alarms().alarm_names(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .cloudwatch
+        .delete_alarms()
+        .alarm_names(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
 pub async fn delete_dashboard(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.cloudwatch.delete_dashboards().dashboard_names(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .cloudwatch
+        .delete_dashboards()
+        .dashboard_names(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }

@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, DomainType, Filter, ResourceType, Tag, TagSpecification, VpcAttributeName,
+    AttributeBooleanValue, DomainType, Filter, ResourceType, Tag, TagSpecification,
+    VpcAttributeName,
 };
 
 use super::{Ctx, Known, Poll, aws_error, created, existing, id, tagged, wait_for};
@@ -18,11 +19,18 @@ pub fn tag_spec(ctx: &Ctx, resource_type: ResourceType, resource: &Resource) -> 
 }
 
 pub fn stack_filter(ctx: &Ctx) -> Filter {
-    Filter::builder().name(format!("tag:{STACK_TAG}")).values(&ctx.stack).build()
+    Filter::builder()
+        .name(format!("tag:{STACK_TAG}"))
+        .values(&ctx.stack)
+        .build()
 }
 
 pub fn ec2_tagged(ctx: &Ctx, tags: &[Tag]) -> Option<(String, String)> {
-    let (component, name) = tagged(&ctx.stack, tags.iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))))?;
+    let (component, name) = tagged(
+        &ctx.stack,
+        tags.iter()
+            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+    )?;
     let name = name.unwrap_or_else(|| component.clone());
     Some((component, name))
 }
@@ -34,24 +42,70 @@ fn flag(value: bool) -> AttributeBooleanValue {
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let ec2 = &ctx.aws.ec2;
     let (vpcs, subnets, gateways, addresses, nats, tables) = tokio::try_join!(
-        async { ec2.describe_vpcs().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
-        async { ec2.describe_subnets().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
-        async { ec2.describe_internet_gateways().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
-        async { ec2.describe_addresses().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
-        async { ec2.describe_nat_gateways().filter(stack_filter(ctx)).send().await.map_err(aws_error) },
-        async { ec2.describe_route_tables().filters(stack_filter(ctx)).send().await.map_err(aws_error) },
+        async {
+            ec2.describe_vpcs()
+                .filters(stack_filter(ctx))
+                .send()
+                .await
+                .map_err(aws_error)
+        },
+        async {
+            ec2.describe_subnets()
+                .filters(stack_filter(ctx))
+                .send()
+                .await
+                .map_err(aws_error)
+        },
+        async {
+            ec2.describe_internet_gateways()
+                .filters(stack_filter(ctx))
+                .send()
+                .await
+                .map_err(aws_error)
+        },
+        async {
+            ec2.describe_addresses()
+                .filters(stack_filter(ctx))
+                .send()
+                .await
+                .map_err(aws_error)
+        },
+        async {
+            ec2.describe_nat_gateways()
+                .filter(stack_filter(ctx))
+                .send()
+                .await
+                .map_err(aws_error)
+        },
+        async {
+            ec2.describe_route_tables()
+                .filters(stack_filter(ctx))
+                .send()
+                .await
+                .map_err(aws_error)
+        },
     )
     .context("cannot list the stack's network (ec2:Describe*)")?;
     let mut found = Vec::new();
     for vpc in vpcs.vpcs() {
-        let Some((component, name)) = ec2_tagged(ctx, vpc.tags()) else { continue };
+        let Some((component, name)) = ec2_tagged(ctx, vpc.tags()) else {
+            continue;
+        };
         let vpc_id = vpc.vpc_id().unwrap_or_default().to_owned();
         let (hostnames, support) = tokio::try_join!(
-            ec2.describe_vpc_attribute().vpc_id(&vpc_id).attribute(VpcAttributeName::EnableDnsHostnames).send(),
-            ec2.describe_vpc_attribute().vpc_id(&vpc_id).attribute(VpcAttributeName::EnableDnsSupport).send(),
+            ec2.describe_vpc_attribute()
+                .vpc_id(&vpc_id)
+                .attribute(VpcAttributeName::EnableDnsHostnames)
+                .send(),
+            ec2.describe_vpc_attribute()
+                .vpc_id(&vpc_id)
+                .attribute(VpcAttributeName::EnableDnsSupport)
+                .send(),
         )
         .map_err(aws_error)?;
-        let enabled = |value: Option<&AttributeBooleanValue>| value.and_then(|v| v.value()).unwrap_or(false).to_string();
+        let enabled = |value: Option<&AttributeBooleanValue>| {
+            value.and_then(|v| v.value()).unwrap_or(false).to_string()
+        };
         found.push(existing(
             component,
             Kind::Vpc,
@@ -65,7 +119,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         ));
     }
     for subnet in subnets.subnets() {
-        let Some((component, name)) = ec2_tagged(ctx, subnet.tags()) else { continue };
+        let Some((component, name)) = ec2_tagged(ctx, subnet.tags()) else {
+            continue;
+        };
         found.push(existing(
             component,
             Kind::Subnet,
@@ -74,14 +130,30 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             &[
                 ("vpc", subnet.vpc_id().unwrap_or_default().to_owned()),
                 ("cidr", subnet.cidr_block().unwrap_or_default().to_owned()),
-                ("zone", subnet.availability_zone().unwrap_or_default().to_owned()),
-                ("public_ip_on_launch", subnet.map_public_ip_on_launch().unwrap_or(false).to_string()),
+                (
+                    "zone",
+                    subnet.availability_zone().unwrap_or_default().to_owned(),
+                ),
+                (
+                    "public_ip_on_launch",
+                    subnet
+                        .map_public_ip_on_launch()
+                        .unwrap_or(false)
+                        .to_string(),
+                ),
             ],
         ));
     }
     for gateway in gateways.internet_gateways() {
-        let Some((component, name)) = ec2_tagged(ctx, gateway.tags()) else { continue };
-        let vpc = gateway.attachments().iter().filter_map(|a| a.vpc_id()).collect::<Vec<_>>().join(",");
+        let Some((component, name)) = ec2_tagged(ctx, gateway.tags()) else {
+            continue;
+        };
+        let vpc = gateway
+            .attachments()
+            .iter()
+            .filter_map(|a| a.vpc_id())
+            .collect::<Vec<_>>()
+            .join(",");
         found.push(existing(
             component,
             Kind::InternetGateway,
@@ -91,36 +163,62 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         ));
     }
     for address in addresses.addresses() {
-        let Some((component, name)) = ec2_tagged(ctx, address.tags()) else { continue };
+        let Some((component, name)) = ec2_tagged(ctx, address.tags()) else {
+            continue;
+        };
         let mut e = existing(
             component,
             Kind::ElasticIp,
             name,
             address.allocation_id().unwrap_or_default().to_owned(),
-            &[("domain", address.domain().map(|d| d.as_str().to_owned()).unwrap_or_default())],
+            &[(
+                "domain",
+                address
+                    .domain()
+                    .map(|d| d.as_str().to_owned())
+                    .unwrap_or_default(),
+            )],
         );
-        e.attrs.insert("public_ip".into(), address.public_ip().unwrap_or_default().to_owned());
+        e.attrs.insert(
+            "public_ip".into(),
+            address.public_ip().unwrap_or_default().to_owned(),
+        );
         found.push(e);
     }
     for nat in nats.nat_gateways() {
-        let state = nat.state().map(|s| s.as_str().to_owned()).unwrap_or_default();
+        let state = nat
+            .state()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
         if matches!(state.as_str(), "deleted" | "deleting" | "failed") {
             continue;
         }
-        let Some((component, name)) = ec2_tagged(ctx, nat.tags()) else { continue };
-        let allocation = nat.nat_gateway_addresses().iter().filter_map(|a| a.allocation_id()).collect::<Vec<_>>().join(",");
+        let Some((component, name)) = ec2_tagged(ctx, nat.tags()) else {
+            continue;
+        };
+        let allocation = nat
+            .nat_gateway_addresses()
+            .iter()
+            .filter_map(|a| a.allocation_id())
+            .collect::<Vec<_>>()
+            .join(",");
         let mut e = existing(
             component,
             Kind::NatGateway,
             name,
             nat.nat_gateway_id().unwrap_or_default().to_owned(),
-            &[("subnet", nat.subnet_id().unwrap_or_default().to_owned()), ("elastic_ip", allocation)],
+            &[
+                ("subnet", nat.subnet_id().unwrap_or_default().to_owned()),
+                ("elastic_ip", allocation),
+            ],
         );
         e.attrs.insert("state".into(), state);
         found.push(e);
     }
     for table in tables.route_tables() {
-        let Some((component, name)) = ec2_tagged(ctx, table.tags()) else { continue };
+        let Some((component, name)) = ec2_tagged(ctx, table.tags()) else {
+            continue;
+        };
         let default_route = table
             .routes()
             .iter()
@@ -138,13 +236,22 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 ("default_route", default_route),
                 (
                     "subnets",
-                    table.associations().iter().filter_map(|a| a.subnet_id()).collect::<Vec<_>>().join(","),
+                    table
+                        .associations()
+                        .iter()
+                        .filter_map(|a| a.subnet_id())
+                        .collect::<Vec<_>>()
+                        .join(","),
                 ),
             ],
         );
         for association in table.associations() {
-            if let (Some(subnet), Some(association)) = (association.subnet_id(), association.route_table_association_id()) {
-                e.attrs.insert(format!("association {subnet}"), association.to_owned());
+            if let (Some(subnet), Some(association)) = (
+                association.subnet_id(),
+                association.route_table_association_id(),
+            ) {
+                e.attrs
+                    .insert(format!("association {subnet}"), association.to_owned());
             }
         }
         found.push(e);
@@ -162,7 +269,11 @@ pub async fn create_vpc(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existi
         .send()
         .await
         .map_err(aws_error)?;
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).context("CreateVpc returned no id")?.to_owned();
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .context("CreateVpc returned no id")?
+        .to_owned();
     let current = created(resource, vpc_id);
     let unset = |_: &str| true;
     update_vpc(ctx, resource, &current, &unset).await
@@ -198,7 +309,11 @@ pub async fn update_vpc(
     Ok(created(resource, current.id.clone()))
 }
 
-pub async fn create_subnet(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_subnet(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     let subnet = ctx
         .aws
         .ec2
@@ -210,12 +325,19 @@ pub async fn create_subnet(ctx: &Ctx, known: &Known, resource: &Resource) -> any
         .send()
         .await
         .map_err(aws_error)?;
-    let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).context("CreateSubnet returned no id")?;
+    let subnet_id = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .context("CreateSubnet returned no id")?;
     let current = created(resource, subnet_id.to_owned());
     update_subnet(ctx, resource, &current).await
 }
 
-pub async fn update_subnet(ctx: &Ctx, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update_subnet(
+    ctx: &Ctx,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     ctx.aws
         .ec2
         .modify_subnet_attribute()
@@ -227,7 +349,11 @@ pub async fn update_subnet(ctx: &Ctx, resource: &Resource, current: &Existing) -
     Ok(created(resource, current.id.clone()))
 }
 
-pub async fn create_internet_gateway(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_internet_gateway(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     let gateway = ctx
         .aws
         .ec2
@@ -246,9 +372,16 @@ pub async fn create_internet_gateway(ctx: &Ctx, known: &Known, resource: &Resour
     Ok(created(resource, gateway_id.to_owned()))
 }
 
-pub async fn update_internet_gateway(ctx: &Ctx, known: &Known, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update_internet_gateway(
+    ctx: &Ctx,
+    known: &Known,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     let vpc = id(known, "vpc")?;
-    for attached in current.props["vpc"].split(',').filter(|v| !v.is_empty() && *v != "vpc") {
+    for attached in current.props["vpc"]
+        .split(',')
+        .filter(|v| !v.is_empty() && *v != "vpc")
+    {
         let attached_id = known.get(attached).map_or(attached, |e| e.id.as_str());
         ctx.aws
             .ec2
@@ -284,12 +417,25 @@ pub async fn create_elastic_ip(ctx: &Ctx, resource: &Resource) -> anyhow::Result
         .send()
         .await
         .map_err(aws_error)?;
-    let mut current = created(resource, address.allocation_id().context("AllocateAddress returned no id")?.to_owned());
-    current.attrs.insert("public_ip".into(), address.public_ip().unwrap_or_default().to_owned());
+    let mut current = created(
+        resource,
+        address
+            .allocation_id()
+            .context("AllocateAddress returned no id")?
+            .to_owned(),
+    );
+    current.attrs.insert(
+        "public_ip".into(),
+        address.public_ip().unwrap_or_default().to_owned(),
+    );
     Ok(current)
 }
 
-pub async fn create_nat_gateway(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_nat_gateway(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     let nat = ctx
         .aws
         .ec2
@@ -300,20 +446,36 @@ pub async fn create_nat_gateway(ctx: &Ctx, known: &Known, resource: &Resource) -
         .send()
         .await
         .map_err(aws_error)?;
-    let nat_id = nat.nat_gateway().and_then(|n| n.nat_gateway_id()).context("CreateNatGateway returned no id")?;
+    let nat_id = nat
+        .nat_gateway()
+        .and_then(|n| n.nat_gateway_id())
+        .context("CreateNatGateway returned no id")?;
     wait_nat(ctx, &resource.component, nat_id, "available").await?;
     Ok(created(resource, nat_id.to_owned()))
 }
 
 async fn wait_nat(ctx: &Ctx, component: &str, nat_id: &str, target: &str) -> anyhow::Result<()> {
     wait_for(ctx, component, || async {
-        let nats = ctx.aws.ec2.describe_nat_gateways().nat_gateway_ids(nat_id).send().await.map_err(aws_error)?;
-        let state = nats.nat_gateways().first().and_then(|n| n.state()).map(|s| s.as_str().to_owned());
+        let nats = ctx
+            .aws
+            .ec2
+            .describe_nat_gateways()
+            .nat_gateway_ids(nat_id)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        let state = nats
+            .nat_gateways()
+            .first()
+            .and_then(|n| n.state())
+            .map(|s| s.as_str().to_owned());
         Ok(match state.as_deref() {
             Some(state) if state == target => Poll::Ready(()),
             None if target == "deleted" => Poll::Ready(()),
             Some("failed") if target != "deleted" => {
-                anyhow::bail!("NAT gateway {nat_id} failed (see ec2:DescribeNatGateways for the reason)")
+                anyhow::bail!(
+                    "NAT gateway {nat_id} failed (see ec2:DescribeNatGateways for the reason)"
+                )
             }
             Some(state) => Poll::Pending(state.to_owned()),
             None => Poll::Pending("not listed yet".to_owned()),
@@ -322,7 +484,11 @@ async fn wait_nat(ctx: &Ctx, component: &str, nat_id: &str, target: &str) -> any
     .await
 }
 
-pub async fn create_route_table(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_route_table(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     let table = ctx
         .aws
         .ec2
@@ -332,7 +498,10 @@ pub async fn create_route_table(ctx: &Ctx, known: &Known, resource: &Resource) -
         .send()
         .await
         .map_err(aws_error)?;
-    let table_id = table.route_table().and_then(|t| t.route_table_id()).context("CreateRouteTable returned no id")?;
+    let table_id = table
+        .route_table()
+        .and_then(|t| t.route_table_id())
+        .context("CreateRouteTable returned no id")?;
     let mut current = created(resource, table_id.to_owned());
     current.props.insert("default_route".into(), String::new());
     current.props.insert("subnets".into(), String::new());
@@ -353,22 +522,43 @@ pub async fn update_route_table(
         let target = id(known, target_component)?;
         let is_nat = known.get(target_component).map(|e| e.kind) == Some(Kind::NatGateway);
         if current.props["default_route"].is_empty() {
-            let request = ec2.create_route().route_table_id(&current.id).destination_cidr_block("0.0.0.0/0");
-            let request = if is_nat { request.nat_gateway_id(target) } else { request.gateway_id(target) };
+            let request = ec2
+                .create_route()
+                .route_table_id(&current.id)
+                .destination_cidr_block("0.0.0.0/0");
+            let request = if is_nat {
+                request.nat_gateway_id(target)
+            } else {
+                request.gateway_id(target)
+            };
             request.send().await.map_err(aws_error)?;
         } else {
-            let request = ec2.replace_route().route_table_id(&current.id).destination_cidr_block("0.0.0.0/0");
-            let request = if is_nat { request.nat_gateway_id(target) } else { request.gateway_id(target) };
+            let request = ec2
+                .replace_route()
+                .route_table_id(&current.id)
+                .destination_cidr_block("0.0.0.0/0");
+            let request = if is_nat {
+                request.nat_gateway_id(target)
+            } else {
+                request.gateway_id(target)
+            };
             request.send().await.map_err(aws_error)?;
         }
     }
     if changed("subnets") {
         let wanted: Vec<&str> = resource.props["subnets"].split(',').collect();
-        let have: Vec<&str> = current.props["subnets"].split(',').filter(|s| !s.is_empty()).collect();
+        let have: Vec<&str> = current.props["subnets"]
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .collect();
         for subnet in have.iter().filter(|s| !wanted.contains(s)) {
             let subnet_id = known.get(*subnet).map_or(*subnet, |e| e.id.as_str());
             if let Some(association) = current.attrs.get(&format!("association {subnet_id}")) {
-                ec2.disassociate_route_table().association_id(association).send().await.map_err(aws_error)?;
+                ec2.disassociate_route_table()
+                    .association_id(association)
+                    .send()
+                    .await
+                    .map_err(aws_error)?;
             }
         }
         for subnet in wanted.iter().filter(|s| !have.contains(s)) {
@@ -384,12 +574,24 @@ pub async fn update_route_table(
 }
 
 pub async fn delete_vpc(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.ec2.delete_vpc().vpc_id(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ec2
+        .delete_vpc()
+        .vpc_id(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
 pub async fn delete_subnet(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.ec2.delete_subnet().subnet_id(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ec2
+        .delete_subnet()
+        .subnet_id(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
@@ -402,7 +604,11 @@ pub async fn delete_internet_gateway(ctx: &Ctx, current: &Existing) -> anyhow::R
         .send()
         .await
         .map_err(aws_error)?;
-    for attachment in gateways.internet_gateways().iter().flat_map(|g| g.attachments()) {
+    for attachment in gateways
+        .internet_gateways()
+        .iter()
+        .flat_map(|g| g.attachments())
+    {
         if let Some(vpc) = attachment.vpc_id() {
             ctx.aws
                 .ec2
@@ -414,17 +620,35 @@ pub async fn delete_internet_gateway(ctx: &Ctx, current: &Existing) -> anyhow::R
                 .map_err(aws_error)?;
         }
     }
-    ctx.aws.ec2.delete_internet_gateway().internet_gateway_id(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ec2
+        .delete_internet_gateway()
+        .internet_gateway_id(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
 pub async fn delete_elastic_ip(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.ec2.release_address().allocation_id(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ec2
+        .release_address()
+        .allocation_id(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
 pub async fn delete_nat_gateway(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.ec2.delete_nat_gateway().nat_gateway_id(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ec2
+        .delete_nat_gateway()
+        .nat_gateway_id(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     // Its Elastic IP is only released once the gateway is gone.
     wait_nat(ctx, &current.component, &current.id, "deleted").await
 }
@@ -441,6 +665,12 @@ pub async fn delete_route_table(ctx: &Ctx, current: &Existing) -> anyhow::Result
                 .map_err(aws_error)?;
         }
     }
-    ctx.aws.ec2.delete_route_table().route_table_id(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ec2
+        .delete_route_table()
+        .route_table_id(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }

@@ -25,7 +25,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             .map_err(aws_error)
             .context("cannot list the stack's SSM parameters")?;
         for parameter in page.parameters() {
-            let Some(name) = parameter.name() else { continue };
+            let Some(name) = parameter.name() else {
+                continue;
+            };
             let tags = ssm
                 .list_tags_for_resource()
                 .resource_type(ResourceTypeForTagging::Parameter)
@@ -34,7 +36,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 .await
                 .map_err(aws_error)?;
             let tags = tags.tag_list();
-            let Some((component, _)) = tagged(&ctx.stack, tags.iter().map(|t| (t.key(), t.value()))) else {
+            let Some((component, _)) =
+                tagged(&ctx.stack, tags.iter().map(|t| (t.key(), t.value())))
+            else {
                 continue;
             };
             let value = parameter.value().unwrap_or_default();
@@ -49,7 +53,13 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 name.to_owned(),
                 name.to_owned(),
                 &[
-                    ("type", parameter.r#type().map(|t| t.as_str().to_owned()).unwrap_or_default()),
+                    (
+                        "type",
+                        parameter
+                            .r#type()
+                            .map(|t| t.as_str().to_owned())
+                            .unwrap_or_default(),
+                    ),
                     ("value", shown),
                 ],
             ));
@@ -63,7 +73,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
 
 /// `postgres://user:secret@host…` → `postgres://user:****@host…`.
 fn mask_password(url: &str) -> String {
-    let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) else { return url.to_owned() };
+    let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) else {
+        return url.to_owned();
+    };
     match url[scheme_end + 3..at].find(':') {
         Some(colon) => format!("{}:****{}", &url[..scheme_end + 3 + colon], &url[at..]),
         None => url.to_owned(),
@@ -72,7 +84,8 @@ fn mask_password(url: &str) -> String {
 
 fn random_secret(bytes: usize) -> anyhow::Result<String> {
     let mut buffer = vec![0u8; bytes];
-    getrandom::fill(&mut buffer).map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
+    getrandom::fill(&mut buffer)
+        .map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
     Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -88,7 +101,11 @@ async fn read(ctx: &Ctx, key: &str) -> anyhow::Result<String> {
         .await
         .map_err(aws_error)
         .with_context(|| format!("cannot read {name}"))?;
-    parameter.parameter().and_then(|p| p.value()).map(str::to_owned).with_context(|| format!("{name} has no value"))
+    parameter
+        .parameter()
+        .and_then(|p| p.value())
+        .map(str::to_owned)
+        .with_context(|| format!("{name} has no value"))
 }
 
 /// The database master password, for the database's create call.
@@ -144,7 +161,12 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
     Ok(created(resource, resource.name.clone()))
 }
 
-pub async fn update(ctx: &Ctx, known: &Known, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     if resource.props["value"] != GENERATED {
         ctx.aws
             .ssm
@@ -161,7 +183,13 @@ pub async fn update(ctx: &Ctx, known: &Known, resource: &Resource, current: &Exi
 }
 
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.ssm.delete_parameter().name(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ssm
+        .delete_parameter()
+        .name(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
 
@@ -171,7 +199,10 @@ mod tests {
 
     #[test]
     fn database_urls_are_shown_without_their_password() {
-        assert_eq!(mask_password("postgres://accunode:s3cr3t@db.example:5432/accunode"), "postgres://accunode:****@db.example:5432/accunode");
+        assert_eq!(
+            mask_password("postgres://accunode:s3cr3t@db.example:5432/accunode"),
+            "postgres://accunode:****@db.example:5432/accunode"
+        );
         assert_eq!(mask_password("redis://cache:6379"), "redis://cache:6379");
     }
 }

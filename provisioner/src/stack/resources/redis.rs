@@ -7,7 +7,9 @@
 use anyhow::Context;
 use aws_sdk_elasticache::types::Tag;
 
-use super::{Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for};
+use super::{
+    Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for,
+};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {
@@ -18,23 +20,47 @@ fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {
 }
 
 async fn component_of(ctx: &Ctx, arn: &str) -> anyhow::Result<Option<String>> {
-    let tags = ctx.aws.elasticache.list_tags_for_resource().resource_name(arn).send().await.map_err(aws_error)?;
-    Ok(tagged(&ctx.stack, tags.tag_list().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))))
-        .map(|(component, _)| component))
+    let tags = ctx
+        .aws
+        .elasticache
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .map_err(aws_error)?;
+    Ok(tagged(
+        &ctx.stack,
+        tags.tag_list()
+            .iter()
+            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+    )
+    .map(|(component, _)| component))
 }
 
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let cache = &ctx.aws.elasticache;
     let mut found = Vec::new();
     let group_name = format!("{}-redis-subnets", ctx.stack);
-    match cache.describe_cache_subnet_groups().cache_subnet_group_name(&group_name).send().await {
+    match cache
+        .describe_cache_subnet_groups()
+        .cache_subnet_group_name(&group_name)
+        .send()
+        .await
+    {
         Ok(groups) => {
             for group in groups.cache_subnet_groups() {
                 let arn = group.arn().unwrap_or_default();
                 let Some(component) = component_of(ctx, arn).await? else {
-                    anyhow::bail!("the cache subnet group {group_name} exists without the tag accunode:stack={}: not this stack's, not touched", ctx.stack);
+                    anyhow::bail!(
+                        "the cache subnet group {group_name} exists without the tag accunode:stack={}: not this stack's, not touched",
+                        ctx.stack
+                    );
                 };
-                let subnets: Vec<&str> = group.subnets().iter().filter_map(|s| s.subnet_identifier()).collect();
+                let subnets: Vec<&str> = group
+                    .subnets()
+                    .iter()
+                    .filter_map(|s| s.subnet_identifier())
+                    .collect();
                 let mut e = existing(
                     component,
                     Kind::CacheSubnetGroup,
@@ -47,18 +73,29 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             }
         }
         Err(error) if error_code(&error) == Some("CacheSubnetGroupNotFoundFault") => {}
-        Err(error) => return Err(aws_error(error)).context("cannot look up the cache subnet group"),
+        Err(error) => {
+            return Err(aws_error(error)).context("cannot look up the cache subnet group");
+        }
     }
     let name = format!("{}-redis", ctx.stack);
-    match cache.describe_replication_groups().replication_group_id(&name).send().await {
+    match cache
+        .describe_replication_groups()
+        .replication_group_id(&name)
+        .send()
+        .await
+    {
         Ok(groups) => {
             for group in groups.replication_groups() {
                 let status = group.status().unwrap_or_default();
                 if matches!(status, "deleting" | "deleted") {
                     continue;
                 }
-                let Some(component) = component_of(ctx, group.arn().unwrap_or_default()).await? else {
-                    anyhow::bail!("the Redis replication group {name} exists without the tag accunode:stack={}: not this stack's, not touched", ctx.stack);
+                let Some(component) = component_of(ctx, group.arn().unwrap_or_default()).await?
+                else {
+                    anyhow::bail!(
+                        "the Redis replication group {name} exists without the tag accunode:stack={}: not this stack's, not touched",
+                        ctx.stack
+                    );
                 };
                 let mut e = existing(
                     component,
@@ -67,9 +104,18 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                     name.clone(),
                     &[
                         ("engine", group.engine().unwrap_or("redis").to_owned()),
-                        ("node_type", group.cache_node_type().unwrap_or_default().to_owned()),
+                        (
+                            "node_type",
+                            group.cache_node_type().unwrap_or_default().to_owned(),
+                        ),
                         ("nodes", group.member_clusters().len().to_string()),
-                        ("encrypted_at_rest", group.at_rest_encryption_enabled().unwrap_or(false).to_string()),
+                        (
+                            "encrypted_at_rest",
+                            group
+                                .at_rest_encryption_enabled()
+                                .unwrap_or(false)
+                                .to_string(),
+                        ),
                     ],
                 );
                 e.attrs.insert("status".into(), status.to_owned());
@@ -80,16 +126,27 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             }
         }
         Err(error) if error_code(&error) == Some("ReplicationGroupNotFoundFault") => {}
-        Err(error) => return Err(aws_error(error)).context("cannot look up the Redis replication group"),
+        Err(error) => {
+            return Err(aws_error(error)).context("cannot look up the Redis replication group");
+        }
     }
     Ok(found)
 }
 
 fn primary_endpoint(group: &aws_sdk_elasticache::types::ReplicationGroup) -> Option<String> {
-    group.node_groups().first().and_then(|n| n.primary_endpoint()).and_then(|e| e.address()).map(str::to_owned)
+    group
+        .node_groups()
+        .first()
+        .and_then(|n| n.primary_endpoint())
+        .and_then(|e| e.address())
+        .map(str::to_owned)
 }
 
-pub async fn create_subnet_group(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+pub async fn create_subnet_group(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+) -> anyhow::Result<Existing> {
     ctx.aws
         .elasticache
         .create_cache_subnet_group()
@@ -103,7 +160,12 @@ pub async fn create_subnet_group(ctx: &Ctx, known: &Known, resource: &Resource) 
     Ok(created(resource, resource.name.clone()))
 }
 
-pub async fn update_subnet_group(ctx: &Ctx, known: &Known, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update_subnet_group(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     ctx.aws
         .elasticache
         .modify_cache_subnet_group()
@@ -153,7 +215,8 @@ pub async fn update(
         request = request.cache_node_type(&resource.props["node_type"]);
     }
     if changed("security_groups") {
-        request = request.set_security_group_ids(Some(ids(known, &resource.props["security_groups"])?));
+        request =
+            request.set_security_group_ids(Some(ids(known, &resource.props["security_groups"])?));
     }
     request.send().await.map_err(aws_error)?;
     wait_available(ctx, resource).await
@@ -169,7 +232,10 @@ async fn wait_available(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existi
             .send()
             .await
             .map_err(aws_error)?;
-        let group = groups.replication_groups().first().context("the replication group vanished while waiting")?;
+        let group = groups
+            .replication_groups()
+            .first()
+            .context("the replication group vanished while waiting")?;
         Ok(match (group.status(), primary_endpoint(group)) {
             (Some("available"), Some(endpoint)) => Poll::Ready(endpoint),
             (status, _) => Poll::Pending(status.unwrap_or("unknown").to_owned()),

@@ -20,16 +20,26 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         .context("cannot list the stack's security groups")?;
     let mut found = Vec::new();
     for group in groups.security_groups() {
-        let Some((component, name)) = ec2_tagged(ctx, group.tags()) else { continue };
+        let Some((component, name)) = ec2_tagged(ctx, group.tags()) else {
+            continue;
+        };
         let mut rules = Vec::new();
         for permission in group.ip_permissions() {
             let protocol = permission.ip_protocol().unwrap_or("-1");
-            let port = permission.from_port().map_or("all".to_owned(), |p| p.to_string());
+            let port = permission
+                .from_port()
+                .map_or("all".to_owned(), |p| p.to_string());
             for range in permission.ip_ranges() {
-                rules.push(format!("{protocol} {port} from {}", range.cidr_ip().unwrap_or_default()));
+                rules.push(format!(
+                    "{protocol} {port} from {}",
+                    range.cidr_ip().unwrap_or_default()
+                ));
             }
             for pair in permission.user_id_group_pairs() {
-                rules.push(format!("{protocol} {port} from {}", pair.group_id().unwrap_or_default()));
+                rules.push(format!(
+                    "{protocol} {port} from {}",
+                    pair.group_id().unwrap_or_default()
+                ));
             }
         }
         rules.sort();
@@ -40,7 +50,10 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             group.group_id().unwrap_or_default().to_owned(),
             &[
                 ("vpc", group.vpc_id().unwrap_or_default().to_owned()),
-                ("description", group.description().unwrap_or_default().to_owned()),
+                (
+                    "description",
+                    group.description().unwrap_or_default().to_owned(),
+                ),
                 ("ingress", rules.join(",")),
             ],
         ));
@@ -60,20 +73,40 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
         .send()
         .await
         .map_err(aws_error)?;
-    let group_id = group.group_id().context("CreateSecurityGroup returned no id")?.to_owned();
+    let group_id = group
+        .group_id()
+        .context("CreateSecurityGroup returned no id")?
+        .to_owned();
     let mut current = created(resource, group_id);
     current.props.insert("ingress".into(), String::new());
     update(ctx, known, resource, &current).await
 }
 
-pub async fn update(ctx: &Ctx, known: &Known, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
-    let rules = |value: &str| -> Vec<String> { value.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect() };
+pub async fn update(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
+    let rules = |value: &str| -> Vec<String> {
+        value
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
     let wanted = rules(&resource.props["ingress"]);
     let have = rules(&current.props["ingress"]);
-    let missing: Vec<IpPermission> =
-        wanted.iter().filter(|r| !have.contains(r)).map(|r| permission(known, r)).collect::<anyhow::Result<_>>()?;
-    let extra: Vec<IpPermission> =
-        have.iter().filter(|r| !wanted.contains(r)).map(|r| permission(known, r)).collect::<anyhow::Result<_>>()?;
+    let missing: Vec<IpPermission> = wanted
+        .iter()
+        .filter(|r| !have.contains(r))
+        .map(|r| permission(known, r))
+        .collect::<anyhow::Result<_>>()?;
+    let extra: Vec<IpPermission> = have
+        .iter()
+        .filter(|r| !wanted.contains(r))
+        .map(|r| permission(known, r))
+        .collect::<anyhow::Result<_>>()?;
     if !extra.is_empty() {
         ctx.aws
             .ec2
@@ -100,7 +133,9 @@ pub async fn update(ctx: &Ctx, known: &Known, resource: &Resource, current: &Exi
 /// "tcp 8000 from sg-alb" or "tcp 22 from 203.0.113.0/24" as an EC2 permission.
 fn permission(known: &Known, rule: &str) -> anyhow::Result<IpPermission> {
     let parts: Vec<&str> = rule.split(' ').collect();
-    let [protocol, port, "from", source] = parts[..] else { bail!("malformed rule {rule:?}") };
+    let [protocol, port, "from", source] = parts[..] else {
+        bail!("malformed rule {rule:?}")
+    };
     let mut permission = IpPermission::builder().ip_protocol(protocol);
     if let Ok(port) = port.parse::<i32>() {
         permission = permission.from_port(port).to_port(port);
@@ -116,6 +151,12 @@ fn permission(known: &Known, rule: &str) -> anyhow::Result<IpPermission> {
 }
 
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws.ec2.delete_security_group().group_id(&current.id).send().await.map_err(aws_error)?;
+    ctx.aws
+        .ec2
+        .delete_security_group()
+        .group_id(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }

@@ -6,9 +6,10 @@
 
 use anyhow::{Context, bail};
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, VersioningConfiguration,
 };
 
 use super::{Ctx, aws_error, created, error_code, existing, tagged};
@@ -26,15 +27,27 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let name = bucket_name(ctx);
     match s3.head_bucket().bucket(&name).send().await {
         Ok(_) => {}
-        Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(404) => return Ok(vec![]),
-        Err(error) => return Err(aws_error(error)).context(format!("cannot look up the model bucket {name}")),
+        Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
+            return Ok(vec![]);
+        }
+        Err(error) => {
+            return Err(aws_error(error))
+                .context(format!("cannot look up the model bucket {name}"));
+        }
     }
     let tags = match s3.get_bucket_tagging().bucket(&name).send().await {
-        Ok(tagging) => tagging.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
+        Ok(tagging) => tagging
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect(),
         Err(error) if error_code(&error) == Some("NoSuchTagSet") => Vec::new(),
         Err(error) => return Err(aws_error(error)),
     };
-    let component = match tagged(&ctx.stack, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    let component = match tagged(
+        &ctx.stack,
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
         Some((component, _)) => component,
         None if tags.is_empty() && is_empty(ctx, &name).await? => MODEL_BUCKET.to_owned(),
         None => bail!(
@@ -50,11 +63,21 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         s3.get_public_access_block().bucket(&name).send(),
     );
     let versioning = match versioning {
-        Ok(versioning) => versioning.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        Ok(versioning) => versioning
+            .status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
         // moto 5.2.5 answers under another XML root (GetBucketVersioningResponse),
         // which the SDK refuses: read the status from the successful answer itself.
-        Err(error) if error.raw_response().is_some_and(|r| r.status().is_success()) => {
-            let body = error.raw_response().and_then(|r| r.body().bytes()).unwrap_or_default();
+        Err(error)
+            if error
+                .raw_response()
+                .is_some_and(|r| r.status().is_success()) =>
+        {
+            let body = error
+                .raw_response()
+                .and_then(|r| r.body().bytes())
+                .unwrap_or_default();
             let body = String::from_utf8_lossy(body);
             body.split_once("<Status>")
                 .and_then(|(_, rest)| rest.split_once("</Status>"))
@@ -69,7 +92,11 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             .and_then(|r| r.apply_server_side_encryption_by_default())
             .map(|d| d.sse_algorithm().as_str().to_owned())
             .unwrap_or_default(),
-        Err(error) if error_code(&error) == Some("ServerSideEncryptionConfigurationNotFoundError") => String::new(),
+        Err(error)
+            if error_code(&error) == Some("ServerSideEncryptionConfigurationNotFoundError") =>
+        {
+            String::new()
+        }
         Err(error) => return Err(aws_error(error)),
     };
     let public_access = match public_access {
@@ -82,7 +109,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             });
             if all { "blocked" } else { "partly open" }.to_owned()
         }
-        Err(error) if error_code(&error) == Some("NoSuchPublicAccessBlockConfiguration") => "open".to_owned(),
+        Err(error) if error_code(&error) == Some("NoSuchPublicAccessBlockConfiguration") => {
+            "open".to_owned()
+        }
         Err(error) => return Err(aws_error(error)),
     };
     Ok(vec![existing(
@@ -100,7 +129,15 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
 }
 
 async fn is_empty(ctx: &Ctx, bucket: &str) -> anyhow::Result<bool> {
-    let listing = ctx.aws.s3.list_object_versions().bucket(bucket).max_keys(1).send().await.map_err(aws_error)?;
+    let listing = ctx
+        .aws
+        .s3
+        .list_object_versions()
+        .bucket(bucket)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(listing.versions().is_empty() && listing.delete_markers().is_empty())
 }
 
@@ -119,27 +156,46 @@ pub async fn create(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> 
     update(ctx, resource, &current).await
 }
 
-pub async fn update(ctx: &Ctx, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
+pub async fn update(
+    ctx: &Ctx,
+    resource: &Resource,
+    current: &Existing,
+) -> anyhow::Result<Existing> {
     let s3 = &ctx.aws.s3;
     if current.props.get("tagged").map(String::as_str) != Some("true") {
         let mut tagging = Tagging::builder();
         for (key, value) in ctx.tags(&resource.component, &resource.name) {
             tagging = tagging.tag_set(Tag::builder().key(key).value(value).build()?);
         }
-        s3.put_bucket_tagging().bucket(&current.id).tagging(tagging.build()?).send().await.map_err(aws_error)?;
+        s3.put_bucket_tagging()
+            .bucket(&current.id)
+            .tagging(tagging.build()?)
+            .send()
+            .await
+            .map_err(aws_error)?;
     }
     s3.put_bucket_versioning()
         .bucket(&current.id)
-        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
         .send()
         .await
         .map_err(aws_error)?;
-    let default = ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?;
+    let default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()?;
     s3.put_bucket_encryption()
         .bucket(&current.id)
         .server_side_encryption_configuration(
             ServerSideEncryptionConfiguration::builder()
-                .rules(ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build())
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(default)
+                        .build(),
+                )
                 .build()?,
         )
         .send()
@@ -165,14 +221,28 @@ pub async fn update(ctx: &Ctx, resource: &Resource, current: &Existing) -> anyho
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     let s3 = &ctx.aws.s3;
     loop {
-        let listing = s3.list_object_versions().bucket(&current.id).send().await.map_err(aws_error)?;
+        let listing = s3
+            .list_object_versions()
+            .bucket(&current.id)
+            .send()
+            .await
+            .map_err(aws_error)?;
         let objects: Vec<ObjectIdentifier> = listing
             .versions()
             .iter()
             .map(|v| (v.key(), v.version_id()))
-            .chain(listing.delete_markers().iter().map(|m| (m.key(), m.version_id())))
+            .chain(
+                listing
+                    .delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id())),
+            )
             .filter_map(|(key, version)| {
-                ObjectIdentifier::builder().key(key?).set_version_id(version.map(str::to_owned)).build().ok()
+                ObjectIdentifier::builder()
+                    .key(key?)
+                    .set_version_id(version.map(str::to_owned))
+                    .build()
+                    .ok()
             })
             .collect();
         if objects.is_empty() {
@@ -180,12 +250,20 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         }
         s3.delete_objects()
             .bucket(&current.id)
-            .delete(Delete::builder().set_objects(Some(objects)).quiet(true).build()?)
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()?,
+            )
             .send()
             .await
             .map_err(aws_error)?;
     }
-    s3.delete_bucket().bucket(&current.id).send().await.map_err(aws_error)?;
+    s3.delete_bucket()
+        .bucket(&current.id)
+        .send()
+        .await
+        .map_err(aws_error)?;
     Ok(())
 }
-
