@@ -84,6 +84,45 @@ pub struct ApiSettings {
     pub host: IpAddr,
     /// `0` asks the operating system for a free port (tests use it).
     pub port: u16,
+    /// Origins browsers may call the API from; empty: no cross-origin access.
+    pub cors_allowed_origins: Vec<String>,
+    /// Take the client address from the last `X-Forwarded-For` entry (behind
+    /// the load balancer) instead of the TCP peer.
+    pub trust_forwarded_for: bool,
+    pub auth: AuthSettings,
+    pub rate_limits: RateLimitSettings,
+    pub features: FeatureFlags,
+    /// How long a read prediction stays in the Redis cache.
+    pub prediction_cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Refuse sign-in until the email address is verified.
+    pub require_email_verification: bool,
+}
+
+/// Requests per minute, counted in Redis so every API server shares them.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Per signed-in user (anonymous callers: per client address).
+    pub per_user_per_minute: u32,
+    /// Sign-in, registration and other `/auth` routes, per client address.
+    pub auth_per_ip_per_minute: u32,
+    /// Bulk uploads, per user.
+    pub upload_per_user_per_minute: u32,
+}
+
+/// The seeds' feature flags.
+#[derive(Debug, Clone)]
+pub struct FeatureFlags {
+    pub bulk_upload: bool,
+    pub quarterly_predictions: bool,
+    pub max_predictions_per_user: i64,
+    pub bulk_upload_max_size_mb: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +284,90 @@ const KEYS: &[Key] = &[
         default: Default::Always("8000"),
         secret: false,
         help: "port the API listens on (0: any free port)",
+    },
+    Key {
+        name: "CORS_ALLOWED_ORIGINS",
+        default: Default::Always(""),
+        secret: false,
+        help: "comma-separated origins allowed to call the API from browsers",
+    },
+    Key {
+        name: "TRUST_FORWARDED_FOR",
+        default: Default::Always("false"),
+        secret: false,
+        help: "take the client address from X-Forwarded-For (only behind a load balancer)",
+    },
+    Key {
+        name: "ACCESS_TOKEN_TTL_SECS",
+        default: Default::Always("1800"),
+        secret: false,
+        help: "lifetime of an access token",
+    },
+    Key {
+        name: "REFRESH_TOKEN_TTL_SECS",
+        default: Default::Always("2592000"),
+        secret: false,
+        help: "lifetime of a sign-in session (its refresh tokens)",
+    },
+    Key {
+        name: "REQUIRE_EMAIL_VERIFICATION",
+        default: Default::Always("true"),
+        secret: false,
+        help: "refuse sign-in until the email address is verified",
+    },
+    Key {
+        name: "ENABLE_RATE_LIMITING",
+        default: Default::Always("true"),
+        secret: false,
+        help: "count requests per user and client address in Redis",
+    },
+    Key {
+        name: "RATE_LIMIT_PER_MINUTE",
+        default: Default::Always("100"),
+        secret: false,
+        help: "requests per minute per user",
+    },
+    Key {
+        name: "AUTH_RATE_LIMIT_PER_MINUTE",
+        default: Default::Always("20"),
+        secret: false,
+        help: "requests per minute per client address to /api/v1/auth",
+    },
+    Key {
+        name: "UPLOAD_RATE_LIMIT_PER_MINUTE",
+        default: Default::Always("10"),
+        secret: false,
+        help: "bulk uploads per minute per user",
+    },
+    Key {
+        name: "ENABLE_BULK_UPLOAD",
+        default: Default::Always("true"),
+        secret: false,
+        help: "accept bulk uploads",
+    },
+    Key {
+        name: "ENABLE_QUARTERLY_PREDICTIONS",
+        default: Default::Always("true"),
+        secret: false,
+        help: "serve the quarterly prediction routes",
+    },
+    Key {
+        name: "MAX_PREDICTIONS_PER_USER",
+        default: Default::Always("1000"),
+        secret: false,
+        help: "most predictions one user may create",
+    },
+    Key {
+        name: "BULK_UPLOAD_MAX_SIZE_MB",
+        default: Default::Always("50"),
+        secret: false,
+        help: "largest bulk upload file",
+    },
+    Key {
+        name: "PREDICTION_CACHE_TTL_SECS",
+        default: Default::Always("3600"),
+        secret: false,
+        help: "how long a read prediction stays cached in Redis",
     },
     Key {
         name: "DATABASE_URL",
@@ -549,6 +672,68 @@ impl Settings {
             api: ApiSettings {
                 host: layers.required("APP_HOST", app_env)?,
                 port: layers.required("APP_PORT", app_env)?,
+                cors_allowed_origins: origins(&layers)?,
+                trust_forwarded_for: layers.required("TRUST_FORWARDED_FOR", app_env)?,
+                auth: AuthSettings {
+                    access_token_ttl: Duration::from_secs(in_range(
+                        &layers,
+                        "ACCESS_TOKEN_TTL_SECS",
+                        app_env,
+                        30..=86_400,
+                    )?),
+                    refresh_token_ttl: Duration::from_secs(in_range(
+                        &layers,
+                        "REFRESH_TOKEN_TTL_SECS",
+                        app_env,
+                        60..=31_536_000,
+                    )?),
+                    require_email_verification: layers
+                        .required("REQUIRE_EMAIL_VERIFICATION", app_env)?,
+                },
+                rate_limits: RateLimitSettings {
+                    enabled: layers.required("ENABLE_RATE_LIMITING", app_env)?,
+                    per_user_per_minute: in_range(
+                        &layers,
+                        "RATE_LIMIT_PER_MINUTE",
+                        app_env,
+                        1..=1_000_000,
+                    )?,
+                    auth_per_ip_per_minute: in_range(
+                        &layers,
+                        "AUTH_RATE_LIMIT_PER_MINUTE",
+                        app_env,
+                        1..=1_000_000,
+                    )?,
+                    upload_per_user_per_minute: in_range(
+                        &layers,
+                        "UPLOAD_RATE_LIMIT_PER_MINUTE",
+                        app_env,
+                        1..=1_000_000,
+                    )?,
+                },
+                features: FeatureFlags {
+                    bulk_upload: layers.required("ENABLE_BULK_UPLOAD", app_env)?,
+                    quarterly_predictions: layers
+                        .required("ENABLE_QUARTERLY_PREDICTIONS", app_env)?,
+                    max_predictions_per_user: in_range(
+                        &layers,
+                        "MAX_PREDICTIONS_PER_USER",
+                        app_env,
+                        0..=100_000_000,
+                    )?,
+                    bulk_upload_max_size_mb: in_range(
+                        &layers,
+                        "BULK_UPLOAD_MAX_SIZE_MB",
+                        app_env,
+                        1..=1024,
+                    )?,
+                },
+                prediction_cache_ttl: Duration::from_secs(in_range(
+                    &layers,
+                    "PREDICTION_CACHE_TTL_SECS",
+                    app_env,
+                    1..=86_400,
+                )?),
             },
             database: DatabaseSettings {
                 url: checked_url(
@@ -728,6 +913,32 @@ where
             ),
         })
     }
+}
+
+/// `CORS_ALLOWED_ORIGINS`: `*`, or comma-separated `scheme://host[:port]` origins.
+fn origins(layers: &Layers) -> Result<Vec<String>, ConfigError> {
+    let Some((value, origin)) = layers.raw("CORS_ALLOWED_ORIGINS") else {
+        return Ok(Vec::new());
+    };
+    let mut origins = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        if item != "*" {
+            let url = url::Url::parse(item).map_err(|error| ConfigError::Invalid {
+                key: "CORS_ALLOWED_ORIGINS",
+                origin: origin.clone(),
+                problem: format!("{item:?} is not an origin: {error}"),
+            })?;
+            if url.origin().ascii_serialization() != item.trim_end_matches('/') {
+                return Err(ConfigError::Invalid {
+                    key: "CORS_ALLOWED_ORIGINS",
+                    origin: origin.clone(),
+                    problem: format!("{item:?} is not an origin (scheme://host[:port], no path)"),
+                });
+            }
+        }
+        origins.push(item.trim_end_matches('/').to_owned());
+    }
+    Ok(origins)
 }
 
 /// A secret URL whose scheme is checked, so a typo fails at start-up, not at first use.

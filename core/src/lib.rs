@@ -5,18 +5,17 @@
 //! - [`db`]: the PostgreSQL pool and the embedded migrations.
 //! - [`cache`]: the Redis connection.
 //! - [`dependencies`]: both connections, made and migrated in start-up order.
+//! - [`domain`]: companies and predictions, read and written within the caller's scopes.
 //! - [`health`]: the state of each dependency, as `/health` reports it.
 //! - [`scoring`]: model bundles and default-probability scoring.
 //! - [`random`]: a seeded generator for reproducible data.
 //! - [`process`]: exit codes, the runtime and stop signals of every binary.
 //!
-//! Domain types, scoring and tenancy-enforcing queries join this crate with the
-//! issues that build them.
-
 pub mod cache;
 pub mod config;
 pub mod db;
 pub mod dependencies;
+pub mod domain;
 pub mod health;
 pub mod process;
 pub mod random;

@@ -1,16 +1,25 @@
 //! The one error body every failing request gets: `{error, message, details[]}`.
 //!
-//! Errors raised by poem itself (unknown route, wrong method, unreadable body)
+//! Handlers return [`ApiError`], whose variants are the statuses the document
+//! declares. Errors raised by poem or poem-openapi themselves (unknown route,
+//! wrong method, a query parameter that does not parse, a missing bearer token)
 //! pass through [`into_json_response`], so no client ever sees a plain-text or
 //! HTML error, and a server fault never shows its internals.
 
+use accunode_core::domain::DomainError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
-use poem_openapi::Object;
+use poem_openapi::error::{
+    AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
+    ParseRequestPayloadError,
+};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
 use serde::Serialize;
 
 /// What went wrong, for clients: a stable code, a sentence, and per-field problems.
 #[derive(Debug, Clone, Object, Serialize)]
+#[oai(example)]
 pub struct ErrorBody {
     /// A stable machine-readable code, e.g. `not_found` or `validation_failed`.
     pub error: String,
@@ -20,8 +29,21 @@ pub struct ErrorBody {
     pub details: Vec<ErrorDetail>,
 }
 
+impl poem_openapi::types::Example for ErrorBody {
+    fn example() -> Self {
+        Self {
+            error: "validation_failed".into(),
+            message: "The request has 1 invalid field.".into(),
+            details: vec![ErrorDetail {
+                field: "body.long_term_debt_to_total_capital".into(),
+                problem: "must be between 0 and 100, got 140".into(),
+            }],
+        }
+    }
+}
+
 /// One problem with one input field.
-#[derive(Debug, Clone, Object, Serialize)]
+#[derive(Debug, Clone, PartialEq, Object, Serialize)]
 pub struct ErrorDetail {
     /// The field, as a dotted path into the request (`body.email`, `query.limit`).
     pub field: String,
@@ -38,10 +60,152 @@ impl ErrorBody {
     }
 }
 
+/// Every error an operation can answer with; each carries an [`ErrorBody`].
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is not well-formed (e.g. its body is not JSON).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No valid access token, or wrong credentials.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// Signed in, but the role or state does not allow this.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such object visible to the caller.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The object exists already (duplicate).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The body is larger than this operation accepts.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// One or more fields are invalid; `details` names each.
+    #[oai(status = 422)]
+    Validation(Json<ErrorBody>),
+    /// Too many requests; retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] u64,
+        #[oai(header = "X-RateLimit-Limit")] u32,
+        #[oai(header = "X-RateLimit-Remaining")] u32,
+        #[oai(header = "X-RateLimit-Reset")] u64,
+    ),
+    /// The server failed; the body says no more than that.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency (PostgreSQL, Redis) is down or the feature is switched off.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(Json(ErrorBody::new("bad_request", message)))
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::Unauthorized(Json(ErrorBody::new("unauthorized", message)))
+    }
+
+    pub fn forbidden(code: &str, message: impl Into<String>) -> Self {
+        Self::Forbidden(Json(ErrorBody::new(code, message)))
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(Json(ErrorBody::new("not_found", message)))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(Json(ErrorBody::new("conflict", message)))
+    }
+
+    pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
+        Self::Unavailable(Json(ErrorBody::new(code, message)))
+    }
+
+    /// 422 naming each offending field.
+    pub fn validation(details: Vec<ErrorDetail>) -> Self {
+        let message = match details.len() {
+            1 => "The request has 1 invalid field.".to_owned(),
+            n => format!("The request has {n} invalid fields."),
+        };
+        Self::Validation(Json(ErrorBody {
+            error: "validation_failed".into(),
+            message,
+            details,
+        }))
+    }
+
+    /// 422 for one field.
+    pub fn invalid_field(field: &str, problem: impl Into<String>) -> Self {
+        Self::validation(vec![ErrorDetail {
+            field: field.to_owned(),
+            problem: problem.into(),
+        }])
+    }
+
+    /// A server fault: logged in full here, answered without internals.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "request failed");
+        Self::Internal(Json(ErrorBody::new(
+            "internal_error",
+            "The server could not complete the request.",
+        )))
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::NotFound { what } => Self::not_found(format!("No such {what}.")),
+            DomainError::Forbidden(message) => Self::forbidden("forbidden", message),
+            DomainError::Conflict(message) => Self::conflict(message),
+            DomainError::QuotaExceeded { .. } => {
+                Self::forbidden("prediction_quota_exceeded", error.to_string())
+            }
+            DomainError::Database(error) => Self::internal(error),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::internal(error)
+    }
+}
+
 /// Turns any error that reached the top of the route tree into the JSON body.
 pub fn into_json_response(error: poem::Error) -> Response {
+    if error.is_from_response() {
+        // An `ApiError` (or another response) that already is the JSON body.
+        return error.into_response();
+    }
     let status = error.status();
-    let body = if status.is_server_error() {
+    let body = if let Some(param) = error.downcast_ref::<ParseParamError>() {
+        return ApiError::invalid_field(&format!("query.{}", param.name), param.reason.clone())
+            .into_response();
+    } else if let Some(path) = error.downcast_ref::<ParsePathError>() {
+        return ApiError::invalid_field(&format!("path.{}", path.name), path.reason.clone())
+            .into_response();
+    } else if let Some(payload) = error.downcast_ref::<ParseRequestPayloadError>() {
+        ErrorBody::new("bad_request", payload.to_string())
+    } else if error.is::<AuthorizationError>() {
+        ErrorBody::new(
+            "unauthorized",
+            "This operation needs an access token: Authorization: Bearer <token>.",
+        )
+    } else if let Some(content_type) = error.downcast_ref::<ContentTypeError>() {
+        ErrorBody::new("unsupported_media_type", content_type.to_string())
+    } else if status.is_server_error() {
         tracing::error!(error = %error, %status, "request failed");
         ErrorBody::new(
             "internal_error",

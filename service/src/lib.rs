@@ -4,7 +4,13 @@
 //! and binds its port before serving, so tests can bind port 0 and read the port back.
 
 pub mod api;
+pub mod auth;
+pub mod body;
+pub mod cache;
+pub mod email;
 pub mod error;
+pub mod headers;
 pub mod metrics;
 pub mod middleware;
+pub mod rate_limit;
 pub mod startup;

@@ -11,10 +11,16 @@ use accunode_core::scoring::ModelKind;
 use accunode_core::scoring::registry::Models;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::Cors;
 use poem::{EndpointExt, Route, Server};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::auth::password::Passwords;
+use crate::auth::sessions::Sessions;
+use crate::auth::tokens::TokenKeys;
+use crate::cache::PredictionCache;
 use crate::metrics::{HttpMetrics, metrics_endpoint};
+use crate::rate_limit::RateLimiter;
 
 /// How long in-flight requests may take to finish after a stop signal. Matches
 /// the load balancer's deregistration delay, so draining never cuts a request.
@@ -27,6 +33,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The bundles serving predictions; swapped by SIGHUP or `MODEL_RELOAD_SECS`.
     pub models: Arc<Models>,
+    pub sessions: Arc<Sessions>,
+    pub passwords: Passwords,
+    pub prediction_cache: PredictionCache,
 }
 
 /// A built API, bound to its port but not yet serving.
@@ -66,6 +75,19 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().copied())
             .context("the listener reported no local address")?;
+        let sessions = Sessions::new(
+            dependencies.pool.clone(),
+            dependencies.redis.clone(),
+            TokenKeys::new(
+                &settings.jwt_secret_key,
+                settings.api.auth.access_token_ttl,
+            ),
+            settings.api.auth.refresh_token_ttl,
+        );
+        let prediction_cache = PredictionCache::new(
+            dependencies.redis.clone(),
+            settings.api.prediction_cache_ttl,
+        );
         Ok(Self {
             acceptor,
             address,
@@ -73,6 +95,9 @@ impl Application {
                 dependencies,
                 settings: Arc::new(settings),
                 models: Arc::new(models),
+                sessions: Arc::new(sessions),
+                passwords: Passwords::new(),
+                prediction_cache,
             },
         })
     }
@@ -152,12 +177,37 @@ async fn reload_models(models: Arc<Models>, interval: Option<Duration>) {
 }
 
 /// The whole route tree: the OpenAPI operations, their document, Swagger UI and
-/// the metrics, all inside the one observing middleware.
+/// the metrics, inside the middleware in the seeds' order: CORS, security
+/// headers, rate limiting, then (per operation) authentication. Outermost is
+/// the observing layer (request id, log line, metrics, JSON errors), so every
+/// answer, a 429 or a CORS preflight included, is logged and counted.
 pub fn routes(state: AppState) -> impl poem::Endpoint {
     let api = crate::api::service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let metrics = Arc::new(HttpMetrics::new());
+    let limiter = Arc::new(RateLimiter {
+        settings: state.settings.api.rate_limits.clone(),
+        redis: state.dependencies.redis.clone(),
+        sessions: state.sessions.clone(),
+        trust_forwarded_for: state.settings.api.trust_forwarded_for,
+    });
+    let origins = state.settings.api.cors_allowed_origins.clone();
+    let mut cors = Cors::new()
+        .allow_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+        .allow_headers(["authorization", "content-type", "if-none-match", "x-request-id"])
+        .expose_headers([
+            "etag",
+            "retry-after",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "x-request-id",
+        ])
+        .max_age(600);
+    if !origins.iter().any(|origin| origin == "*") {
+        cors = cors.allow_origins(origins.iter().map(String::as_str));
+    }
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
@@ -165,6 +215,12 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .at("/metrics", metrics_endpoint)
         .data(state)
         .data(metrics.clone())
+        .around(move |endpoint, request| {
+            let limiter = limiter.clone();
+            async move { limiter.check(endpoint, request).await }
+        })
+        .around(crate::headers::secure)
+        .with_if(!origins.is_empty(), cors)
         .around(move |endpoint, request| {
             crate::middleware::observe(endpoint, request, metrics.clone())
         })

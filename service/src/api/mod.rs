@@ -1,31 +1,76 @@
 //! The OpenAPI operations, one `#[OpenApi]` impl per resource, combined in [`service`].
 
+mod auth;
+mod companies;
 mod health;
 mod models;
+mod organizations;
+mod predictions;
+mod users;
 
 use poem_openapi::{OpenApiService, Tags};
 
+pub use auth::AuthApi;
+pub use companies::CompaniesApi;
 pub use health::HealthApi;
 pub use models::ModelsApi;
+pub use organizations::OrganizationsApi;
+pub use predictions::PredictionsApi;
+pub use users::UsersApi;
 
 /// Tags group operations in the document and in generated clients.
 #[derive(Tags)]
 pub enum ApiTags {
+    /// Registration, email verification, sign-in, tokens, sign-out, passwords.
+    Auth,
+    /// The caller's profile and organisations.
+    Users,
+    /// Organisations (tenants): membership, join tokens, whitelists, global data.
+    Organizations,
+    /// Companies, within the caller's scopes.
+    Companies,
+    /// Annual and quarterly default predictions.
+    Predictions,
     /// Liveness and dependency state, for load balancers and operators.
     Health,
     /// The model bundles serving predictions.
     Models,
 }
 
+pub type Apis = (
+    AuthApi,
+    UsersApi,
+    OrganizationsApi,
+    CompaniesApi,
+    PredictionsApi,
+    HealthApi,
+    ModelsApi,
+);
+
 /// Every resource's operations, with the document's metadata.
-pub fn service() -> OpenApiService<(HealthApi, ModelsApi), ()> {
+pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (HealthApi, ModelsApi),
+        (
+            AuthApi,
+            UsersApi,
+            OrganizationsApi,
+            CompaniesApi,
+            PredictionsApi,
+            HealthApi,
+            ModelsApi,
+        ),
         "AccuNode API",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Scores the probability that a company defaults, from its financial ratios, \
-         for many organisations at once.",
+         for many organisations at once.\n\n\
+         Sign in with `POST /api/v1/auth/login` and send the access token as \
+         `Authorization: Bearer <token>`. Every error is a JSON body \
+         `{error, message, details[]}`; validation failures (422) name each field. \
+         Requests are rate limited per user (and per client address for `/auth`): \
+         every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and \
+         `X-RateLimit-Reset`, and a 429 carries `Retry-After`. GET answers carry an \
+         `ETag`; send it back as `If-None-Match` to get 304 when nothing changed.",
     )
 }

@@ -1,0 +1,307 @@
+//! Companies: listed, read, created, changed and deleted within the caller's scopes.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, PgPool, Row};
+use uuid::Uuid;
+
+use super::{AccessLevel, Caller, DomainError, Page, is_unique_violation, offset_limit};
+
+const COLUMNS: &str = "id, symbol, name, market_cap, sector, access_level, organization_id, \
+                       created_by, created_at, updated_at";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Company {
+    pub id: Uuid,
+    pub symbol: String,
+    pub name: String,
+    pub market_cap: Option<f64>,
+    pub sector: Option<String>,
+    pub access_level: AccessLevel,
+    pub organization_id: Option<Uuid>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Company {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            symbol: row.try_get("symbol")?,
+            name: row.try_get("name")?,
+            market_cap: row.try_get("market_cap")?,
+            sector: row.try_get("sector")?,
+            access_level: access_level(row, "access_level")?,
+            organization_id: row.try_get("organization_id")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+pub(crate) fn access_level(row: &PgRow, column: &str) -> Result<AccessLevel, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    text.parse().map_err(|error: String| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: error.into(),
+    })
+}
+
+/// A company as a client describes it; the symbol is stored upper-case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCompany {
+    pub symbol: String,
+    pub name: String,
+    pub market_cap: Option<f64>,
+    pub sector: Option<String>,
+}
+
+/// Fields to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompanyChanges {
+    pub name: Option<String>,
+    pub market_cap: Option<f64>,
+    pub sector: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompanySort {
+    Name,
+    Symbol,
+    MarketCap,
+    #[default]
+    CreatedAt,
+}
+
+impl CompanySort {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Symbol => "symbol",
+            Self::MarketCap => "market_cap",
+            Self::CreatedAt => "created_at",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CompanyQuery {
+    pub page: u32,
+    pub limit: u32,
+    pub sector: Option<String>,
+    /// Matches symbol or name, case-insensitively, anywhere.
+    pub search: Option<String>,
+    pub sort: CompanySort,
+    pub descending: bool,
+}
+
+/// `text` as a `LIKE` pattern that matches it literally, anywhere.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// The companies the caller can see, filtered, sorted and paged.
+pub async fn list(
+    pool: &PgPool,
+    caller: &Caller,
+    query: &CompanyQuery,
+) -> Result<Page<Company>, DomainError> {
+    let (offset, limit) = offset_limit(query.page, query.limit);
+    let filter = "scope_key = ANY($1) \
+                  AND ($2::text IS NULL OR lower(sector) = lower($2)) \
+                  AND ($3::text IS NULL OR symbol ILIKE $3 OR name ILIKE $3)";
+    let search = query.search.as_deref().map(contains_pattern);
+    let scopes = caller.visible_scope_keys();
+    let order = if query.descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {COLUMNS}, count(*) OVER () AS total FROM companies WHERE {filter} \
+         ORDER BY {} {order} NULLS LAST, id {order} OFFSET $4 LIMIT $5",
+        query.sort.column()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&scopes)
+        .bind(&query.sector)
+        .bind(&search)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    let total = match rows.first() {
+        Some(row) => row.try_get("total")?,
+        // Past the last page the window count is not there: count on its own.
+        None if offset > 0 => {
+            sqlx::query_scalar(&format!("SELECT count(*) FROM companies WHERE {filter}"))
+                .bind(&scopes)
+                .bind(&query.sector)
+                .bind(&search)
+                .fetch_one(pool)
+                .await?
+        }
+        None => 0,
+    };
+    Ok(Page {
+        items: rows
+            .iter()
+            .map(Company::from_row)
+            .collect::<Result<_, _>>()?,
+        total,
+        page: query.page.max(1),
+        limit: query.limit,
+    })
+}
+
+/// One company, when the caller can see it.
+pub async fn get(pool: &PgPool, caller: &Caller, id: Uuid) -> Result<Company, DomainError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM companies WHERE id = $1 AND scope_key = ANY($2)"
+    ))
+    .bind(id)
+    .bind(caller.visible_scope_keys())
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(Company::from_row(&row)?),
+        None => Err(DomainError::NotFound { what: "company" }),
+    }
+}
+
+/// Creates a company in the caller's write scope; a symbol already used in
+/// that scope is a conflict.
+pub async fn create(
+    pool: &PgPool,
+    caller: &Caller,
+    company: &NewCompany,
+) -> Result<Company, DomainError> {
+    let scope = caller.write_scope();
+    let row = sqlx::query(&format!(
+        "INSERT INTO companies (symbol, name, market_cap, sector, access_level, organization_id, created_by) \
+         VALUES (upper($1), $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+    ))
+    .bind(&company.symbol)
+    .bind(&company.name)
+    .bind(company.market_cap)
+    .bind(&company.sector)
+    .bind(scope.access_level.as_str())
+    .bind(scope.organization_id)
+    .bind(caller.user_id)
+    .fetch_one(pool)
+    .await
+    .map_err(|error| {
+        if is_unique_violation(&error) {
+            DomainError::Conflict(format!(
+                "a company with symbol {} already exists in this scope",
+                company.symbol.to_uppercase()
+            ))
+        } else {
+            error.into()
+        }
+    })?;
+    Ok(Company::from_row(&row)?)
+}
+
+/// The caller's company with this symbol, created when it does not exist yet.
+/// An existing company keeps its name; blanks it has are filled from `company`.
+pub async fn find_or_create<'e>(
+    executor: impl PgExecutor<'e>,
+    caller: &Caller,
+    company: &NewCompany,
+) -> Result<Company, DomainError> {
+    let scope = caller.write_scope();
+    let row = sqlx::query(&format!(
+        "INSERT INTO companies (symbol, name, market_cap, sector, access_level, organization_id, created_by) \
+         VALUES (upper($1), $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (scope_key, symbol) DO UPDATE SET \
+             market_cap = coalesce(companies.market_cap, excluded.market_cap), \
+             sector = coalesce(companies.sector, excluded.sector) \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(&company.symbol)
+    .bind(&company.name)
+    .bind(company.market_cap)
+    .bind(&company.sector)
+    .bind(scope.access_level.as_str())
+    .bind(scope.organization_id)
+    .bind(caller.user_id)
+    .fetch_one(executor)
+    .await?;
+    Ok(Company::from_row(&row)?)
+}
+
+/// Changes a company the caller may modify (see [`Caller::may_modify`]).
+pub async fn update(
+    pool: &PgPool,
+    caller: &Caller,
+    id: Uuid,
+    changes: &CompanyChanges,
+) -> Result<Company, DomainError> {
+    let existing = get(pool, caller, id).await?;
+    ensure_may_modify(caller, &existing)?;
+    let row = sqlx::query(&format!(
+        "UPDATE companies SET name = coalesce($2, name), market_cap = coalesce($3, market_cap), \
+         sector = coalesce($4, sector) WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&changes.name)
+    .bind(changes.market_cap)
+    .bind(&changes.sector)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(Company::from_row(&row)?),
+        None => Err(DomainError::NotFound { what: "company" }),
+    }
+}
+
+/// The predictions a company deletion took with it, for cache invalidation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeletedPredictions {
+    pub annual: Vec<Uuid>,
+    pub quarterly: Vec<Uuid>,
+}
+
+/// Deletes a company the caller may modify, with its predictions.
+pub async fn delete(
+    pool: &PgPool,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<DeletedPredictions, DomainError> {
+    let existing = get(pool, caller, id).await?;
+    ensure_may_modify(caller, &existing)?;
+    let mut tx = pool.begin().await?;
+    let mut deleted = DeletedPredictions::default();
+    for (table, ids) in [
+        ("annual_predictions", &mut deleted.annual),
+        ("quarterly_predictions", &mut deleted.quarterly),
+    ] {
+        *ids = sqlx::query_scalar(&format!("DELETE FROM {table} WHERE company_id = $1 RETURNING id"))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM companies WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+fn ensure_may_modify(caller: &Caller, company: &Company) -> Result<(), DomainError> {
+    if caller.may_modify(
+        company.access_level,
+        company.organization_id,
+        company.created_by,
+    ) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(
+            "only the company's creator or an administrator of its scope may change it".into(),
+        ))
+    }
+}

@@ -1,0 +1,348 @@
+//! Annual and quarterly predictions: stored with their inputs, score and model,
+//! listed and read within the caller's scopes.
+//!
+//! Both kinds share one code path: the table and its ratio columns follow from
+//! [`ModelKind`] (the ratio columns are the kind's standard feature names, in
+//! the models' order).
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::companies::{self, NewCompany, access_level};
+use super::{AccessLevel, Caller, DomainError, Page, is_unique_violation, offset_limit};
+use crate::scoring::ModelKind;
+use crate::scoring::features::standard_features;
+
+/// The table of a kind.
+fn table(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Annual => "annual_predictions",
+        ModelKind::Quarterly => "quarterly_predictions",
+    }
+}
+
+/// The ratio column names of a kind, in the models' feature order.
+pub fn ratio_names(kind: ModelKind) -> Vec<String> {
+    standard_features(kind)
+        .into_iter()
+        .map(|feature| feature.name)
+        .collect()
+}
+
+/// A stored prediction with its company.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub id: Uuid,
+    pub kind: ModelKind,
+    pub company: CompanySummary,
+    pub reporting_year: i32,
+    pub reporting_quarter: Option<String>,
+    /// In [`ratio_names`] order; `None` was scored as Missing.
+    pub ratios: Vec<Option<f64>>,
+    pub probability: f64,
+    pub risk_level: String,
+    pub confidence: f64,
+    /// Each component's probability, by component name.
+    pub components: Vec<(String, f64)>,
+    pub model_id: String,
+    pub model_version: String,
+    pub access_level: AccessLevel,
+    pub organization_id: Option<Uuid>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanySummary {
+    pub id: Uuid,
+    pub symbol: String,
+    pub name: String,
+    pub sector: Option<String>,
+    pub market_cap: Option<f64>,
+}
+
+/// What a new prediction stores: the company it is for, the period, the inputs
+/// and what the model answered.
+#[derive(Debug, Clone)]
+pub struct NewPrediction {
+    pub kind: ModelKind,
+    pub company: NewCompany,
+    pub reporting_year: i32,
+    pub reporting_quarter: Option<String>,
+    pub ratios: Vec<Option<f64>>,
+    pub probability: f64,
+    pub risk_level: String,
+    pub confidence: f64,
+    pub components: Vec<(String, f64)>,
+    pub model_id: String,
+    pub model_version: String,
+}
+
+/// Filters of a prediction list; every one optional.
+#[derive(Debug, Clone, Default)]
+pub struct PredictionQuery {
+    pub page: u32,
+    pub limit: u32,
+    pub company_symbol: Option<String>,
+    pub reporting_year: Option<i32>,
+    pub reporting_quarter: Option<String>,
+    pub sector: Option<String>,
+    pub risk_level: Option<String>,
+}
+
+fn select(kind: ModelKind) -> String {
+    let ratios = ratio_names(kind)
+        .iter()
+        .map(|name| format!("p.{name}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT p.id, p.reporting_year, p.reporting_quarter, {ratios}, p.probability, p.risk_level, \
+         p.confidence, p.component_probabilities, p.model_id, p.model_version, p.access_level, \
+         p.organization_id, p.created_by, p.created_at, p.updated_at, \
+         c.id AS company_id, c.symbol AS company_symbol, c.name AS company_name, \
+         c.sector AS company_sector, c.market_cap AS company_market_cap \
+         FROM {} p JOIN companies c ON c.id = p.company_id",
+        table(kind)
+    )
+}
+
+impl Prediction {
+    fn from_row(kind: ModelKind, row: &PgRow) -> Result<Self, sqlx::Error> {
+        let ratios = ratio_names(kind)
+            .iter()
+            .map(|name| row.try_get::<Option<f64>, _>(name.as_str()))
+            .collect::<Result<_, _>>()?;
+        // Stored as an object by component name (jsonb keeps no key order).
+        let components: sqlx::types::Json<std::collections::BTreeMap<String, f64>> =
+            row.try_get("component_probabilities")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            kind,
+            company: CompanySummary {
+                id: row.try_get("company_id")?,
+                symbol: row.try_get("company_symbol")?,
+                name: row.try_get("company_name")?,
+                sector: row.try_get("company_sector")?,
+                market_cap: row.try_get("company_market_cap")?,
+            },
+            reporting_year: row.try_get("reporting_year")?,
+            reporting_quarter: row.try_get("reporting_quarter")?,
+            ratios,
+            probability: row.try_get("probability")?,
+            risk_level: row.try_get("risk_level")?,
+            confidence: row.try_get("confidence")?,
+            components: components.0.into_iter().collect(),
+            model_id: row.try_get("model_id")?,
+            model_version: row.try_get("model_version")?,
+            access_level: access_level(row, "access_level")?,
+            organization_id: row.try_get("organization_id")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// Stores a scored prediction in the caller's write scope, creating or reusing
+/// the company there, in one transaction. A second prediction for the same
+/// company, period and scope is a conflict (a unique index decides, so
+/// concurrent requests cannot both succeed). `max_per_user` bounds how many
+/// predictions one user may have created.
+pub async fn create(
+    pool: &PgPool,
+    caller: &Caller,
+    prediction: &NewPrediction,
+    max_per_user: i64,
+) -> Result<Prediction, DomainError> {
+    let kind = prediction.kind;
+    let mut tx = pool.begin().await?;
+    // Serialises one user's creations so the quota check and insert are atomic.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(caller.user_id)
+        .execute(&mut *tx)
+        .await?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM annual_predictions WHERE created_by = $1) \
+              + (SELECT count(*) FROM quarterly_predictions WHERE created_by = $1)",
+    )
+    .bind(caller.user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if count >= max_per_user {
+        return Err(DomainError::QuotaExceeded {
+            limit: max_per_user,
+        });
+    }
+    let company = companies::find_or_create(&mut *tx, caller, &prediction.company).await?;
+    let scope = caller.write_scope();
+    let names = ratio_names(kind);
+    let placeholders = (0..names.len())
+        .map(|i| format!("${}", i + 13))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {} (company_id, reporting_year, reporting_quarter, probability, risk_level, \
+         confidence, component_probabilities, model_id, model_version, access_level, \
+         organization_id, created_by, {}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {placeholders}) RETURNING id",
+        table(kind),
+        names.join(", ")
+    );
+    let mut insert = sqlx::query_scalar::<_, Uuid>(&sql)
+        .bind(company.id)
+        .bind(prediction.reporting_year)
+        .bind(&prediction.reporting_quarter)
+        .bind(prediction.probability)
+        .bind(&prediction.risk_level)
+        .bind(prediction.confidence)
+        .bind(sqlx::types::Json(
+            prediction
+                .components
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        ))
+        .bind(&prediction.model_id)
+        .bind(&prediction.model_version)
+        .bind(scope.access_level.as_str())
+        .bind(scope.organization_id)
+        .bind(caller.user_id);
+    for ratio in &prediction.ratios {
+        insert = insert.bind(*ratio);
+    }
+    let id = insert.fetch_one(&mut *tx).await.map_err(|error| {
+        if is_unique_violation(&error) {
+            DomainError::Conflict(format!(
+                "a {} prediction for {} {}{} already exists in this scope",
+                match kind {
+                    ModelKind::Annual => "annual",
+                    ModelKind::Quarterly => "quarterly",
+                },
+                company.symbol,
+                prediction.reporting_year,
+                prediction
+                    .reporting_quarter
+                    .as_deref()
+                    .map(|quarter| format!(" {quarter}"))
+                    .unwrap_or_default()
+            ))
+        } else {
+            error.into()
+        }
+    })?;
+    let row = sqlx::query(&format!("{} WHERE p.id = $1", select(kind)))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let created = Prediction::from_row(kind, &row)?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// One prediction, when the caller can see it.
+pub async fn get(
+    pool: &PgPool,
+    caller: &Caller,
+    kind: ModelKind,
+    id: Uuid,
+) -> Result<Prediction, DomainError> {
+    let row = sqlx::query(&format!(
+        "{} WHERE p.id = $1 AND p.scope_key = ANY($2)",
+        select(kind)
+    ))
+    .bind(id)
+    .bind(caller.visible_scope_keys())
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(Prediction::from_row(kind, &row)?),
+        None => Err(DomainError::NotFound { what: "prediction" }),
+    }
+}
+
+/// The predictions the caller can see, newest first, filtered and paged.
+pub async fn list(
+    pool: &PgPool,
+    caller: &Caller,
+    kind: ModelKind,
+    query: &PredictionQuery,
+) -> Result<Page<Prediction>, DomainError> {
+    let (offset, limit) = offset_limit(query.page, query.limit);
+    let filter = "p.scope_key = ANY($1) \
+                  AND ($2::text IS NULL OR c.symbol = upper($2)) \
+                  AND ($3::int IS NULL OR p.reporting_year = $3) \
+                  AND ($4::text IS NULL OR p.reporting_quarter = $4) \
+                  AND ($5::text IS NULL OR lower(c.sector) = lower($5)) \
+                  AND ($6::text IS NULL OR p.risk_level = $6)";
+    let scopes = caller.visible_scope_keys();
+    let rows = sqlx::query(&format!(
+        "SELECT *, count(*) OVER () AS total FROM ({} WHERE {filter}) listed \
+         ORDER BY created_at DESC, id DESC OFFSET $7 LIMIT $8",
+        select(kind)
+    ))
+    .bind(&scopes)
+    .bind(&query.company_symbol)
+    .bind(query.reporting_year)
+    .bind(&query.reporting_quarter)
+    .bind(&query.sector)
+    .bind(&query.risk_level)
+    .bind(offset)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let total = match rows.first() {
+        Some(row) => row.try_get("total")?,
+        None if offset > 0 => {
+            sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM {} p JOIN companies c ON c.id = p.company_id WHERE {filter}",
+                table(kind)
+            ))
+            .bind(&scopes)
+            .bind(&query.company_symbol)
+            .bind(query.reporting_year)
+            .bind(&query.reporting_quarter)
+            .bind(&query.sector)
+            .bind(&query.risk_level)
+            .fetch_one(pool)
+            .await?
+        }
+        None => 0,
+    };
+    Ok(Page {
+        items: rows
+            .iter()
+            .map(|row| Prediction::from_row(kind, row))
+            .collect::<Result<_, _>>()?,
+        total,
+        page: query.page.max(1),
+        limit: query.limit,
+    })
+}
+
+/// Deletes a prediction the caller may modify (see [`Caller::may_modify`]).
+pub async fn delete(
+    pool: &PgPool,
+    caller: &Caller,
+    kind: ModelKind,
+    id: Uuid,
+) -> Result<(), DomainError> {
+    let existing = get(pool, caller, kind, id).await?;
+    if !caller.may_modify(
+        existing.access_level,
+        existing.organization_id,
+        existing.created_by,
+    ) {
+        return Err(DomainError::Forbidden(
+            "only the prediction's creator or an administrator of its scope may delete it".into(),
+        ));
+    }
+    sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table(kind)))
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

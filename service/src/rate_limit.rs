@@ -1,0 +1,158 @@
+//! Request rate limits, counted in Redis so every API server shares them.
+//!
+//! Fixed one-minute windows: `INCR accunode:ratelimit:<class>:<subject>:<minute>`
+//! with an expiry, one round trip per request. Classes: `auth` (every
+//! `/api/v1/auth` route, per client address) and `user` (everything else, per
+//! signed-in user, or per client address without a valid token). Health,
+//! metrics, the document and Swagger UI are not limited, so load balancers and
+//! scrapers never see 429. Every limited answer carries `X-RateLimit-Limit`,
+//! `-Remaining` and `-Reset` (seconds until the window ends); a 429 also
+//! `Retry-After`. When Redis does not answer, requests pass (availability over
+//! strictness) and a warning is logged.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use accunode_core::config::RateLimitSettings;
+use poem::http::HeaderValue;
+use poem::web::RemoteAddr;
+use poem::{Endpoint, IntoResponse, Request, Response, Result};
+use poem_openapi::payload::Json;
+use redis::aio::ConnectionManager;
+
+use crate::auth::sessions::Sessions;
+use crate::error::{ApiError, ErrorBody};
+
+const WINDOW_SECS: u64 = 60;
+
+pub struct RateLimiter {
+    pub settings: RateLimitSettings,
+    pub redis: ConnectionManager,
+    pub sessions: Arc<Sessions>,
+    pub trust_forwarded_for: bool,
+}
+
+/// What a request counts against.
+struct Bucket {
+    class: &'static str,
+    subject: String,
+    limit: u32,
+}
+
+/// The client's address: the last `X-Forwarded-For` entry (the one the load
+/// balancer appended) when trusted, else the TCP peer.
+pub fn client_address(request: &Request, trust_forwarded_for: bool) -> String {
+    if trust_forwarded_for
+        && let Some(forwarded) = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok())
+        && let Some(last) = forwarded.rsplit(',').next()
+        && let Ok(address) = last.trim().parse::<IpAddr>()
+    {
+        return address.to_string();
+    }
+    match request.remote_addr() {
+        RemoteAddr(poem::Addr::SocketAddr(address)) => address.ip().to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl RateLimiter {
+    fn bucket(&self, request: &Request) -> Option<Bucket> {
+        let path = request.uri().path();
+        if request.method() == poem::http::Method::OPTIONS || !path.starts_with("/api/v1/") {
+            return None;
+        }
+        if path == "/api/v1/health" {
+            return None;
+        }
+        if path.starts_with("/api/v1/auth/") {
+            return Some(Bucket {
+                class: "auth",
+                subject: client_address(request, self.trust_forwarded_for),
+                limit: self.settings.auth_per_ip_per_minute,
+            });
+        }
+        let user = request
+            .headers()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|token| self.sessions.user_of(token));
+        Some(Bucket {
+            class: "user",
+            subject: match user {
+                Some(user) => user.to_string(),
+                None => format!("ip:{}", client_address(request, self.trust_forwarded_for)),
+            },
+            limit: self.settings.per_user_per_minute,
+        })
+    }
+
+    /// The count of this request in its window, or `None` when Redis failed.
+    async fn count(&self, bucket: &Bucket, window: u64) -> Option<u64> {
+        let key = format!(
+            "accunode:ratelimit:{}:{}:{window}",
+            bucket.class, bucket.subject
+        );
+        let mut redis = self.redis.clone();
+        let counted: redis::RedisResult<(u64,)> = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .expire(&key, (WINDOW_SECS * 2) as i64)
+            .ignore()
+            .query_async(&mut redis)
+            .await;
+        match counted {
+            Ok((count,)) => Some(count),
+            Err(error) => {
+                tracing::warn!(%error, "rate limit not counted: Redis did not answer");
+                None
+            }
+        }
+    }
+
+    /// Counts the request, answers 429 over the limit, else calls `next`.
+    pub async fn check<E: Endpoint>(&self, next: E, request: Request) -> Result<Response> {
+        if !self.settings.enabled {
+            return next.call(request).await.map(IntoResponse::into_response);
+        }
+        let Some(bucket) = self.bucket(&request) else {
+            return next.call(request).await.map(IntoResponse::into_response);
+        };
+        let now = crate::auth::tokens::unix_now();
+        let window = now / WINDOW_SECS;
+        let reset = (window + 1) * WINDOW_SECS - now;
+        let Some(count) = self.count(&bucket, window).await else {
+            return next.call(request).await.map(IntoResponse::into_response);
+        };
+        let remaining = u64::from(bucket.limit).saturating_sub(count) as u32;
+        let mut response = if count > u64::from(bucket.limit) {
+            ApiError::RateLimited(
+                Json(ErrorBody::new(
+                    "rate_limited",
+                    format!(
+                        "Too many requests: the limit is {} per minute. Retry in {reset} s.",
+                        bucket.limit
+                    ),
+                )),
+                reset,
+                bucket.limit,
+                0,
+                reset,
+            )
+            .into_response()
+        } else {
+            match next.call(request).await {
+                Ok(response) => response.into_response(),
+                Err(error) => crate::error::into_json_response(error),
+            }
+        };
+        let headers = response.headers_mut();
+        headers.insert("x-ratelimit-limit", HeaderValue::from(bucket.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        Ok(response)
+    }
+}
