@@ -6,6 +6,9 @@
 //! pass through [`into_json_response`], so no client ever sees a plain-text or
 //! HTML error, and a server fault never shows its internals.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use accunode_core::domain::DomainError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -194,7 +197,9 @@ pub fn into_json_response(error: poem::Error) -> Response {
         return ApiError::invalid_field(&format!("query.{}", param.name), param.reason.clone())
             .into_response();
     } else if let Some(path) = error.downcast_ref::<ParsePathError>() {
-        return ApiError::invalid_field(&format!("path.{}", path.name), path.reason.clone())
+        let pattern = error.data::<poem::PathPattern>().map(|p| p.0.as_ref());
+        let name = path_parameter_name(pattern, path.name);
+        return ApiError::invalid_field(&format!("path.{name}"), path.reason.clone())
             .into_response();
     } else if let Some(payload) = error.downcast_ref::<ParseRequestPayloadError>() {
         ErrorBody::new("bad_request", payload.to_string())
@@ -215,6 +220,42 @@ pub fn into_json_response(error: poem::Error) -> Response {
         ErrorBody::new(code_for(status), error.to_string())
     };
     poem::web::Json(body).with_status(status).into_response()
+}
+
+/// poem-openapi routes path parameters as `:param0`, `:param1`, … in order;
+/// the document keeps their names. Route pattern → names, from the document.
+static PATH_PARAMETER_NAMES: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
+    let spec: serde_json::Value =
+        serde_json::from_str(&crate::api::service().spec()).unwrap_or_default();
+    let mut names = HashMap::new();
+    for path in spec["paths"].as_object().into_iter().flat_map(|paths| paths.keys()) {
+        let mut pattern = String::new();
+        let mut parameters = Vec::new();
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => {
+                    pattern.push_str(&format!("/:param{}", parameters.len()));
+                    parameters.push(name.to_owned());
+                }
+                None => {
+                    pattern.push('/');
+                    pattern.push_str(segment);
+                }
+            }
+        }
+        names.insert(pattern, parameters);
+    }
+    names
+});
+
+/// The document's name of a path parameter that poem-openapi calls `internal`.
+fn path_parameter_name(pattern: Option<&str>, internal: &str) -> String {
+    internal
+        .strip_prefix("param")
+        .and_then(|index| index.parse::<usize>().ok())
+        .zip(pattern)
+        .and_then(|(index, pattern)| PATH_PARAMETER_NAMES.get(pattern)?.get(index).cloned())
+        .unwrap_or_else(|| internal.to_owned())
 }
 
 fn code_for(status: StatusCode) -> &'static str {

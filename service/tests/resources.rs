@@ -1,0 +1,490 @@
+//! Companies and predictions through the API against real PostgreSQL and
+//! Redis: scoring, duplicates, validation, lists and filters, the prediction
+//! cache, ETags, quotas and feature flags.
+
+mod common;
+
+use std::path::Path;
+
+use accunode_core::scoring::Bundle;
+use common::{TestApp, annual, quarterly};
+use serde_json::{Value, json};
+
+fn bundle(name: &str) -> Bundle {
+    Bundle::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name)).unwrap()
+}
+
+#[tokio::test]
+async fn an_annual_prediction_is_scored_by_the_serving_bundle_and_stored() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("ann@example.com").await;
+    let created = app
+        .post("/api/v1/predictions/annual", Some(&user.token), annual("acme", "2024"))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let body = &created.body;
+    let expected = bundle("accunode-v1-annual")
+        .score(&[35.0, 2.5, 8.0, 6.0, 5.0])
+        .unwrap();
+    // Full double precision, bit for bit.
+    assert_eq!(body["probability"].as_f64().unwrap(), expected.score.probability);
+    assert_eq!(body["risk_level"], expected.score.risk_level.as_str());
+    assert_eq!(body["confidence"].as_f64().unwrap(), expected.score.confidence);
+    assert_eq!(body["model"], json!({"id": "accunode-v1-annual", "version": "1.0.0"}));
+    assert_eq!(body["components"][0]["name"], "binned_logistic");
+    assert_eq!(body["company"]["symbol"], "ACME");
+    assert_eq!(body["reporting_year"], "2024");
+    assert_eq!(body["access_level"], "personal");
+    assert_eq!(body["ratios"]["total_debt_to_ebitda"], 2.5);
+
+    // Same company, year and scope again: 409, and the company is reused.
+    let duplicate = app
+        .post("/api/v1/predictions/annual", Some(&user.token), annual("ACME", "2024"))
+        .await;
+    assert_eq!(duplicate.status, 409, "{}", duplicate.body);
+    assert_eq!(duplicate.body["error"], "conflict");
+    let next_year = app
+        .post("/api/v1/predictions/annual", Some(&user.token), annual("acme", "2025"))
+        .await;
+    assert_eq!(next_year.status, 201);
+    assert_eq!(next_year.body["company"]["id"], body["company"]["id"]);
+    let companies: i64 = sqlx::query_scalar("SELECT count(*) FROM companies")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(companies, 1);
+
+    // Read back, directly and in the list.
+    let id = body["id"].as_str().unwrap();
+    let read = app
+        .get(&format!("/api/v1/predictions/annual/{id}"), &user.token)
+        .await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body, *body);
+    let listed = app.get("/api/v1/predictions/annual", &user.token).await;
+    assert_eq!(listed.body["total"], 2);
+    assert_eq!(listed.body["items"][1]["id"], body["id"]);
+}
+
+#[tokio::test]
+async fn missing_ratios_are_scored_as_missing_and_bad_ones_named() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("ben@example.com").await;
+    let mut request = annual("NULLS", "2023");
+    request["net_income_margin"] = Value::Null;
+    request.as_object_mut().unwrap().remove("return_on_assets");
+    let created = app
+        .post("/api/v1/predictions/annual", Some(&user.token), request)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let expected = bundle("accunode-v1-annual")
+        .score(&[35.0, 2.5, f64::NAN, 6.0, f64::NAN])
+        .unwrap();
+    assert_eq!(
+        created.body["probability"].as_f64().unwrap(),
+        expected.score.probability
+    );
+    assert_eq!(created.body["ratios"]["net_income_margin"], Value::Null);
+
+    let mut out_of_range = annual("BAD", "2023");
+    out_of_range["long_term_debt_to_total_capital"] = json!(140);
+    let answer = app
+        .post("/api/v1/predictions/annual", Some(&user.token), out_of_range)
+        .await;
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_eq!(answer.fields(), vec!["body.long_term_debt_to_total_capital"]);
+    assert_eq!(
+        answer.body["details"][0]["problem"],
+        "must be between 0 and 100, got 140"
+    );
+
+    let mut many = annual("", "24");
+    many["market_cap"] = json!(-5);
+    many["reporting_quarter"] = json!("Q5");
+    let answer = app
+        .post("/api/v1/predictions/annual", Some(&user.token), many)
+        .await;
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_eq!(
+        answer.fields(),
+        vec![
+            "body.company_symbol",
+            "body.market_cap",
+            "body.reporting_year",
+            "body.reporting_quarter"
+        ]
+    );
+
+    let mut mistyped = annual("TYPE", "2023");
+    mistyped["total_debt_to_ebitda"] = json!("2.5");
+    let answer = app
+        .post("/api/v1/predictions/annual", Some(&user.token), mistyped)
+        .await;
+    assert_eq!(answer.status, 422);
+    assert_eq!(answer.fields(), vec!["body.total_debt_to_ebitda"]);
+
+    // Quarterly needs a quarter.
+    let mut no_quarter = quarterly("QQ", "2024", "Q1");
+    no_quarter.as_object_mut().unwrap().remove("reporting_quarter");
+    let answer = app
+        .post("/api/v1/predictions/quarterly", Some(&user.token), no_quarter)
+        .await;
+    assert_eq!(answer.status, 422);
+    assert_eq!(answer.fields(), vec!["body.reporting_quarter"]);
+    let none_stored: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM annual_predictions) + (SELECT count(*) FROM quarterly_predictions)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(none_stored, 1, "only the valid request stored anything");
+}
+
+#[tokio::test]
+async fn quarterly_predictions_list_filter_and_delete() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("cal@example.com").await;
+    for (symbol, quarter) in [("AAA", "Q1"), ("AAA", "Q2"), ("BBB", "Q1")] {
+        let created = app
+            .post(
+                "/api/v1/predictions/quarterly",
+                Some(&user.token),
+                quarterly(symbol, "2024", quarter),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let expected = bundle("accunode-v1-quarterly")
+            .score(&[3.0, 12.0, 40.0, 7.0])
+            .unwrap();
+        assert_eq!(
+            created.body["probability"].as_f64().unwrap(),
+            expected.score.probability
+        );
+    }
+    let duplicate = app
+        .post(
+            "/api/v1/predictions/quarterly",
+            Some(&user.token),
+            quarterly("aaa", "2024", "Q2"),
+        )
+        .await;
+    assert_eq!(duplicate.status, 409);
+
+    let by_symbol = app
+        .get("/api/v1/predictions/quarterly?company_symbol=aaa", &user.token)
+        .await;
+    assert_eq!(by_symbol.body["total"], 2, "{}", by_symbol.body);
+    let by_quarter = app
+        .get(
+            "/api/v1/predictions/quarterly?reporting_quarter=Q1&reporting_year=2024&sector=industrials",
+            &user.token,
+        )
+        .await;
+    assert_eq!(by_quarter.body["total"], 2);
+    let paged = app
+        .get("/api/v1/predictions/quarterly?limit=2&page=2", &user.token)
+        .await;
+    assert_eq!(paged.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(paged.body["pages"], 2);
+    let past_the_end = app
+        .get("/api/v1/predictions/quarterly?limit=2&page=9", &user.token)
+        .await;
+    assert_eq!(past_the_end.body["total"], 3);
+    assert_eq!(past_the_end.body["items"], json!([]));
+    let bad_limit = app
+        .get("/api/v1/predictions/quarterly?limit=101", &user.token)
+        .await;
+    assert_eq!(bad_limit.status, 422, "{}", bad_limit.body);
+    assert_eq!(bad_limit.fields(), vec!["query.limit"]);
+    let bad_risk = app
+        .get("/api/v1/predictions/quarterly?risk_level=SEVERE", &user.token)
+        .await;
+    assert_eq!(bad_risk.status, 422);
+    assert_eq!(bad_risk.fields(), vec!["query.risk_level"]);
+    let level = by_symbol.body["items"][0]["risk_level"].as_str().unwrap();
+    let by_risk = app
+        .get(
+            &format!("/api/v1/predictions/quarterly?risk_level={level}"),
+            &user.token,
+        )
+        .await;
+    assert_eq!(by_risk.body["total"], 3);
+
+    let id = by_symbol.body["items"][0]["id"].as_str().unwrap();
+    let path = format!("/api/v1/predictions/quarterly/{id}");
+    assert_eq!(app.get(&path, &user.token).await.status, 200);
+    assert_eq!(app.delete(&path, &user.token).await.status, 204);
+    assert_eq!(app.get(&path, &user.token).await.status, 404);
+    assert_eq!(app.delete(&path, &user.token).await.status, 404);
+    let bad_id = app
+        .get("/api/v1/predictions/quarterly/not-a-uuid", &user.token)
+        .await;
+    assert_eq!(bad_id.status, 422);
+    assert_eq!(bad_id.fields(), vec!["path.id"]);
+}
+
+#[tokio::test]
+async fn read_predictions_are_cached_and_deletes_drop_them() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("dee@example.com").await;
+    let created = app
+        .post("/api/v1/predictions/annual", Some(&user.token), annual("CACHE", "2024"))
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/predictions/annual/{id}");
+    let first = app.get(&path, &user.token).await;
+    let mut redis = redis::Client::open(accunode_testkit::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("accunode:prediction:annual:{id}");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut redis).await.unwrap();
+    assert!((3500..=3600).contains(&ttl), "one hour, got {ttl}");
+    // Served from the cache: the same answer even with the row changed underneath.
+    sqlx::query("UPDATE annual_predictions SET risk_level = 'CRITICAL' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let second = app.get(&path, &user.token).await;
+    assert_eq!(second.body, first.body);
+
+    // Another user never gets the cached copy.
+    let other = app.signed_up("eve@example.com").await;
+    assert_eq!(app.get(&path, &other.token).await.status, 404);
+
+    // Deleting the company drops its predictions from the cache too.
+    let company = created.body["company"]["id"].as_str().unwrap();
+    let deleted = app
+        .delete(&format!("/api/v1/companies/{company}"), &user.token)
+        .await;
+    assert_eq!(deleted.status, 204);
+    let exists: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut redis).await.unwrap();
+    assert_eq!(exists, 0);
+    assert_eq!(app.get(&path, &user.token).await.status, 404);
+}
+
+#[tokio::test]
+async fn etags_answer_304_when_nothing_changed() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("fin@example.com").await;
+    let first = app.get("/api/v1/companies", &user.token).await;
+    let etag = first.header("etag").unwrap().to_owned();
+    let again = app
+        .call_with(
+            reqwest::Method::GET,
+            "/api/v1/companies",
+            Some(&user.token),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(again.status, 304);
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    app.post(
+        "/api/v1/companies",
+        Some(&user.token),
+        json!({"symbol": "NEW", "name": "New Co"}),
+    )
+    .await;
+    let changed = app
+        .call_with(
+            reqwest::Method::GET,
+            "/api/v1/companies",
+            Some(&user.token),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(changed.status, 200);
+    assert_ne!(changed.header("etag"), Some(etag.as_str()));
+}
+
+#[tokio::test]
+async fn companies_list_search_sort_page_update_and_delete() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("gil@example.com").await;
+    for (symbol, name, cap, sector) in [
+        ("MSFT", "Microsoft", 3.0e12, "Technology"),
+        ("AAPL", "Apple", 3.5e12, "Technology"),
+        ("XOM", "Exxon Mobil", 4.0e11, "Energy"),
+    ] {
+        let created = app
+            .post(
+                "/api/v1/companies",
+                Some(&user.token),
+                json!({"symbol": symbol, "name": name, "market_cap": cap, "sector": sector}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let duplicate = app
+        .post(
+            "/api/v1/companies",
+            Some(&user.token),
+            json!({"symbol": "msft", "name": "Again"}),
+        )
+        .await;
+    assert_eq!(duplicate.status, 409);
+    let invalid = app
+        .post(
+            "/api/v1/companies",
+            Some(&user.token),
+            json!({"symbol": "WAY-TOO-LONG-A-SYMBOL-X", "name": "", "market_cap": 0}),
+        )
+        .await;
+    assert_eq!(invalid.status, 422);
+    assert_eq!(
+        invalid.fields(),
+        vec!["body.symbol", "body.name", "body.market_cap"]
+    );
+
+    let symbols = |answer: &common::Answer| -> Vec<String> {
+        answer.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["symbol"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let by_cap = app
+        .get("/api/v1/companies?sort=market_cap&order=desc", &user.token)
+        .await;
+    assert_eq!(symbols(&by_cap), vec!["AAPL", "MSFT", "XOM"]);
+    let by_name = app
+        .get("/api/v1/companies?sort=name&order=asc", &user.token)
+        .await;
+    assert_eq!(symbols(&by_name), vec!["AAPL", "XOM", "MSFT"]);
+    let tech = app
+        .get("/api/v1/companies?sector=technology&sort=symbol&order=asc", &user.token)
+        .await;
+    assert_eq!(symbols(&tech), vec!["AAPL", "MSFT"]);
+    let search = app.get("/api/v1/companies?search=mobil", &user.token).await;
+    assert_eq!(symbols(&search), vec!["XOM"]);
+    let literal = app.get("/api/v1/companies?search=%25", &user.token).await;
+    assert_eq!(literal.body["total"], 0, "% is matched literally");
+    let page = app
+        .get("/api/v1/companies?limit=1&page=3&sort=symbol&order=asc", &user.token)
+        .await;
+    assert_eq!(symbols(&page), vec!["XOM"]);
+    assert_eq!(page.body["pages"], 3);
+    let bad_sort = app.get("/api/v1/companies?sort=price", &user.token).await;
+    assert_eq!(bad_sort.status, 422);
+    assert_eq!(bad_sort.fields(), vec!["query.sort"]);
+    let zero_page = app.get("/api/v1/companies?page=0", &user.token).await;
+    assert_eq!(zero_page.fields(), vec!["query.page"]);
+
+    let id = by_cap.body["items"][2]["id"].as_str().unwrap();
+    let path = format!("/api/v1/companies/{id}");
+    let updated = app
+        .put(&path, &user.token, json!({"name": "ExxonMobil", "market_cap": 5.0e11}))
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.body["name"], "ExxonMobil");
+    assert_eq!(updated.body["sector"], "Energy");
+    let bad_update = app.put(&path, &user.token, json!({"market_cap": -1})).await;
+    assert_eq!(bad_update.fields(), vec!["body.market_cap"]);
+    assert_eq!(app.delete(&path, &user.token).await.status, 204);
+    assert_eq!(app.get(&path, &user.token).await.status, 404);
+}
+
+#[tokio::test]
+async fn the_prediction_quota_is_enforced() {
+    let app = TestApp::start_with(&[("MAX_PREDICTIONS_PER_USER", "2")]).await;
+    let user = app.signed_up("hal@example.com").await;
+    for year in ["2021", "2022"] {
+        let created = app
+            .post("/api/v1/predictions/annual", Some(&user.token), annual("Q", year))
+            .await;
+        assert_eq!(created.status, 201);
+    }
+    let third = app
+        .post(
+            "/api/v1/predictions/quarterly",
+            Some(&user.token),
+            quarterly("Q", "2023", "Q1"),
+        )
+        .await;
+    assert_eq!(third.status, 403, "{}", third.body);
+    assert_eq!(third.body["error"], "prediction_quota_exceeded");
+}
+
+#[tokio::test]
+async fn quarterly_routes_answer_503_when_switched_off() {
+    let app = TestApp::start_with(&[("ENABLE_QUARTERLY_PREDICTIONS", "false")]).await;
+    let user = app.signed_up("ida@example.com").await;
+    let created = app
+        .post(
+            "/api/v1/predictions/quarterly",
+            Some(&user.token),
+            quarterly("OFF", "2024", "Q1"),
+        )
+        .await;
+    assert_eq!(created.status, 503);
+    assert_eq!(created.body["error"], "feature_disabled");
+    assert_eq!(
+        app.get("/api/v1/predictions/quarterly", &user.token)
+            .await
+            .status,
+        503
+    );
+    let annual_still = app
+        .post("/api/v1/predictions/annual", Some(&user.token), annual("ON", "2024"))
+        .await;
+    assert_eq!(annual_still.status, 201);
+}
+
+#[tokio::test]
+async fn security_headers_and_cors_preflight() {
+    let app = TestApp::start_with(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await;
+    let health = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
+    let headers = health.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(
+        headers["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+    let preflight = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/v1/companies", app.base),
+        )
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let foreign = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/v1/companies", app.base),
+        )
+        .header("origin", "https://evil.example.net")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
