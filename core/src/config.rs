@@ -921,7 +921,11 @@ fn origins(layers: &Layers) -> Result<Vec<String>, ConfigError> {
         return Ok(Vec::new());
     };
     let mut origins = Vec::new();
-    for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+    for item in value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
         if item != "*" {
             let url = url::Url::parse(item).map_err(|error| ConfigError::Invalid {
                 key: "CORS_ALLOWED_ORIGINS",

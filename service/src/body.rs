@@ -81,12 +81,10 @@ impl<T: DeserializeOwned + Validate + Send> ParsePayload for JsonBody<T> {
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let body = poem::Body::from_request(request, body).await?;
         let data = body.into_bytes_limit(MAX_JSON_BODY).await.map_err(|_| {
-            ApiError::PayloadTooLarge(poem_openapi::payload::Json(
-                crate::error::ErrorBody::new(
-                    "payload_too_large",
-                    format!("A JSON body may be at most {MAX_JSON_BODY} bytes."),
-                ),
-            ))
+            ApiError::PayloadTooLarge(poem_openapi::payload::Json(crate::error::ErrorBody::new(
+                "payload_too_large",
+                format!("A JSON body may be at most {MAX_JSON_BODY} bytes."),
+            )))
         })?;
         Ok(Self(parse(&data)?))
     }
@@ -207,7 +205,10 @@ mod tests {
         let (status, fields) = details(mistyped);
         assert_eq!(status, 422);
         assert_eq!(fields[0].0, "body.name");
-        assert!(fields[0].1.starts_with("invalid type: integer `3`"), "{fields:?}");
+        assert!(
+            fields[0].1.starts_with("invalid type: integer `3`"),
+            "{fields:?}"
+        );
         let nested = parse::<Sample>(br#"{"name": "a", "inner": {"count": -1}}"#).unwrap_err();
         assert_eq!(details(nested).1[0].0, "body.inner.count");
         let too_long = parse::<Sample>(br#"{"name": "abcdefg"}"#).unwrap_err();

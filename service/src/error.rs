@@ -13,8 +13,7 @@ use accunode_core::domain::DomainError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::error::{
-    AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
-    ParseRequestPayloadError,
+    AuthorizationError, ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
 };
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
@@ -228,7 +227,11 @@ static PATH_PARAMETER_NAMES: LazyLock<HashMap<String, Vec<String>>> = LazyLock::
     let spec: serde_json::Value =
         serde_json::from_str(&crate::api::service().spec()).unwrap_or_default();
     let mut names = HashMap::new();
-    for path in spec["paths"].as_object().into_iter().flat_map(|paths| paths.keys()) {
+    for path in spec["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|paths| paths.keys())
+    {
         let mut pattern = String::new();
         let mut parameters = Vec::new();
         for segment in path.split('/').filter(|s| !s.is_empty()) {

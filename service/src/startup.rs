@@ -78,10 +78,7 @@ impl Application {
         let sessions = Sessions::new(
             dependencies.pool.clone(),
             dependencies.redis.clone(),
-            TokenKeys::new(
-                &settings.jwt_secret_key,
-                settings.api.auth.access_token_ttl,
-            ),
+            TokenKeys::new(&settings.jwt_secret_key, settings.api.auth.access_token_ttl),
             settings.api.auth.refresh_token_ttl,
         );
         let prediction_cache = PredictionCache::new(
@@ -195,7 +192,12 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let origins = state.settings.api.cors_allowed_origins.clone();
     let mut cors = Cors::new()
         .allow_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
-        .allow_headers(["authorization", "content-type", "if-none-match", "x-request-id"])
+        .allow_headers([
+            "authorization",
+            "content-type",
+            "if-none-match",
+            "x-request-id",
+        ])
         .expose_headers([
             "etag",
             "retry-after",

@@ -113,7 +113,11 @@ async fn registration_names_each_invalid_field() {
     );
 
     let missing = app
-        .post("/api/v1/auth/register", None, json!({"email": "a@example.com"}))
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "a@example.com"}),
+        )
         .await;
     assert_eq!(missing.status, 422);
     assert_eq!(missing.fields(), vec!["body.password"]);
@@ -182,7 +186,10 @@ async fn refresh_tokens_rotate_and_a_reused_one_ends_the_session() {
     let new_access = first.body["access_token"].as_str().unwrap().to_owned();
     assert_ne!(rotated, user.refresh_token);
     assert_eq!(first.body["token_type"], "bearer");
-    assert_eq!(app.get("/api/v1/users/profile", &new_access).await.status, 200);
+    assert_eq!(
+        app.get("/api/v1/users/profile", &new_access).await.status,
+        200
+    );
 
     // The old token again: someone copied it. The whole family ends.
     let replay = app
@@ -234,7 +241,10 @@ async fn logout_ends_the_session_and_its_tokens() {
         )
         .await;
     assert_eq!(logout.status, 204);
-    assert_eq!(app.get("/api/v1/users/profile", &user.token).await.status, 401);
+    assert_eq!(
+        app.get("/api/v1/users/profile", &user.token).await.status,
+        401
+    );
     let refresh = app
         .post(
             "/api/v1/auth/refresh-token",
@@ -244,7 +254,10 @@ async fn logout_ends_the_session_and_its_tokens() {
         .await;
     assert_eq!(refresh.status, 401);
     // Another sign-in of the same user is another session.
-    assert_eq!(app.get("/api/v1/users/profile", &other.token).await.status, 200);
+    assert_eq!(
+        app.get("/api/v1/users/profile", &other.token).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -278,7 +291,10 @@ async fn changing_the_password_ends_the_other_sessions() {
         )
         .await;
     assert_eq!(changed.status, 204, "{}", changed.body);
-    assert_eq!(app.get("/api/v1/users/profile", &here.token).await.status, 200);
+    assert_eq!(
+        app.get("/api/v1/users/profile", &here.token).await.status,
+        200
+    );
     assert_eq!(
         app.get("/api/v1/users/profile", &elsewhere.token)
             .await
@@ -324,7 +340,11 @@ async fn tampered_expired_and_foreign_tokens_are_401() {
         parts[2]
     );
     // Right claims, wrong key; other algorithms; none at all; expired; from the future.
-    let wrong_key = sign(&claims, Algorithm::HS256, b"some-other-secret-some-other-secret");
+    let wrong_key = sign(
+        &claims,
+        Algorithm::HS256,
+        b"some-other-secret-some-other-secret",
+    );
     let hs512 = sign(&claims, Algorithm::HS512, DEV_SECRET);
     let unsigned = format!(
         "{}.{}.",
@@ -364,14 +384,20 @@ async fn tampered_expired_and_foreign_tokens_are_401() {
     assert_eq!(missing.status, 401);
     assert_eq!(missing.body["error"], "unauthorized");
     // The genuine token still works.
-    assert_eq!(app.get("/api/v1/users/profile", &user.token).await.status, 200);
+    assert_eq!(
+        app.get("/api/v1/users/profile", &user.token).await.status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn sessions_survive_a_cold_cache_and_revocation_beats_it() {
     let app = TestApp::start().await;
     let user = app.signed_up("gus@example.com").await;
-    assert_eq!(app.get("/api/v1/users/profile", &user.token).await.status, 200);
+    assert_eq!(
+        app.get("/api/v1/users/profile", &user.token).await.status,
+        200
+    );
     let session: uuid::Uuid = sqlx::query_scalar("SELECT id FROM sessions")
         .fetch_one(&app.pool)
         .await
@@ -390,8 +416,15 @@ async fn sessions_survive_a_cold_cache_and_revocation_beats_it() {
     assert!(cached.unwrap().contains("gus@example.com"));
 
     // A cold cache reads PostgreSQL and fills it again.
-    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
-    assert_eq!(app.get("/api/v1/users/profile", &user.token).await.status, 200);
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/api/v1/users/profile", &user.token).await.status,
+        200
+    );
 
     // A logout writes a marker, so even a cache miss after it stays signed out.
     let logout = app
@@ -409,6 +442,13 @@ async fn sessions_survive_a_cold_cache_and_revocation_beats_it() {
         .await
         .unwrap();
     assert_eq!(marker.as_deref(), Some("revoked"));
-    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
-    assert_eq!(app.get("/api/v1/users/profile", &user.token).await.status, 401);
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/api/v1/users/profile", &user.token).await.status,
+        401
+    );
 }

@@ -11,7 +11,12 @@ use common::{TestApp, annual, quarterly};
 use serde_json::{Value, json};
 
 fn bundle(name: &str) -> Bundle {
-    Bundle::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name)).unwrap()
+    Bundle::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(name),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -19,7 +24,11 @@ async fn an_annual_prediction_is_scored_by_the_serving_bundle_and_stored() {
     let app = TestApp::start().await;
     let user = app.signed_up("ann@example.com").await;
     let created = app
-        .post("/api/v1/predictions/annual", Some(&user.token), annual("acme", "2024"))
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual("acme", "2024"),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let body = &created.body;
@@ -27,10 +36,19 @@ async fn an_annual_prediction_is_scored_by_the_serving_bundle_and_stored() {
         .score(&[35.0, 2.5, 8.0, 6.0, 5.0])
         .unwrap();
     // Full double precision, bit for bit.
-    assert_eq!(body["probability"].as_f64().unwrap(), expected.score.probability);
+    assert_eq!(
+        body["probability"].as_f64().unwrap(),
+        expected.score.probability
+    );
     assert_eq!(body["risk_level"], expected.score.risk_level.as_str());
-    assert_eq!(body["confidence"].as_f64().unwrap(), expected.score.confidence);
-    assert_eq!(body["model"], json!({"id": "accunode-v1-annual", "version": "1.0.0"}));
+    assert_eq!(
+        body["confidence"].as_f64().unwrap(),
+        expected.score.confidence
+    );
+    assert_eq!(
+        body["model"],
+        json!({"id": "accunode-v1-annual", "version": "1.0.0"})
+    );
     assert_eq!(body["components"][0]["name"], "binned_logistic");
     assert_eq!(body["company"]["symbol"], "ACME");
     assert_eq!(body["reporting_year"], "2024");
@@ -39,12 +57,20 @@ async fn an_annual_prediction_is_scored_by_the_serving_bundle_and_stored() {
 
     // Same company, year and scope again: 409, and the company is reused.
     let duplicate = app
-        .post("/api/v1/predictions/annual", Some(&user.token), annual("ACME", "2024"))
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual("ACME", "2024"),
+        )
         .await;
     assert_eq!(duplicate.status, 409, "{}", duplicate.body);
     assert_eq!(duplicate.body["error"], "conflict");
     let next_year = app
-        .post("/api/v1/predictions/annual", Some(&user.token), annual("acme", "2025"))
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual("acme", "2025"),
+        )
         .await;
     assert_eq!(next_year.status, 201);
     assert_eq!(next_year.body["company"]["id"], body["company"]["id"]);
@@ -89,10 +115,17 @@ async fn missing_ratios_are_scored_as_missing_and_bad_ones_named() {
     let mut out_of_range = annual("BAD", "2023");
     out_of_range["long_term_debt_to_total_capital"] = json!(140);
     let answer = app
-        .post("/api/v1/predictions/annual", Some(&user.token), out_of_range)
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            out_of_range,
+        )
         .await;
     assert_eq!(answer.status, 422, "{}", answer.body);
-    assert_eq!(answer.fields(), vec!["body.long_term_debt_to_total_capital"]);
+    assert_eq!(
+        answer.fields(),
+        vec!["body.long_term_debt_to_total_capital"]
+    );
     assert_eq!(
         answer.body["details"][0]["problem"],
         "must be between 0 and 100, got 140"
@@ -125,9 +158,16 @@ async fn missing_ratios_are_scored_as_missing_and_bad_ones_named() {
 
     // Quarterly needs a quarter.
     let mut no_quarter = quarterly("QQ", "2024", "Q1");
-    no_quarter.as_object_mut().unwrap().remove("reporting_quarter");
+    no_quarter
+        .as_object_mut()
+        .unwrap()
+        .remove("reporting_quarter");
     let answer = app
-        .post("/api/v1/predictions/quarterly", Some(&user.token), no_quarter)
+        .post(
+            "/api/v1/predictions/quarterly",
+            Some(&user.token),
+            no_quarter,
+        )
         .await;
     assert_eq!(answer.status, 422);
     assert_eq!(answer.fields(), vec!["body.reporting_quarter"]);
@@ -171,7 +211,10 @@ async fn quarterly_predictions_list_filter_and_delete() {
     assert_eq!(duplicate.status, 409);
 
     let by_symbol = app
-        .get("/api/v1/predictions/quarterly?company_symbol=aaa", &user.token)
+        .get(
+            "/api/v1/predictions/quarterly?company_symbol=aaa",
+            &user.token,
+        )
         .await;
     assert_eq!(by_symbol.body["total"], 2, "{}", by_symbol.body);
     let by_quarter = app
@@ -197,7 +240,10 @@ async fn quarterly_predictions_list_filter_and_delete() {
     assert_eq!(bad_limit.status, 422, "{}", bad_limit.body);
     assert_eq!(bad_limit.fields(), vec!["query.limit"]);
     let bad_risk = app
-        .get("/api/v1/predictions/quarterly?risk_level=SEVERE", &user.token)
+        .get(
+            "/api/v1/predictions/quarterly?risk_level=SEVERE",
+            &user.token,
+        )
         .await;
     assert_eq!(bad_risk.status, 422);
     assert_eq!(bad_risk.fields(), vec!["query.risk_level"]);
@@ -228,7 +274,11 @@ async fn read_predictions_are_cached_and_deletes_drop_them() {
     let app = TestApp::start().await;
     let user = app.signed_up("dee@example.com").await;
     let created = app
-        .post("/api/v1/predictions/annual", Some(&user.token), annual("CACHE", "2024"))
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual("CACHE", "2024"),
+        )
         .await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/predictions/annual/{id}");
@@ -239,7 +289,11 @@ async fn read_predictions_are_cached_and_deletes_drop_them() {
         .await
         .unwrap();
     let key = format!("accunode:prediction:annual:{id}");
-    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut redis).await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert!((3500..=3600).contains(&ttl), "one hour, got {ttl}");
     // Served from the cache: the same answer even with the row changed underneath.
     sqlx::query("UPDATE annual_predictions SET risk_level = 'CRITICAL' WHERE id = $1::uuid")
@@ -260,7 +314,11 @@ async fn read_predictions_are_cached_and_deletes_drop_them() {
         .delete(&format!("/api/v1/companies/{company}"), &user.token)
         .await;
     assert_eq!(deleted.status, 204);
-    let exists: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut redis).await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(exists, 0);
     assert_eq!(app.get(&path, &user.token).await.status, 404);
 }
@@ -357,7 +415,10 @@ async fn companies_list_search_sort_page_update_and_delete() {
         .await;
     assert_eq!(symbols(&by_name), vec!["AAPL", "XOM", "MSFT"]);
     let tech = app
-        .get("/api/v1/companies?sector=technology&sort=symbol&order=asc", &user.token)
+        .get(
+            "/api/v1/companies?sector=technology&sort=symbol&order=asc",
+            &user.token,
+        )
         .await;
     assert_eq!(symbols(&tech), vec!["AAPL", "MSFT"]);
     let search = app.get("/api/v1/companies?search=mobil", &user.token).await;
@@ -365,7 +426,10 @@ async fn companies_list_search_sort_page_update_and_delete() {
     let literal = app.get("/api/v1/companies?search=%25", &user.token).await;
     assert_eq!(literal.body["total"], 0, "% is matched literally");
     let page = app
-        .get("/api/v1/companies?limit=1&page=3&sort=symbol&order=asc", &user.token)
+        .get(
+            "/api/v1/companies?limit=1&page=3&sort=symbol&order=asc",
+            &user.token,
+        )
         .await;
     assert_eq!(symbols(&page), vec!["XOM"]);
     assert_eq!(page.body["pages"], 3);
@@ -378,7 +442,11 @@ async fn companies_list_search_sort_page_update_and_delete() {
     let id = by_cap.body["items"][2]["id"].as_str().unwrap();
     let path = format!("/api/v1/companies/{id}");
     let updated = app
-        .put(&path, &user.token, json!({"name": "ExxonMobil", "market_cap": 5.0e11}))
+        .put(
+            &path,
+            &user.token,
+            json!({"name": "ExxonMobil", "market_cap": 5.0e11}),
+        )
         .await;
     assert_eq!(updated.status, 200, "{}", updated.body);
     assert_eq!(updated.body["name"], "ExxonMobil");
@@ -395,7 +463,11 @@ async fn the_prediction_quota_is_enforced() {
     let user = app.signed_up("hal@example.com").await;
     for year in ["2021", "2022"] {
         let created = app
-            .post("/api/v1/predictions/annual", Some(&user.token), annual("Q", year))
+            .post(
+                "/api/v1/predictions/annual",
+                Some(&user.token),
+                annual("Q", year),
+            )
             .await;
         assert_eq!(created.status, 201);
     }
@@ -430,7 +502,11 @@ async fn quarterly_routes_answer_503_when_switched_off() {
         503
     );
     let annual_still = app
-        .post("/api/v1/predictions/annual", Some(&user.token), annual("ON", "2024"))
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual("ON", "2024"),
+        )
         .await;
     assert_eq!(annual_still.status, 201);
 }
@@ -461,7 +537,10 @@ async fn security_headers_and_cors_preflight() {
         )
         .header("origin", "https://app.example.com")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization,content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
         .send()
         .await
         .unwrap();

@@ -43,10 +43,11 @@ impl Company {
 
 pub(crate) fn access_level(row: &PgRow, column: &str) -> Result<AccessLevel, sqlx::Error> {
     let text: String = row.try_get(column)?;
-    text.parse().map_err(|error: String| sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: error.into(),
-    })
+    text.parse()
+        .map_err(|error: String| sqlx::Error::ColumnDecode {
+            index: column.to_owned(),
+            source: error.into(),
+        })
 }
 
 /// A company as a client describes it; the symbol is stored upper-case.
@@ -279,10 +280,12 @@ pub async fn delete(
         ("annual_predictions", &mut deleted.annual),
         ("quarterly_predictions", &mut deleted.quarterly),
     ] {
-        *ids = sqlx::query_scalar(&format!("DELETE FROM {table} WHERE company_id = $1 RETURNING id"))
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        *ids = sqlx::query_scalar(&format!(
+            "DELETE FROM {table} WHERE company_id = $1 RETURNING id"
+        ))
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
     }
     sqlx::query("DELETE FROM companies WHERE id = $1")
         .bind(id)

@@ -294,10 +294,10 @@ pub async fn list(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let total = match rows.first() {
-        Some(row) => row.try_get("total")?,
-        None if offset > 0 => {
-            sqlx::query_scalar(&format!(
+    let total =
+        match rows.first() {
+            Some(row) => row.try_get("total")?,
+            None if offset > 0 => sqlx::query_scalar(&format!(
                 "SELECT count(*) FROM {} p JOIN companies c ON c.id = p.company_id WHERE {filter}",
                 table(kind)
             ))
@@ -308,10 +308,9 @@ pub async fn list(
             .bind(&query.sector)
             .bind(&query.risk_level)
             .fetch_one(pool)
-            .await?
-        }
-        None => 0,
-    };
+            .await?,
+            None => 0,
+        };
     Ok(Page {
         items: rows
             .iter()

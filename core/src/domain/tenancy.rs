@@ -135,11 +135,7 @@ pub struct Caller {
 impl Caller {
     /// The `scope_key`s of every row this caller may see.
     pub fn visible_scope_keys(&self) -> Vec<String> {
-        let mut keys = vec![scope_key(
-            AccessLevel::Personal,
-            None,
-            Some(self.user_id),
-        )];
+        let mut keys = vec![scope_key(AccessLevel::Personal, None, Some(self.user_id))];
         if let Some(organization) = self.organization_id {
             keys.push(scope_key(
                 AccessLevel::Organization,
@@ -262,11 +258,7 @@ mod tests {
         let member = caller(Role::OrgMember, Some(org), false);
         let admin = caller(Role::OrgAdmin, Some(org), false);
         assert!(!member.may_modify(AccessLevel::Organization, Some(org), other));
-        assert!(member.may_modify(
-            AccessLevel::Organization,
-            Some(org),
-            Some(member.user_id)
-        ));
+        assert!(member.may_modify(AccessLevel::Organization, Some(org), Some(member.user_id)));
         assert!(admin.may_modify(AccessLevel::Organization, Some(org), other));
         assert!(!admin.may_modify(AccessLevel::Organization, Some(Uuid::from_u128(8)), other));
         assert!(!admin.may_modify(AccessLevel::System, None, Some(admin.user_id)));

@@ -83,7 +83,10 @@ impl Validate for RegisterRequest {
     fn validate(&self, problems: &mut Problems) {
         check_email(problems, "email", &self.email);
         check_new_password(problems, "password", &self.password);
-        for (field, value) in [("first_name", &self.first_name), ("last_name", &self.last_name)] {
+        for (field, value) in [
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+        ] {
             if let Some(value) = value {
                 problems.text(field, value, 0, 100);
             }
@@ -342,7 +345,11 @@ impl AuthApi {
 
     /// Exchanges a refresh token for a new pair. Each refresh token works
     /// once; presenting a used one again ends the whole session.
-    #[oai(path = "/refresh-token", method = "post", operation_id = "refresh_token")]
+    #[oai(
+        path = "/refresh-token",
+        method = "post",
+        operation_id = "refresh_token"
+    )]
     async fn refresh(
         &self,
         state: Data<&AppState>,
@@ -354,7 +361,11 @@ impl AuthApi {
 
     /// Ends the caller's session: its access and refresh tokens stop working.
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
-    async fn logout(&self, auth: BearerAuth, state: Data<&AppState>) -> Result<NoContent, ApiError> {
+    async fn logout(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+    ) -> Result<NoContent, ApiError> {
         state
             .sessions
             .revoke(auth.0.session_id, RevokeReason::Logout)
@@ -363,7 +374,11 @@ impl AuthApi {
     }
 
     /// Changes the caller's password and ends every other session.
-    #[oai(path = "/change-password", method = "post", operation_id = "change_password")]
+    #[oai(
+        path = "/change-password",
+        method = "post",
+        operation_id = "change_password"
+    )]
     async fn change_password(
         &self,
         auth: BearerAuth,
@@ -418,7 +433,9 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@example.com"] {
             assert_eq!(email_problem(good), None, "{good}");
         }
-        for bad in ["", "a", "@b.co", "a@b", "a@.b", "a b@c.de", "a@b@c.de", "a@b.co."] {
+        for bad in [
+            "", "a", "@b.co", "a@b", "a@.b", "a b@c.de", "a@b@c.de", "a@b.co.",
+        ] {
             assert!(email_problem(bad).is_some(), "{bad}");
         }
         let problems_of = |password: &str| {

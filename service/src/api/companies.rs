@@ -152,7 +152,10 @@ pub fn new_company(
         symbol: symbol.trim().to_uppercase(),
         name: name.trim().to_owned(),
         market_cap,
-        sector: sector.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+        sector: sector
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
     }
 }
 
@@ -194,7 +197,10 @@ impl CompaniesApi {
         #[oai(default = "default_page", validator(minimum(value = "1")))]
         page: Query<u32>,
         /// Items per page, 1 to 100.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
         limit: Query<u32>,
         /// Only this sector (case-insensitive).
         sector: Query<Option<String>>,
@@ -278,8 +284,7 @@ impl CompaniesApi {
             market_cap: request.market_cap,
             sector: request.sector.map(|s| s.trim().to_owned()),
         };
-        let company =
-            companies::update(&state.dependencies.pool, &auth.0, id.0, &changes).await?;
+        let company = companies::update(&state.dependencies.pool, &auth.0, id.0, &changes).await?;
         Ok(Json(company.into()))
     }
 

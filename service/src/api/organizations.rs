@@ -271,9 +271,7 @@ impl OrganizationsApi {
     ) -> Result<Json<Organization>, ApiError> {
         let caller = &auth.0;
         if caller.organization_id.is_some() {
-            return Err(ApiError::conflict(
-                "You already belong to an organization.",
-            ));
+            return Err(ApiError::conflict("You already belong to an organization."));
         }
         if caller.role != Role::User {
             return Err(ApiError::forbidden(
@@ -312,16 +310,18 @@ impl OrganizationsApi {
         .execute(&state.dependencies.pool)
         .await?;
         if joined.rows_affected() == 0 {
-            return Err(ApiError::conflict(
-                "You already belong to an organization.",
-            ));
+            return Err(ApiError::conflict("You already belong to an organization."));
         }
         state.sessions.forget_callers(&[caller.user_id]).await?;
         Ok(Json(organization_view(&row, caller)?))
     }
 
     /// The emails allowed to join (managers only).
-    #[oai(path = "/:id/whitelist", method = "get", operation_id = "list_whitelist")]
+    #[oai(
+        path = "/:id/whitelist",
+        method = "get",
+        operation_id = "list_whitelist"
+    )]
     async fn whitelist(
         &self,
         auth: BearerAuth,
@@ -350,7 +350,11 @@ impl OrganizationsApi {
     }
 
     /// Allows an email to join (managers only).
-    #[oai(path = "/:id/whitelist", method = "post", operation_id = "add_to_whitelist")]
+    #[oai(
+        path = "/:id/whitelist",
+        method = "post",
+        operation_id = "add_to_whitelist"
+    )]
     async fn add_to_whitelist(
         &self,
         auth: BearerAuth,
@@ -488,8 +492,9 @@ impl OrganizationsApi {
         body: JsonBody<MemberRoleRequest>,
     ) -> Result<Json<UserProfile>, ApiError> {
         Self::managed(&state, &auth.0, id.0).await?;
-        let role = member_role(&body.0.role)
-            .ok_or_else(|| ApiError::invalid_field("body.role", "must be org_member or org_admin"))?;
+        let role = member_role(&body.0.role).ok_or_else(|| {
+            ApiError::invalid_field("body.role", "must be org_member or org_admin")
+        })?;
         let row = sqlx::query(&format!(
             "UPDATE users SET role = $3 WHERE id = $2 AND organization_id = $1 \
              AND role IN ('org_member', 'org_admin') RETURNING {PROFILE_COLUMNS}"

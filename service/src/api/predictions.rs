@@ -272,7 +272,9 @@ fn parse_year(text: &str) -> Option<i32> {
     if text.len() != 4 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    text.parse().ok().filter(|year| (1900..=2200).contains(year))
+    text.parse()
+        .ok()
+        .filter(|year| (1900..=2200).contains(year))
 }
 
 impl Validate for AnnualPredictionRequest {
@@ -461,7 +463,11 @@ fn strip_feature(error: &ScoringError, feature: &str) -> String {
 }
 
 /// A prediction the caller can see, from the cache when it is there.
-async fn read<V: PredictionView>(state: &AppState, caller: &Caller, id: Uuid) -> Result<V, ApiError> {
+async fn read<V: PredictionView>(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<V, ApiError> {
     let cache = &state.prediction_cache;
     if let Some(entry) = cache.get(V::KIND, id).await {
         if !caller.visible_scope_keys().contains(&entry.scope_key) {
@@ -496,10 +502,17 @@ async fn list<V: PredictionView>(
     query: PredictionQuery,
 ) -> Result<V::Page, ApiError> {
     let listed = predictions::list(&state.dependencies.pool, caller, V::KIND, &query).await?;
-    Ok(V::page(listed.map(|prediction| V::from_stored(&prediction))))
+    Ok(V::page(
+        listed.map(|prediction| V::from_stored(&prediction)),
+    ))
 }
 
-async fn delete(state: &AppState, caller: &Caller, kind: ModelKind, id: Uuid) -> Result<(), ApiError> {
+async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    kind: ModelKind,
+    id: Uuid,
+) -> Result<(), ApiError> {
     predictions::delete(&state.dependencies.pool, caller, kind, id).await?;
     state.prediction_cache.forget(kind, &[id]).await;
     Ok(())
@@ -603,7 +616,11 @@ fn prediction_query(
 #[OpenApi(prefix_path = "/api/v1/predictions", tag = "ApiTags::Predictions")]
 impl PredictionsApi {
     /// Scores an annual report and stores the prediction.
-    #[oai(path = "/annual", method = "post", operation_id = "create_annual_prediction")]
+    #[oai(
+        path = "/annual",
+        method = "post",
+        operation_id = "create_annual_prediction"
+    )]
     async fn create_annual(
         &self,
         auth: BearerAuth,
@@ -615,18 +632,26 @@ impl PredictionsApi {
     }
 
     /// The annual predictions the caller can see, newest first.
-    #[oai(path = "/annual", method = "get", operation_id = "list_annual_predictions")]
+    #[oai(
+        path = "/annual",
+        method = "get",
+        operation_id = "list_annual_predictions"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn list_annual(
         &self,
         auth: BearerAuth,
         state: Data<&AppState>,
         #[oai(default = "default_page", validator(minimum(value = "1")))] page: Query<u32>,
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
         limit: Query<u32>,
         company_symbol: Query<Option<String>>,
-        #[oai(validator(minimum(value = "1900"), maximum(value = "2200")))]
-        reporting_year: Query<Option<i32>>,
+        #[oai(validator(minimum(value = "1900"), maximum(value = "2200")))] reporting_year: Query<
+            Option<i32>,
+        >,
         reporting_quarter: Query<Option<Quarter>>,
         sector: Query<Option<String>>,
         risk_level: Query<Option<RiskLevel>>,
@@ -640,11 +665,17 @@ impl PredictionsApi {
             sector.0,
             risk_level.0,
         );
-        Ok(Json(list::<AnnualPrediction>(&state, &auth.0, query).await?))
+        Ok(Json(
+            list::<AnnualPrediction>(&state, &auth.0, query).await?,
+        ))
     }
 
     /// An annual prediction the caller can see.
-    #[oai(path = "/annual/:id", method = "get", operation_id = "get_annual_prediction")]
+    #[oai(
+        path = "/annual/:id",
+        method = "get",
+        operation_id = "get_annual_prediction"
+    )]
     async fn get_annual(
         &self,
         auth: BearerAuth,
@@ -655,7 +686,11 @@ impl PredictionsApi {
     }
 
     /// Deletes an annual prediction (its creator, its scope's admins).
-    #[oai(path = "/annual/:id", method = "delete", operation_id = "delete_annual_prediction")]
+    #[oai(
+        path = "/annual/:id",
+        method = "delete",
+        operation_id = "delete_annual_prediction"
+    )]
     async fn delete_annual(
         &self,
         auth: BearerAuth,
@@ -695,11 +730,15 @@ impl PredictionsApi {
         auth: BearerAuth,
         state: Data<&AppState>,
         #[oai(default = "default_page", validator(minimum(value = "1")))] page: Query<u32>,
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
         limit: Query<u32>,
         company_symbol: Query<Option<String>>,
-        #[oai(validator(minimum(value = "1900"), maximum(value = "2200")))]
-        reporting_year: Query<Option<i32>>,
+        #[oai(validator(minimum(value = "1900"), maximum(value = "2200")))] reporting_year: Query<
+            Option<i32>,
+        >,
         reporting_quarter: Query<Option<Quarter>>,
         sector: Query<Option<String>>,
         risk_level: Query<Option<RiskLevel>>,
@@ -714,7 +753,9 @@ impl PredictionsApi {
             sector.0,
             risk_level.0,
         );
-        Ok(Json(list::<QuarterlyPrediction>(&state, &auth.0, query).await?))
+        Ok(Json(
+            list::<QuarterlyPrediction>(&state, &auth.0, query).await?,
+        ))
     }
 
     /// A quarterly prediction the caller can see.

@@ -62,7 +62,10 @@ pub struct UpdateProfileRequest {
 
 impl Validate for UpdateProfileRequest {
     fn validate(&self, problems: &mut Problems) {
-        for (field, value) in [("first_name", &self.first_name), ("last_name", &self.last_name)] {
+        for (field, value) in [
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+        ] {
             if let Some(value) = value {
                 problems.text(field, value, 0, 100);
             }
@@ -76,11 +79,13 @@ pub fn clean_name(name: Option<&String>) -> Option<String> {
 }
 
 pub async fn load_profile(state: &AppState, user: Uuid) -> Result<UserProfile, ApiError> {
-    let row = sqlx::query(&format!("SELECT {PROFILE_COLUMNS} FROM users WHERE id = $1"))
-        .bind(user)
-        .fetch_optional(&state.dependencies.pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found("No such user."))?;
+    let row = sqlx::query(&format!(
+        "SELECT {PROFILE_COLUMNS} FROM users WHERE id = $1"
+    ))
+    .bind(user)
+    .fetch_optional(&state.dependencies.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found("No such user."))?;
     Ok(UserProfile::from_row(&row)?)
 }
 
@@ -123,7 +128,11 @@ impl UsersApi {
 
     /// The organisations the caller belongs to or manages (tenant admins:
     /// the ones they created).
-    #[oai(path = "/organizations", method = "get", operation_id = "list_my_organizations")]
+    #[oai(
+        path = "/organizations",
+        method = "get",
+        operation_id = "list_my_organizations"
+    )]
     async fn organizations(
         &self,
         auth: BearerAuth,

@@ -83,7 +83,10 @@ mod tests {
     async fn hashes_with_argon2id_owasp_parameters_and_verifies() {
         let passwords = Passwords::new();
         let hash = passwords.hash("correct horse 1".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(
             passwords
                 .verify("correct horse 1".into(), Some(hash.clone()))

@@ -246,12 +246,15 @@ impl Sessions {
     /// The caller behind an access token: a valid token of a live session of
     /// an active user.
     pub async fn caller(&self, access_token: &str) -> Result<Caller, ApiError> {
-        let claims = self.keys.verify(access_token).map_err(|error| match error {
-            TokenError::Expired => {
-                ApiError::unauthorized("The access token has expired; refresh it.")
-            }
-            TokenError::Invalid => ApiError::unauthorized("The access token is not valid."),
-        })?;
+        let claims = self
+            .keys
+            .verify(access_token)
+            .map_err(|error| match error {
+                TokenError::Expired => {
+                    ApiError::unauthorized("The access token has expired; refresh it.")
+                }
+                TokenError::Invalid => ApiError::unauthorized("The access token is not valid."),
+            })?;
         let ended = || ApiError::unauthorized("The session has ended; sign in again.");
         let mut redis = self.redis.clone();
         let key = cache_key(claims.sid);

@@ -146,13 +146,15 @@ mod tests {
         let keys = keys();
         let secret = b"a-test-secret-of-at-least-32-characters!";
         let now = unix_now();
-        let claims = |iat: u64, exp: u64| {
-            serde_json::json!({"sub": Uuid::new_v4(), "sid": Uuid::new_v4(), "iat": iat, "exp": exp, "iss": "accunode"})
-        };
+        let claims = |iat: u64, exp: u64| serde_json::json!({"sub": Uuid::new_v4(), "sid": Uuid::new_v4(), "iat": iat, "exp": exp, "iss": "accunode"});
         let valid = claims(now, now + 60);
         assert!(keys.verify(&sign(&valid, Algorithm::HS256, secret)).is_ok());
         assert!(matches!(
-            keys.verify(&sign(&valid, Algorithm::HS256, b"another-secret-another-secret-xx")),
+            keys.verify(&sign(
+                &valid,
+                Algorithm::HS256,
+                b"another-secret-another-secret-xx"
+            )),
             Err(TokenError::Invalid)
         ));
         assert!(matches!(
@@ -160,11 +162,19 @@ mod tests {
             Err(TokenError::Invalid)
         ));
         assert!(matches!(
-            keys.verify(&sign(&claims(now - 120, now - 60), Algorithm::HS256, secret)),
+            keys.verify(&sign(
+                &claims(now - 120, now - 60),
+                Algorithm::HS256,
+                secret
+            )),
             Err(TokenError::Expired)
         ));
         assert!(matches!(
-            keys.verify(&sign(&claims(now + 600, now + 900), Algorithm::HS256, secret)),
+            keys.verify(&sign(
+                &claims(now + 600, now + 900),
+                Algorithm::HS256,
+                secret
+            )),
             Err(TokenError::Invalid)
         ));
         // alg "none": header {"alg":"none"}, no signature.
@@ -174,7 +184,10 @@ mod tests {
             URL_SAFE_NO_PAD.encode(valid.to_string())
         );
         assert!(matches!(keys.verify(&unsigned), Err(TokenError::Invalid)));
-        assert!(matches!(keys.verify("not.a.token"), Err(TokenError::Invalid)));
+        assert!(matches!(
+            keys.verify("not.a.token"),
+            Err(TokenError::Invalid)
+        ));
     }
 
     #[test]
