@@ -89,6 +89,20 @@ ensure_python_lightgbm() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "lightgbm==$LIGHTGBM_PY_VERSION"
 }
 
+# openapi-python-client, which generates the Python client from
+# service/openapi.json for the client test (and httpx/attrs, which that client
+# needs at run time, come with it).
+OPENAPI_CLIENT_VERSION=0.29.1
+ensure_openapi_client() {
+  local venv=$1
+  if [ -x "$venv/bin/openapi-python-client" ] && "$venv/bin/openapi-python-client" --version 2>/dev/null | grep -q " $OPENAPI_CLIENT_VERSION\$"; then
+    return
+  fi
+  log "installing openapi-python-client==$OPENAPI_CLIENT_VERSION into $venv"
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openapi-python-client==$OPENAPI_CLIENT_VERSION"
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...

@@ -23,6 +23,7 @@ use crate::startup::AppState;
 pub struct CompaniesApi;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Company {
     pub id: Uuid,
     /// Upper-case ticker, unique within its scope.
@@ -206,21 +207,23 @@ impl CompaniesApi {
         sector: Query<Option<String>>,
         /// Symbol or name contains this text (case-insensitive).
         search: Query<Option<String>>,
-        #[oai(default)] sort: Query<CompanySortField>,
-        #[oai(default)] order: Query<SortOrder>,
+        /// Sort field; `created_at` when absent.
+        sort: Query<Option<CompanySortField>>,
+        /// Sort order; `desc` when absent.
+        order: Query<Option<SortOrder>>,
     ) -> Result<Json<CompanyPage>, ApiError> {
         let query = CompanyQuery {
             page: page.0,
             limit: limit.0,
             sector: sector.0.filter(|s| !s.trim().is_empty()),
             search: search.0.filter(|s| !s.trim().is_empty()),
-            sort: match sort.0 {
+            sort: match sort.0.unwrap_or_default() {
                 CompanySortField::Name => CompanySort::Name,
                 CompanySortField::Symbol => CompanySort::Symbol,
                 CompanySortField::MarketCap => CompanySort::MarketCap,
                 CompanySortField::CreatedAt => CompanySort::CreatedAt,
             },
-            descending: matches!(order.0, SortOrder::Desc),
+            descending: matches!(order.0.unwrap_or_default(), SortOrder::Desc),
         };
         let listed = companies::list(&state.dependencies.pool, &auth.0, &query).await?;
         let pages = listed.pages();

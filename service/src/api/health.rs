@@ -12,7 +12,7 @@ use crate::startup::AppState;
 
 pub struct HealthApi;
 
-/// Overall state: `ok` when every dependency answers.
+/// Overall state: `ok` when every dependency answers, else `unavailable`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum HealthStatus {
@@ -23,7 +23,6 @@ pub enum HealthStatus {
 /// One dependency's state.
 #[derive(Debug, Clone, Object)]
 pub struct DependencyCheck {
-    /// `up` or `down`.
     pub status: DependencyStatus,
     /// Round-trip time of the probe in milliseconds.
     pub latency_ms: f64,
@@ -32,6 +31,7 @@ pub struct DependencyCheck {
     pub error: Option<String>,
 }
 
+/// `up` or `down`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum DependencyStatus {

@@ -28,6 +28,7 @@ use crate::startup::AppState;
 pub struct OrganizationsApi;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Organization {
     pub id: Uuid,
     pub name: String,
@@ -115,6 +116,7 @@ impl Validate for WhitelistRequest {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WhitelistEntry {
     pub email: String,
     pub added_by: Option<Uuid>,

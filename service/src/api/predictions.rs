@@ -31,6 +31,7 @@ pub struct PredictionsApi;
 
 /// The company a prediction is for.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PredictionCompany {
     pub id: Uuid,
     pub symbol: String,
@@ -55,6 +56,7 @@ pub struct PredictionModel {
 
 /// What every prediction carries, whatever its kind.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PredictionFields {
     pub id: Uuid,
     pub company: PredictionCompany,
@@ -78,8 +80,9 @@ pub struct PredictionFields {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The five annual ratios as scored; `null` was scored as Missing.
+/// The five annual ratios as scored; an absent one was scored as Missing.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AnnualRatios {
     pub long_term_debt_to_total_capital: Option<f64>,
     pub total_debt_to_ebitda: Option<f64>,
@@ -88,8 +91,9 @@ pub struct AnnualRatios {
     pub return_on_assets: Option<f64>,
 }
 
-/// The four quarterly ratios as scored; `null` was scored as Missing.
+/// The four quarterly ratios as scored; an absent one was scored as Missing.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QuarterlyRatios {
     pub total_debt_to_ebitda: Option<f64>,
     pub sga_margin: Option<f64>,
@@ -112,7 +116,8 @@ pub struct QuarterlyPrediction {
 }
 
 /// Scores an annual report and stores the prediction. The company is created,
-/// or reused by symbol, in the caller's scope.
+/// or reused by symbol, in the caller's scope. A ratio that is `null` or
+/// absent is scored as Missing.
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct AnnualPredictionRequest {
     /// 1 to 20 characters; stored upper-case.
@@ -131,19 +136,25 @@ pub struct AnnualPredictionRequest {
     #[oai(validator(pattern = r"^Q[1-4]$"))]
     pub reporting_quarter: Option<String>,
     /// Percent, 0 to 100.
+    #[oai(nullable)]
     pub long_term_debt_to_total_capital: Option<f64>,
     /// Multiple, at least 0.
+    #[oai(nullable)]
     pub total_debt_to_ebitda: Option<f64>,
     /// Percent, -100 to 100.
+    #[oai(nullable)]
     pub net_income_margin: Option<f64>,
     /// Multiple, at least 0.
+    #[oai(nullable)]
     pub ebit_to_interest_expense: Option<f64>,
     /// Percent, -100 to 100.
+    #[oai(nullable)]
     pub return_on_assets: Option<f64>,
 }
 
 /// Scores a quarterly report and stores the prediction. The company is
-/// created, or reused by symbol, in the caller's scope.
+/// created, or reused by symbol, in the caller's scope. A ratio that is `null`
+/// or absent is scored as Missing.
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct QuarterlyPredictionRequest {
     #[oai(validator(min_length = 1, max_length = 20))]
@@ -160,12 +171,16 @@ pub struct QuarterlyPredictionRequest {
     #[oai(validator(pattern = r"^Q[1-4]$"))]
     pub reporting_quarter: String,
     /// Multiple.
+    #[oai(nullable)]
     pub total_debt_to_ebitda: Option<f64>,
     /// Percent.
+    #[oai(nullable)]
     pub sga_margin: Option<f64>,
     /// Percent, 0 to 100.
+    #[oai(nullable)]
     pub long_term_debt_to_total_capital: Option<f64>,
     /// Percent.
+    #[oai(nullable)]
     pub return_on_capital: Option<f64>,
 }
 

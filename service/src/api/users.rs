@@ -21,6 +21,7 @@ pub struct UsersApi;
 
 /// A user as they see themselves.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserProfile {
     pub id: Uuid,
     pub email: String,
