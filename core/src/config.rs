@@ -94,6 +94,8 @@ pub struct ApiSettings {
     pub features: FeatureFlags,
     /// How long a read prediction stays in the Redis cache.
     pub prediction_cache_ttl: Duration,
+    /// Publish the seeds' custom metrics to CloudWatch this often; `None`: off.
+    pub cloudwatch_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,17 +114,13 @@ pub struct RateLimitSettings {
     pub per_user_per_minute: u32,
     /// Sign-in, registration and other `/auth` routes, per client address.
     pub auth_per_ip_per_minute: u32,
-    /// Bulk uploads, per user.
-    pub upload_per_user_per_minute: u32,
 }
 
-/// The seeds' feature flags.
+/// The seeds' feature flags (the bulk-upload ones arrive with bulk upload).
 #[derive(Debug, Clone)]
 pub struct FeatureFlags {
-    pub bulk_upload: bool,
     pub quarterly_predictions: bool,
     pub max_predictions_per_user: i64,
-    pub bulk_upload_max_size_mb: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -334,18 +332,6 @@ const KEYS: &[Key] = &[
         help: "requests per minute per client address to /api/v1/auth",
     },
     Key {
-        name: "UPLOAD_RATE_LIMIT_PER_MINUTE",
-        default: Default::Always("10"),
-        secret: false,
-        help: "bulk uploads per minute per user",
-    },
-    Key {
-        name: "ENABLE_BULK_UPLOAD",
-        default: Default::Always("true"),
-        secret: false,
-        help: "accept bulk uploads",
-    },
-    Key {
         name: "ENABLE_QUARTERLY_PREDICTIONS",
         default: Default::Always("true"),
         secret: false,
@@ -358,16 +344,16 @@ const KEYS: &[Key] = &[
         help: "most predictions one user may create",
     },
     Key {
-        name: "BULK_UPLOAD_MAX_SIZE_MB",
-        default: Default::Always("50"),
-        secret: false,
-        help: "largest bulk upload file",
-    },
-    Key {
         name: "PREDICTION_CACHE_TTL_SECS",
         default: Default::Always("3600"),
         secret: false,
         help: "how long a read prediction stays cached in Redis",
+    },
+    Key {
+        name: "CLOUDWATCH_METRICS_SECS",
+        default: Default::Always("0"),
+        secret: false,
+        help: "publish ActiveConnections and ResponseTime to CloudWatch (AccuNode/API) this often (0: off)",
     },
     Key {
         name: "DATABASE_URL",
@@ -704,15 +690,8 @@ impl Settings {
                         app_env,
                         1..=1_000_000,
                     )?,
-                    upload_per_user_per_minute: in_range(
-                        &layers,
-                        "UPLOAD_RATE_LIMIT_PER_MINUTE",
-                        app_env,
-                        1..=1_000_000,
-                    )?,
                 },
                 features: FeatureFlags {
-                    bulk_upload: layers.required("ENABLE_BULK_UPLOAD", app_env)?,
                     quarterly_predictions: layers
                         .required("ENABLE_QUARTERLY_PREDICTIONS", app_env)?,
                     max_predictions_per_user: in_range(
@@ -721,12 +700,6 @@ impl Settings {
                         app_env,
                         0..=100_000_000,
                     )?,
-                    bulk_upload_max_size_mb: in_range(
-                        &layers,
-                        "BULK_UPLOAD_MAX_SIZE_MB",
-                        app_env,
-                        1..=1024,
-                    )?,
                 },
                 prediction_cache_ttl: Duration::from_secs(in_range(
                     &layers,
@@ -734,6 +707,15 @@ impl Settings {
                     app_env,
                     1..=86_400,
                 )?),
+                cloudwatch_interval: match in_range(
+                    &layers,
+                    "CLOUDWATCH_METRICS_SECS",
+                    app_env,
+                    0..=3600,
+                )? {
+                    0 => None,
+                    secs => Some(Duration::from_secs(secs)),
+                },
             },
             database: DatabaseSettings {
                 url: checked_url(

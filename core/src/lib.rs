@@ -1,5 +1,6 @@
 //! What the AccuNode API (`service/`) and worker (`worker/`) share.
 //!
+//! - [`aws`]: the SDK configuration for the model bucket and CloudWatch.
 //! - [`config`]: typed settings layered from defaults, a file, `.env` and the environment.
 //! - [`telemetry`]: `tracing` set up as JSON (production) or readable text (development).
 //! - [`db`]: the PostgreSQL pool and the embedded migrations.
@@ -11,6 +12,7 @@
 //! - [`random`]: a seeded generator for reproducible data.
 //! - [`process`]: exit codes, the runtime and stop signals of every binary.
 //!
+pub mod aws;
 pub mod cache;
 pub mod config;
 pub mod db;

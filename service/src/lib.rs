@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod cloudwatch;
 pub mod email;
 pub mod error;
 pub mod headers;

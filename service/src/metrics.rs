@@ -96,6 +96,28 @@ impl HttpMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// The sum of all request latencies in seconds and their count, over every
+    /// route and status, since the process started.
+    pub fn latency_totals(&self) -> (f64, u64) {
+        use prometheus::core::Collector;
+        self.latency
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|metric| metric.get_histogram())
+            .fold((0.0, 0), |(sum, count), histogram| {
+                (
+                    sum + histogram.get_sample_sum(),
+                    count + histogram.get_sample_count(),
+                )
+            })
+    }
+
     fn render(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;

@@ -19,6 +19,7 @@ use crate::auth::password::Passwords;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::TokenKeys;
 use crate::cache::PredictionCache;
+use crate::cloudwatch::Publisher;
 use crate::metrics::{HttpMetrics, metrics_endpoint};
 use crate::rate_limit::RateLimiter;
 
@@ -113,13 +114,24 @@ impl Application {
             self.state.models.clone(),
             self.state.settings.models.reload_interval,
         ));
-        let app = routes(self.state);
+        let metrics = Arc::new(HttpMetrics::new());
+        let publisher = match self.state.settings.api.cloudwatch_interval {
+            Some(interval) => {
+                let publisher = Publisher::new(&self.state.settings.aws, metrics.clone()).await;
+                Some(tokio::spawn(publisher.run(interval)))
+            }
+            None => None,
+        };
+        let app = routes(self.state, metrics);
         tracing::info!(address = %self.address, "API listening");
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(GRACEFUL_SHUTDOWN))
             .await
             .context("serving HTTP");
         reloader.abort();
+        if let Some(publisher) = publisher {
+            publisher.abort();
+        }
         served
     }
 }
@@ -178,11 +190,10 @@ async fn reload_models(models: Arc<Models>, interval: Option<Duration>) {
 /// headers, rate limiting, then (per operation) authentication. Outermost is
 /// the observing layer (request id, log line, metrics, JSON errors), so every
 /// answer, a 429 or a CORS preflight included, is logged and counted.
-pub fn routes(state: AppState) -> impl poem::Endpoint {
+pub fn routes(state: AppState, metrics: Arc<HttpMetrics>) -> impl poem::Endpoint {
     let api = crate::api::service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let metrics = Arc::new(HttpMetrics::new());
     let limiter = Arc::new(RateLimiter {
         settings: state.settings.api.rate_limits.clone(),
         redis: state.dependencies.redis.clone(),

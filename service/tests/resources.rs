@@ -567,3 +567,58 @@ async fn security_headers_and_cors_preflight() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn custom_metrics_reach_cloudwatch() {
+    let endpoint = accunode_testkit::aws_endpoint_url();
+    let app = TestApp::start_with(&[
+        ("CLOUDWATCH_METRICS_SECS", "1"),
+        ("AWS_ENDPOINT_URL", &endpoint),
+    ])
+    .await;
+    for _ in 0..5 {
+        let health = app.client.get(format!("{}/health", app.base)).send().await;
+        assert_eq!(health.unwrap().status().as_u16(), 200);
+    }
+    let config = accunode_core::aws::sdk_config(Some(&endpoint), Some("us-east-1")).await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
+    let requests_counted = || async {
+        let now = std::time::SystemTime::now();
+        let statistics = cloudwatch
+            .get_metric_statistics()
+            .namespace("AccuNode/API")
+            .metric_name("RequestCount")
+            .start_time((now - std::time::Duration::from_secs(600)).into())
+            .end_time((now + std::time::Duration::from_secs(60)).into())
+            .period(60)
+            .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .send()
+            .await
+            .expect("moto answers GetMetricStatistics");
+        let total: f64 = statistics.datapoints().iter().filter_map(|p| p.sum()).sum();
+        total >= 5.0
+    };
+    accunode_testkit::wait_until(
+        std::time::Duration::from_secs(20),
+        "the API's request count in CloudWatch",
+        requests_counted,
+    )
+    .await;
+    let listed = cloudwatch
+        .list_metrics()
+        .namespace("AccuNode/API")
+        .send()
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = listed
+        .metrics()
+        .iter()
+        .filter_map(|m| m.metric_name())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(
+        names,
+        vec!["ActiveConnections", "RequestCount", "ResponseTime"]
+    );
+}

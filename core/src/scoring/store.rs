@@ -167,14 +167,7 @@ impl ModelStore {
         endpoint_url: Option<&str>,
         region: Option<&str>,
     ) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region.to_owned()));
-        }
-        if let Some(endpoint) = endpoint_url {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let shared = loader.load().await;
+        let shared = crate::aws::sdk_config(endpoint_url, region).await;
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(endpoint_url.is_some())
             .build();
