@@ -34,18 +34,23 @@ CREATE TABLE email_tokens (
 );
 CREATE INDEX email_tokens_user_id_idx ON email_tokens (user_id);
 
--- Mail to send. Without SMTP configured this table is where mail stays, and
--- where tests and operators read it; with SMTP, sent_at records delivery.
+-- Mail to send, written in the same transaction as what caused it. Without
+-- SMTP configured this table is where mail stays, and where tests and
+-- operators read it; with SMTP, a sender delivers due rows and records
+-- sent_at, or the error and when to try again.
 CREATE TABLE email_outbox (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    recipient  text NOT NULL,
-    subject    text NOT NULL,
-    body       text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    sent_at    timestamptz,
-    last_error text
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    recipient       text NOT NULL,
+    subject         text NOT NULL,
+    body            text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    sent_at         timestamptz,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_error      text
 );
 CREATE INDEX email_outbox_recipient_idx ON email_outbox (recipient, created_at DESC);
+CREATE INDEX email_outbox_due_idx ON email_outbox (next_attempt_at) WHERE sent_at IS NULL;
 
 -- MAX_PREDICTIONS_PER_USER counts a user's predictions; lists filter by company.
 CREATE INDEX annual_predictions_created_by_idx ON annual_predictions (created_by);

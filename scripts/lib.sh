@@ -89,18 +89,25 @@ ensure_python_lightgbm() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "lightgbm==$LIGHTGBM_PY_VERSION"
 }
 
-# openapi-python-client, which generates the Python client from
-# service/openapi.json for the client test (and httpx/attrs, which that client
-# needs at run time, come with it).
+# The API tests' Python tools: openapi-python-client, which generates the
+# Python client from service/openapi.json (httpx and attrs, which that client
+# needs at run time, come with it), and aiosmtpd, a real SMTP server for the
+# mail test.
 OPENAPI_CLIENT_VERSION=0.29.1
-ensure_openapi_client() {
+AIOSMTPD_VERSION=1.4.6
+ensure_api_test_tools() {
   local venv=$1
-  if [ -x "$venv/bin/openapi-python-client" ] && "$venv/bin/openapi-python-client" --version 2>/dev/null | grep -q " $OPENAPI_CLIENT_VERSION\$"; then
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" - <<PY 2>/dev/null
+import importlib.metadata as m, sys
+sys.exit(m.version("openapi-python-client") != "$OPENAPI_CLIENT_VERSION" or m.version("aiosmtpd") != "$AIOSMTPD_VERSION")
+PY
+  then
     return
   fi
-  log "installing openapi-python-client==$OPENAPI_CLIENT_VERSION into $venv"
+  log "installing openapi-python-client==$OPENAPI_CLIENT_VERSION and aiosmtpd==$AIOSMTPD_VERSION into $venv"
   python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "openapi-python-client==$OPENAPI_CLIENT_VERSION"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "openapi-python-client==$OPENAPI_CLIENT_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
 }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -96,6 +96,9 @@ pub struct ApiSettings {
     pub prediction_cache_ttl: Duration,
     /// Publish the seeds' custom metrics to CloudWatch this often; `None`: off.
     pub cloudwatch_interval: Option<Duration>,
+    /// Where mail is delivered; `None`: it stays in the outbox table.
+    pub smtp_url: Option<SecretString>,
+    pub email_from: String,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +351,18 @@ const KEYS: &[Key] = &[
         default: Default::Always("3600"),
         secret: false,
         help: "how long a read prediction stays cached in Redis",
+    },
+    Key {
+        name: "SMTP_URL",
+        default: Default::None,
+        secret: true,
+        help: "mail server, smtp://user:pass@host:587?tls=required or smtps://…:465; unset: mail stays in the email_outbox table",
+    },
+    Key {
+        name: "EMAIL_FROM",
+        default: Default::Always("AccuNode <no-reply@accunode.local>"),
+        secret: false,
+        help: "sender of verification mail",
     },
     Key {
         name: "CLOUDWATCH_METRICS_SECS",
@@ -716,6 +731,16 @@ impl Settings {
                     0 => None,
                     secs => Some(Duration::from_secs(secs)),
                 },
+                smtp_url: match layers.raw("SMTP_URL") {
+                    None => None,
+                    Some(_) => Some(checked_url(
+                        &layers,
+                        "SMTP_URL",
+                        app_env,
+                        &["smtp", "smtps"],
+                    )?),
+                },
+                email_from: required("EMAIL_FROM")?,
             },
             database: DatabaseSettings {
                 url: checked_url(

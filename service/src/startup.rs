@@ -20,6 +20,7 @@ use crate::auth::sessions::Sessions;
 use crate::auth::tokens::TokenKeys;
 use crate::cache::PredictionCache;
 use crate::cloudwatch::Publisher;
+use crate::email::OutboxSender;
 use crate::metrics::{HttpMetrics, metrics_endpoint};
 use crate::rate_limit::RateLimiter;
 
@@ -39,11 +40,15 @@ pub struct AppState {
     pub prediction_cache: PredictionCache,
 }
 
+/// How often queued mail is looked at when a mail server is configured.
+const MAIL_INTERVAL: Duration = Duration::from_secs(2);
+
 /// A built API, bound to its port but not yet serving.
 pub struct Application {
     acceptor: TcpAcceptor,
     address: SocketAddr,
     state: AppState,
+    mailer: Option<OutboxSender>,
 }
 
 impl Application {
@@ -82,6 +87,14 @@ impl Application {
             TokenKeys::new(&settings.jwt_secret_key, settings.api.auth.access_token_ttl),
             settings.api.auth.refresh_token_ttl,
         );
+        let mailer = match &settings.api.smtp_url {
+            Some(url) => Some(OutboxSender::new(
+                dependencies.pool.clone(),
+                url,
+                &settings.api.email_from,
+            )?),
+            None => None,
+        };
         let prediction_cache = PredictionCache::new(
             dependencies.redis.clone(),
             settings.api.prediction_cache_ttl,
@@ -89,6 +102,7 @@ impl Application {
         Ok(Self {
             acceptor,
             address,
+            mailer,
             state: AppState {
                 dependencies,
                 settings: Arc::new(settings),
@@ -122,6 +136,9 @@ impl Application {
             }
             None => None,
         };
+        let mailer = self
+            .mailer
+            .map(|mailer| tokio::spawn(mailer.run(MAIL_INTERVAL)));
         let app = routes(self.state, metrics);
         tracing::info!(address = %self.address, "API listening");
         let served = Server::new_with_acceptor(self.acceptor)
@@ -129,8 +146,8 @@ impl Application {
             .await
             .context("serving HTTP");
         reloader.abort();
-        if let Some(publisher) = publisher {
-            publisher.abort();
+        for task in [publisher, mailer].into_iter().flatten() {
+            task.abort();
         }
         served
     }
