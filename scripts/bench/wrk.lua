@@ -2,9 +2,13 @@
 --   get      GET the URL's path with a bearer token, rotating over BENCH_TOKENS
 --   annual   POST /api/v1/predictions/annual with a new company each request
 --   login    POST /api/v1/auth/login, rotating over BENCH_CREDENTIALS
+-- BENCH_THINK_MS > 0 makes each connection wait between its requests (users
+-- with think time) instead of sending back to back: uniformly 0.5x to 1.5x
+-- that long, so connections do not stay in step and arrive as one burst.
 -- done() prints one JSON line: requests/s, p50/p95/p99 (ms), error counts.
 
 local mode = os.getenv("BENCH_MODE") or "get"
+local think = tonumber(os.getenv("BENCH_THINK_MS") or "0")
 local run = os.getenv("BENCH_RUN") or "0"
 local threads = {}
 local counter = 0
@@ -27,8 +31,15 @@ function setup(thread)
 end
 
 function init(args)
+  math.randomseed(os.time() * 1000 + tid)
   tokens = lines(os.getenv("BENCH_TOKENS"))
   credentials = lines(os.getenv("BENCH_CREDENTIALS"))
+end
+
+if think > 0 then
+  function delay()
+    return math.random(math.floor(think / 2), math.floor(think * 3 / 2))
+  end
 end
 
 function request()

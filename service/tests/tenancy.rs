@@ -5,38 +5,66 @@
 
 mod common;
 
-use common::{TestApp, TestUser, annual};
+use common::{TestApp, TestUser, annual, quarterly};
 use serde_json::json;
 use uuid::Uuid;
 
 /// (read, change) statuses of one caller on each object of the matrix.
 type Expected = [(u16, u16); 4];
 
-/// One object of the matrix: a company with one annual prediction.
+/// One object of the matrix: a company with an annual and a quarterly prediction.
 struct Object {
     name: &'static str,
     company: String,
-    prediction: String,
+    annual: String,
+    quarterly: String,
 }
 
+impl Object {
+    /// The predictions' and the company's paths, in the order they can be deleted.
+    fn paths(&self) -> [String; 3] {
+        [
+            format!("/api/v1/predictions/annual/{}", self.annual),
+            format!("/api/v1/predictions/quarterly/{}", self.quarterly),
+            format!("/api/v1/companies/{}", self.company),
+        ]
+    }
+}
+
+/// Creates the object as `owner`, checking the scope it lands in.
 async fn create_object(
     app: &TestApp,
     owner: &TestUser,
     name: &'static str,
     symbol: &str,
+    access_level: &str,
 ) -> Object {
-    let created = app
+    let annual = app
         .post(
             "/api/v1/predictions/annual",
             Some(&owner.token),
             annual(symbol, "2024"),
         )
         .await;
-    assert_eq!(created.status, 201, "{name}: {}", created.body);
+    assert_eq!(annual.status, 201, "{name}: {}", annual.body);
+    assert_eq!(annual.body["access_level"], access_level, "{name}");
+    let quarterly = app
+        .post(
+            "/api/v1/predictions/quarterly",
+            Some(&owner.token),
+            quarterly(symbol, "2024", "Q1"),
+        )
+        .await;
+    assert_eq!(quarterly.status, 201, "{name}: {}", quarterly.body);
+    assert_eq!(
+        quarterly.body["company"]["id"],
+        annual.body["company"]["id"]
+    );
     Object {
         name,
-        company: created.body["company"]["id"].as_str().unwrap().to_owned(),
-        prediction: created.body["id"].as_str().unwrap().to_owned(),
+        company: annual.body["company"]["id"].as_str().unwrap().to_owned(),
+        annual: annual.body["id"].as_str().unwrap().to_owned(),
+        quarterly: quarterly.body["id"].as_str().unwrap().to_owned(),
     }
 }
 
@@ -65,10 +93,10 @@ async fn the_access_matrix_holds_for_every_role_and_scope() {
         .user_with_role("root@example.com", "super_admin", None)
         .await;
 
-    let personal = create_object(&app, &solo, "personal", "OWN").await;
-    let org_object = create_object(&app, &a_creator, "org A", "ORGA").await;
-    let other_org = create_object(&app, &b_member, "org B", "ORGB").await;
-    let system = create_object(&app, &root, "system", "SYS").await;
+    let personal = create_object(&app, &solo, "personal", "OWN", "personal").await;
+    let org_object = create_object(&app, &a_creator, "org A", "ORGA", "organization").await;
+    let other_org = create_object(&app, &b_member, "org B", "ORGB", "organization").await;
+    let system = create_object(&app, &root, "system", "SYS", "system").await;
     let objects = [&personal, &org_object, &other_org, &system];
 
     // Expected (read, change) status per caller, in the order of `objects`.
@@ -113,35 +141,23 @@ async fn the_access_matrix_holds_for_every_role_and_scope() {
     ];
     for (role, user, expectations) in &users {
         for (object, (read, change)) in objects.iter().zip(expectations) {
-            let company = format!("/api/v1/companies/{}", object.company);
-            let prediction = format!("/api/v1/predictions/annual/{}", object.prediction);
             let context = format!("{role} on the {} object", object.name);
-            assert_eq!(
-                app.get(&company, &user.token).await.status,
-                *read,
-                "GET company: {context}"
-            );
-            assert_eq!(
-                app.get(&prediction, &user.token).await.status,
-                *read,
-                "GET prediction: {context}"
-            );
+            let paths = object.paths();
+            for path in &paths {
+                let answer = app.get(path, &user.token).await;
+                assert_eq!(answer.status, *read, "GET {path}: {context}");
+            }
+            let company = &paths[2];
             let put = app
-                .put(&company, &user.token, json!({"sector": "Changed"}))
+                .put(company, &user.token, json!({"sector": "Changed"}))
                 .await;
             assert_eq!(put.status, *change, "PUT company: {context}: {}", put.body);
             // Deletes that must fail are tried now; allowed ones last, below.
             if *change != 200 {
-                assert_eq!(
-                    app.delete(&prediction, &user.token).await.status,
-                    *change,
-                    "DELETE prediction: {context}"
-                );
-                assert_eq!(
-                    app.delete(&company, &user.token).await.status,
-                    *change,
-                    "DELETE company: {context}"
-                );
+                for path in &paths {
+                    let answer = app.delete(path, &user.token).await;
+                    assert_eq!(answer.status, *change, "DELETE {path}: {context}");
+                }
             }
         }
         // Lists show exactly the visible objects.
@@ -161,12 +177,16 @@ async fn the_access_matrix_holds_for_every_role_and_scope() {
         seen.sort();
         expected.sort();
         assert_eq!(seen, expected, "company list of {role}");
-        let predictions = app.get("/api/v1/predictions/annual", &user.token).await;
-        assert_eq!(
-            predictions.body["total"].as_u64().unwrap() as usize,
-            expected.len(),
-            "prediction list of {role}"
-        );
+        for kind in ["annual", "quarterly"] {
+            let predictions = app
+                .get(&format!("/api/v1/predictions/{kind}"), &user.token)
+                .await;
+            assert_eq!(
+                predictions.body["total"].as_u64().unwrap() as usize,
+                expected.len(),
+                "{kind} prediction list of {role}"
+            );
+        }
     }
 
     // Every object still exists; now those allowed delete.
@@ -176,10 +196,9 @@ async fn the_access_matrix_holds_for_every_role_and_scope() {
         (&b_member, &other_org),
         (&root, &system),
     ] {
-        let prediction = format!("/api/v1/predictions/annual/{}", object.prediction);
-        assert_eq!(app.delete(&prediction, &user.token).await.status, 204);
-        let company = format!("/api/v1/companies/{}", object.company);
-        assert_eq!(app.delete(&company, &user.token).await.status, 204);
+        for path in object.paths() {
+            assert_eq!(app.delete(&path, &user.token).await.status, 204, "{path}");
+        }
     }
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM companies")
         .fetch_one(&app.pool)

@@ -93,7 +93,9 @@ pub struct PredictionQuery {
     pub risk_level: Option<String>,
 }
 
-fn select(kind: ModelKind) -> String {
+/// The columns of a prediction and its company, and `extra` columns of `p`,
+/// from `source` (the table, or a page of it) as `p`.
+fn select_from(kind: ModelKind, source: &str, extra: &str) -> String {
     let ratios = ratio_names(kind)
         .iter()
         .map(|name| format!("p.{name}"))
@@ -104,10 +106,13 @@ fn select(kind: ModelKind) -> String {
          p.confidence, p.component_probabilities, p.model_id, p.model_version, p.access_level, \
          p.organization_id, p.created_by, p.created_at, p.updated_at, \
          c.id AS company_id, c.symbol AS company_symbol, c.name AS company_name, \
-         c.sector AS company_sector, c.market_cap AS company_market_cap \
-         FROM {} p JOIN companies c ON c.id = p.company_id",
-        table(kind)
+         c.sector AS company_sector, c.market_cap AS company_market_cap{extra} \
+         FROM {source} p JOIN companies c ON c.id = p.company_id"
     )
+}
+
+fn select(kind: ModelKind) -> String {
+    select_from(kind, table(kind), "")
 }
 
 impl Prediction {
@@ -272,17 +277,24 @@ pub async fn list(
     query: &PredictionQuery,
 ) -> Result<Page<Prediction>, DomainError> {
     let (offset, limit) = offset_limit(query.page, query.limit);
+    // Filter and page the predictions alone, then join the page's companies:
+    // joining every visible prediction first made PostgreSQL hash-join the
+    // whole companies table (4.5 ms instead of 1 ms for 130 rows of 26,000).
     let filter = "p.scope_key = ANY($1) \
-                  AND ($2::text IS NULL OR c.symbol = upper($2)) \
                   AND ($3::int IS NULL OR p.reporting_year = $3) \
                   AND ($4::text IS NULL OR p.reporting_quarter = $4) \
-                  AND ($5::text IS NULL OR lower(c.sector) = lower($5)) \
-                  AND ($6::text IS NULL OR p.risk_level = $6)";
+                  AND ($6::text IS NULL OR p.risk_level = $6) \
+                  AND ($2::text IS NULL AND $5::text IS NULL OR EXISTS ( \
+                      SELECT 1 FROM companies c WHERE c.id = p.company_id \
+                      AND ($2::text IS NULL OR c.symbol = upper($2)) \
+                      AND ($5::text IS NULL OR lower(c.sector) = lower($5))))";
     let scopes = caller.visible_scope_keys();
     let rows = sqlx::query(&format!(
-        "SELECT *, count(*) OVER () AS total FROM ({} WHERE {filter}) listed \
-         ORDER BY created_at DESC, id DESC OFFSET $7 LIMIT $8",
-        select(kind)
+        "WITH page AS (SELECT p.*, count(*) OVER () AS total FROM {} p WHERE {filter} \
+                       ORDER BY p.created_at DESC, p.id DESC OFFSET $7 LIMIT $8) \
+         {} ORDER BY p.created_at DESC, p.id DESC",
+        table(kind),
+        select_from(kind, "page", ", p.total")
     ))
     .bind(&scopes)
     .bind(&query.company_symbol)
@@ -294,11 +306,11 @@ pub async fn list(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let total =
-        match rows.first() {
-            Some(row) => row.try_get("total")?,
-            None if offset > 0 => sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM {} p JOIN companies c ON c.id = p.company_id WHERE {filter}",
+    let total = match rows.first() {
+        Some(row) => row.try_get("total")?,
+        None if offset > 0 => {
+            sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM {} p WHERE {filter}",
                 table(kind)
             ))
             .bind(&scopes)
@@ -308,9 +320,10 @@ pub async fn list(
             .bind(&query.sector)
             .bind(&query.risk_level)
             .fetch_one(pool)
-            .await?,
-            None => 0,
-        };
+            .await?
+        }
+        None => 0,
+    };
     Ok(Page {
         items: rows
             .iter()

@@ -26,6 +26,7 @@ const MAX_PASSWORD: usize = 128;
 const VERIFY_TOKEN_HOURS: i32 = 48;
 
 #[derive(Debug, Clone, Object, Deserialize)]
+#[oai(example)]
 pub struct RegisterRequest {
     /// Used to sign in; compared case-insensitively.
     #[oai(validator(max_length = 254))]
@@ -95,6 +96,7 @@ impl Validate for RegisterRequest {
 }
 
 #[derive(Debug, Clone, Object, Deserialize)]
+#[oai(example)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
@@ -421,6 +423,26 @@ impl AuthApi {
             )
             .await?;
         Ok(NoContent::Done)
+    }
+}
+
+impl poem_openapi::types::Example for RegisterRequest {
+    fn example() -> Self {
+        Self {
+            email: "ada@example.com".into(),
+            password: "correct-horse-42".into(),
+            first_name: Some("Ada".into()),
+            last_name: Some("Lovelace".into()),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for LoginRequest {
+    fn example() -> Self {
+        Self {
+            email: "ada@example.com".into(),
+            password: "correct-horse-42".into(),
+        }
     }
 }
 

@@ -66,6 +66,7 @@ pub struct CompanyPage {
 }
 
 #[derive(Debug, Clone, Object, Deserialize)]
+#[oai(example)]
 pub struct CreateCompanyRequest {
     /// 1 to 20 characters; stored upper-case.
     #[oai(validator(min_length = 1, max_length = 20))]
@@ -313,4 +314,15 @@ pub fn default_page() -> u32 {
 
 pub fn default_limit() -> u32 {
     20
+}
+
+impl poem_openapi::types::Example for CreateCompanyRequest {
+    fn example() -> Self {
+        Self {
+            symbol: "ACME".into(),
+            name: "Acme Corporation".into(),
+            market_cap: Some(1.5e9),
+            sector: Some("Industrials".into()),
+        }
+    }
 }

@@ -119,6 +119,7 @@ pub struct QuarterlyPrediction {
 /// or reused by symbol, in the caller's scope. A ratio that is `null` or
 /// absent is scored as Missing.
 #[derive(Debug, Clone, Object, Deserialize)]
+#[oai(example)]
 pub struct AnnualPredictionRequest {
     /// 1 to 20 characters; stored upper-case.
     #[oai(validator(min_length = 1, max_length = 20))]
@@ -156,6 +157,7 @@ pub struct AnnualPredictionRequest {
 /// created, or reused by symbol, in the caller's scope. A ratio that is `null`
 /// or absent is scored as Missing.
 #[derive(Debug, Clone, Object, Deserialize)]
+#[oai(example)]
 pub struct QuarterlyPredictionRequest {
     #[oai(validator(min_length = 1, max_length = 20))]
     pub company_symbol: String,
@@ -804,5 +806,40 @@ impl PredictionsApi {
         quarterly_enabled(&state)?;
         delete(&state, &auth.0, ModelKind::Quarterly, id.0).await?;
         Ok(NoContent::Done)
+    }
+}
+
+impl poem_openapi::types::Example for AnnualPredictionRequest {
+    fn example() -> Self {
+        Self {
+            company_symbol: "ACME".into(),
+            company_name: "Acme Corporation".into(),
+            market_cap: Some(1.5e9),
+            sector: Some("Industrials".into()),
+            reporting_year: "2024".into(),
+            reporting_quarter: None,
+            long_term_debt_to_total_capital: Some(35.0),
+            total_debt_to_ebitda: Some(2.5),
+            net_income_margin: Some(8.0),
+            ebit_to_interest_expense: Some(6.0),
+            return_on_assets: Some(5.0),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for QuarterlyPredictionRequest {
+    fn example() -> Self {
+        Self {
+            company_symbol: "ACME".into(),
+            company_name: "Acme Corporation".into(),
+            market_cap: Some(1.5e9),
+            sector: Some("Industrials".into()),
+            reporting_year: "2024".into(),
+            reporting_quarter: "Q2".into(),
+            total_debt_to_ebitda: Some(3.0),
+            sga_margin: Some(12.0),
+            long_term_debt_to_total_capital: Some(40.0),
+            return_on_capital: None,
+        }
     }
 }
