@@ -172,55 +172,18 @@ pub async fn get(pool: &PgPool, caller: &Caller, id: Uuid) -> Result<Company, Do
     }
 }
 
-/// Creates a company in the caller's write scope; a symbol already used in
-/// that scope is a conflict.
-pub async fn create(
-    pool: &PgPool,
-    caller: &Caller,
-    company: &NewCompany,
-) -> Result<Company, DomainError> {
-    let scope = caller.write_scope();
-    let row = sqlx::query(&format!(
-        "INSERT INTO companies (symbol, name, market_cap, sector, access_level, organization_id, created_by) \
-         VALUES (upper($1), $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-    ))
-    .bind(&company.symbol)
-    .bind(&company.name)
-    .bind(company.market_cap)
-    .bind(&company.sector)
-    .bind(scope.access_level.as_str())
-    .bind(scope.organization_id)
-    .bind(caller.user_id)
-    .fetch_one(pool)
-    .await
-    .map_err(|error| {
-        if is_unique_violation(&error) {
-            DomainError::Conflict(format!(
-                "a company with symbol {} already exists in this scope",
-                company.symbol.to_uppercase()
-            ))
-        } else {
-            error.into()
-        }
-    })?;
-    Ok(Company::from_row(&row)?)
-}
-
-/// The caller's company with this symbol, created when it does not exist yet.
-/// An existing company keeps its name; blanks it has are filled from `company`.
-pub async fn find_or_create<'e>(
+/// Inserts `company` in the caller's write scope; `on_conflict` is the SQL
+/// for a symbol the scope already has (empty: the unique violation stands).
+async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     caller: &Caller,
     company: &NewCompany,
-) -> Result<Company, DomainError> {
+    on_conflict: &str,
+) -> Result<Company, sqlx::Error> {
     let scope = caller.write_scope();
     let row = sqlx::query(&format!(
         "INSERT INTO companies (symbol, name, market_cap, sector, access_level, organization_id, created_by) \
-         VALUES (upper($1), $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (scope_key, symbol) DO UPDATE SET \
-             market_cap = coalesce(companies.market_cap, excluded.market_cap), \
-             sector = coalesce(companies.sector, excluded.sector) \
-         RETURNING {COLUMNS}"
+         VALUES (upper($1), $2, $3, $4, $5, $6, $7) {on_conflict} RETURNING {COLUMNS}"
     ))
     .bind(&company.symbol)
     .bind(&company.name)
@@ -231,7 +194,39 @@ pub async fn find_or_create<'e>(
     .bind(caller.user_id)
     .fetch_one(executor)
     .await?;
-    Ok(Company::from_row(&row)?)
+    Company::from_row(&row)
+}
+
+/// Creates a company in the caller's write scope; a symbol already used in
+/// that scope is a conflict.
+pub async fn create(
+    pool: &PgPool,
+    caller: &Caller,
+    company: &NewCompany,
+) -> Result<Company, DomainError> {
+    insert(pool, caller, company, "").await.map_err(|error| {
+        if is_unique_violation(&error) {
+            DomainError::Conflict(format!(
+                "a company with symbol {} already exists in this scope",
+                company.symbol.to_uppercase()
+            ))
+        } else {
+            error.into()
+        }
+    })
+}
+
+/// The caller's company with this symbol, created when it does not exist yet.
+/// An existing company keeps its name; blanks it has are filled from `company`.
+pub async fn find_or_create<'e>(
+    executor: impl PgExecutor<'e>,
+    caller: &Caller,
+    company: &NewCompany,
+) -> Result<Company, DomainError> {
+    let on_conflict = "ON CONFLICT (scope_key, symbol) DO UPDATE SET \
+                       market_cap = coalesce(companies.market_cap, excluded.market_cap), \
+                       sector = coalesce(companies.sector, excluded.sector)";
+    Ok(insert(executor, caller, company, on_conflict).await?)
 }
 
 /// Changes a company the caller may modify (see [`Caller::may_modify`]).

@@ -59,6 +59,20 @@ pub struct Sessions {
     refresh_ttl: Duration,
 }
 
+/// Stores (the digest of) a new refresh token of `session` and returns it.
+async fn new_refresh_token(
+    connection: &mut sqlx::PgConnection,
+    session: Uuid,
+) -> Result<String, sqlx::Error> {
+    let token = tokens::random_token();
+    sqlx::query("INSERT INTO refresh_tokens (token_sha256, session_id) VALUES ($1, $2)")
+        .bind(tokens::digest(&token))
+        .bind(session)
+        .execute(connection)
+        .await?;
+    Ok(token)
+}
+
 fn cache_key(session: Uuid) -> String {
     format!("accunode:session:{session}")
 }
@@ -88,12 +102,7 @@ impl Sessions {
         .bind(self.refresh_ttl)
         .fetch_one(&mut *tx)
         .await?;
-        let refresh_token = tokens::random_token();
-        sqlx::query("INSERT INTO refresh_tokens (token_sha256, session_id) VALUES ($1, $2)")
-            .bind(tokens::digest(&refresh_token))
-            .bind(session)
-            .execute(&mut *tx)
-            .await?;
+        let refresh_token = new_refresh_token(&mut tx, session).await?;
         tx.commit().await?;
         let (access_token, expires_in) = self.keys.issue(user, session);
         Ok(TokenPair {
@@ -153,12 +162,7 @@ impl Sessions {
             .bind(tokens::digest(refresh_token))
             .execute(&mut *tx)
             .await?;
-        let next = tokens::random_token();
-        sqlx::query("INSERT INTO refresh_tokens (token_sha256, session_id) VALUES ($1, $2)")
-            .bind(tokens::digest(&next))
-            .bind(session)
-            .execute(&mut *tx)
-            .await?;
+        let next = new_refresh_token(&mut tx, session).await?;
         tx.commit().await?;
         let (access_token, expires_in) = self.keys.issue(user, session);
         Ok(TokenPair {
