@@ -27,6 +27,10 @@ REDIS_URL=$(param redis-url)
 JWT_SECRET_KEY=$(param jwt-secret)
 AWS_REGION=$REGION
 LOG_FORMAT=json
+# The API is reachable only from the load balancer, whose X-Forwarded-For names
+# the client; rate limits per address need it.
+TRUST_FORWARDED_FOR=true
+CLOUDWATCH_METRICS_SECS=60
 ENV
 umask 022
 

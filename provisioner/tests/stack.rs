@@ -509,6 +509,21 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
         .await
         .unwrap();
     assert!(worker_policy.policy_document().contains("PutObject"));
+    assert!(!worker_policy.policy_document().contains("PutMetricData"));
+    let api_policy = aws
+        .iam
+        .get_role_policy()
+        .role_name(format!("{stack}-api-role"))
+        .policy_name("accunode")
+        .send()
+        .await
+        .unwrap();
+    // The API publishes its custom metrics, to its own namespace only.
+    // IAM may answer the document URL-encoded.
+    let document = api_policy.policy_document().replace("%2F", "/");
+    assert!(document.contains("PutMetricData"), "{document}");
+    assert!(document.contains("AccuNode/API"), "{document}");
+    assert!(!document.contains("PutObject"), "{document}");
 }
 
 #[tokio::test]

@@ -371,29 +371,40 @@ pub fn desired(
 
     // IAM: the seed's policies, scoped to this stack's parameters and bucket.
     let bucket = names::bucket(inputs.stack, inputs.account, inputs.region);
-    for (tier, s3_actions) in [
-        ("api", vec!["s3:GetObject"]),
-        ("worker", vec!["s3:GetObject", "s3:PutObject"]),
+    for (tier, s3_actions, metric_namespaces) in [
+        // The API publishes the seeds' ActiveConnections and ResponseTime.
+        ("api", vec!["s3:GetObject"], vec!["AccuNode/API"]),
+        ("worker", vec!["s3:GetObject", "s3:PutObject"], vec![]),
     ] {
+        let mut statements = vec![
+            serde_json::json!({
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+                "Resource": format!("arn:aws:ssm:*:*:parameter/accunode/{}/*", inputs.stack),
+            }),
+            serde_json::json!({
+                "Effect": "Allow",
+                "Action": s3_actions,
+                "Resource": format!("arn:aws:s3:::{bucket}/*"),
+            }),
+            serde_json::json!({
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": format!("arn:aws:s3:::{bucket}"),
+            }),
+        ];
+        if !metric_namespaces.is_empty() {
+            // PutMetricData takes no resource; the namespace condition scopes it.
+            statements.push(serde_json::json!({
+                "Effect": "Allow",
+                "Action": ["cloudwatch:PutMetricData"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespaces}},
+            }));
+        }
         let policy = serde_json::json!({
             "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-                    "Resource": format!("arn:aws:ssm:*:*:parameter/accunode/{}/*", inputs.stack),
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": s3_actions,
-                    "Resource": format!("arn:aws:s3:::{bucket}/*"),
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:ListBucket"],
-                    "Resource": format!("arn:aws:s3:::{bucket}"),
-                },
-            ],
+            "Statement": statements,
         });
         let role = format!("role-{tier}");
         b.add(
