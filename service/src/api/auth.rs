@@ -18,6 +18,7 @@ use crate::email;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+#[derive(Default)]
 pub struct AuthApi;
 
 const MIN_PASSWORD: usize = 8;

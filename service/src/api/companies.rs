@@ -20,6 +20,7 @@ use crate::body::{JsonBody, Problems, Validate};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+#[derive(Default)]
 pub struct CompaniesApi;
 
 #[derive(Debug, Clone, Object)]

@@ -10,6 +10,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::ApiTags;
 use crate::startup::AppState;
 
+#[derive(Default)]
 pub struct HealthApi;
 
 /// Overall state: `ok` when every dependency answers, else `unavailable`.

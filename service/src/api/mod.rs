@@ -37,6 +37,7 @@ pub enum ApiTags {
     Models,
 }
 
+/// Every resource's operations, in the order the document lists their tags.
 pub type Apis = (
     AuthApi,
     UsersApi,
@@ -49,20 +50,7 @@ pub type Apis = (
 
 /// Every resource's operations, with the document's metadata.
 pub fn service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new(
-        (
-            AuthApi,
-            UsersApi,
-            OrganizationsApi,
-            CompaniesApi,
-            PredictionsApi,
-            HealthApi,
-            ModelsApi,
-        ),
-        "AccuNode API",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
+    OpenApiService::new(Apis::default(), "AccuNode API", env!("CARGO_PKG_VERSION")).description(
         "Scores the probability that a company defaults, from its financial ratios, \
          for many organisations at once.\n\n\
          Sign in with `POST /api/v1/auth/login` and send the access token as \

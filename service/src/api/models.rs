@@ -11,6 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use crate::startup::AppState;
 
+#[derive(Default)]
 pub struct ModelsApi;
 
 /// One input ratio of a model.

@@ -25,6 +25,7 @@ use crate::body::{JsonBody, Problems, Validate};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+#[derive(Default)]
 pub struct OrganizationsApi;
 
 #[derive(Debug, Clone, Object)]

@@ -27,6 +27,7 @@ use crate::cache::CachedPrediction;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+#[derive(Default)]
 pub struct PredictionsApi;
 
 /// The company a prediction is for.

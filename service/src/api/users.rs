@@ -17,6 +17,7 @@ use crate::body::{JsonBody, Problems, Validate};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+#[derive(Default)]
 pub struct UsersApi;
 
 /// A user as they see themselves.
