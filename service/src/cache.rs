@@ -1,4 +1,4 @@
-//! The Redis cache of read predictions (the seeds' "frequently accessed
+//! The Redis cache of read predictions (the original design's "frequently accessed
 //! predictions, 1 hour TTL").
 //!
 //! An entry is the response body plus the row's `scope_key`, so a cached read
@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
+use accunode_core::domain::PredictionId;
 use accunode_core::scoring::ModelKind;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct PredictionCache {
@@ -26,7 +26,7 @@ pub struct CachedPrediction {
     pub body: serde_json::Value,
 }
 
-fn key(kind: ModelKind, id: Uuid) -> String {
+fn key(kind: ModelKind, id: PredictionId) -> String {
     let kind = match kind {
         ModelKind::Annual => "annual",
         ModelKind::Quarterly => "quarterly",
@@ -39,7 +39,7 @@ impl PredictionCache {
         Self { redis, ttl }
     }
 
-    pub async fn get(&self, kind: ModelKind, id: Uuid) -> Option<CachedPrediction> {
+    pub async fn get(&self, kind: ModelKind, id: PredictionId) -> Option<CachedPrediction> {
         let mut redis = self.redis.clone();
         match redis.get::<_, Option<String>>(key(kind, id)).await {
             Ok(Some(text)) => serde_json::from_str(&text).ok(),
@@ -51,7 +51,7 @@ impl PredictionCache {
         }
     }
 
-    pub async fn put(&self, kind: ModelKind, id: Uuid, entry: &CachedPrediction) {
+    pub async fn put(&self, kind: ModelKind, id: PredictionId, entry: &CachedPrediction) {
         let Ok(text) = serde_json::to_string(entry) else {
             return;
         };
@@ -64,7 +64,7 @@ impl PredictionCache {
         }
     }
 
-    pub async fn forget(&self, kind: ModelKind, ids: &[Uuid]) {
+    pub async fn forget(&self, kind: ModelKind, ids: &[PredictionId]) {
         if ids.is_empty() {
             return;
         }

@@ -1,4 +1,4 @@
-//! The seeds' custom API metrics in CloudWatch (namespace `AccuNode/API`):
+//! The original design's custom API metrics in CloudWatch (namespace `AccuNode/API`):
 //! `ActiveConnections` (requests in flight when sampled), `ResponseTime` (mean
 //! milliseconds of the requests answered since the last publication) and
 //! `RequestCount`, every `CLOUDWATCH_METRICS_SECS`. No dimensions, so every API

@@ -1,42 +1,36 @@
-//! Outgoing mail through a transactional outbox.
+//! Outgoing mail: what the API writes, and its delivery over SMTP (lettre).
 //!
-//! Every message is first a row of `email_outbox`, written in the transaction
-//! of what caused it (a registration), so mail is never lost and a request
-//! never waits on a mail server. Without `SMTP_URL` the rows stay there (tests
-//! and operators read verification tokens from them). With it, an
-//! [`OutboxSender`] on every API server delivers due rows over SMTP (lettre);
-//! `FOR UPDATE SKIP LOCKED` gives each row to one server, a failure is
-//! recorded and retried with exponential back-off, at most [`MAX_ATTEMPTS`] times.
+//! Every message is first a row of the outbox (see
+//! `accunode_core::domain::email`), written in the transaction of what caused
+//! it, so mail is never lost and a request never waits on a mail server.
+//! Without `SMTP_URL` the rows stay there (tests and operators read
+//! verification tokens from them). With it, an [`OutboxSender`] on every API
+//! server delivers due rows; the domain gives each row to one server and
+//! retries failures with back-off.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use accunode_core::domain::email::{self, MailTransport, OutgoingMail, QueuedMail};
 use anyhow::Context;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{PgConnection, PgPool, Row};
-use uuid::Uuid;
+use sqlx::PgPool;
 
-/// How often a message is tried before it is left for an operator.
-pub const MAX_ATTEMPTS: i32 = 6;
 /// Messages delivered per pass.
 const BATCH: i64 = 20;
 
-/// Queues a message to `recipient`.
-pub async fn queue(
-    connection: &mut PgConnection,
-    recipient: &str,
-    subject: &str,
-    body: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO email_outbox (recipient, subject, body) VALUES ($1, $2, $3)")
-        .bind(recipient)
-        .bind(subject)
-        .bind(body)
-        .execute(connection)
-        .await?;
-    Ok(())
+/// The mail that carries a new account's verification token.
+pub fn verification_mail(recipient: &str, token: &str, valid_for_hours: i32) -> OutgoingMail {
+    OutgoingMail {
+        recipient: recipient.to_owned(),
+        subject: "Verify your AccuNode email address".into(),
+        body: format!(
+            "Welcome to AccuNode.\n\nVerify your address with this token (valid {valid_for_hours} hours):\n\n\
+             verification token: {token}\n\nPOST /api/v1/auth/verify-email {{\"token\": \"{token}\"}}\n"
+        ),
+    }
 }
 
 /// Delivers queued mail over SMTP.
@@ -65,66 +59,17 @@ impl OutboxSender {
 
     /// Sends the messages that are due; returns how many went out.
     pub async fn deliver_due(&self) -> anyhow::Result<usize> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, recipient, subject, body, attempts FROM email_outbox \
-             WHERE sent_at IS NULL AND attempts < $1 AND next_attempt_at <= now() \
-             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(MAX_ATTEMPTS)
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut sent = 0;
-        for row in rows {
-            let id: Uuid = row.try_get("id")?;
-            let attempts: i32 = row.try_get("attempts")?;
-            match self
-                .send(
-                    row.try_get("recipient")?,
-                    row.try_get("subject")?,
-                    row.try_get("body")?,
-                )
-                .await
-            {
-                Ok(()) => {
-                    sqlx::query(
-                        "UPDATE email_outbox SET sent_at = now(), attempts = attempts + 1, \
-                         last_error = NULL WHERE id = $1",
-                    )
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    sent += 1;
-                }
-                Err(error) => {
-                    tracing::warn!(%id, error = %format!("{error:#}"), "mail not delivered");
-                    // 30 s, 1 min, 2 min, … between attempts.
-                    let wait = Duration::from_secs(30 << attempts.clamp(0, 10));
-                    sqlx::query(
-                        "UPDATE email_outbox SET attempts = attempts + 1, last_error = $2, \
-                         next_attempt_at = now() + $3 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(format!("{error:#}"))
-                    .bind(wait)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(sent)
+        Ok(email::deliver_due(&self.pool, self, BATCH).await?)
     }
 
-    async fn send(&self, recipient: String, subject: String, body: String) -> anyhow::Result<()> {
-        let to = Mailbox::from_str(&recipient)
-            .with_context(|| format!("{recipient:?} is not a mail address"))?;
+    async fn send_now(&self, mail: &QueuedMail) -> anyhow::Result<()> {
+        let to = Mailbox::from_str(&mail.recipient)
+            .with_context(|| format!("{:?} is not a mail address", mail.recipient))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(subject)
-            .body(body)
+            .subject(mail.subject.clone())
+            .body(mail.body.clone())
             .context("building the message")?;
         self.transport
             .send(message)
@@ -143,5 +88,15 @@ impl OutboxSender {
                 tracing::warn!(error = %format!("{error:#}"), "mail delivery pass failed");
             }
         }
+    }
+}
+
+impl MailTransport for OutboxSender {
+    async fn send(&self, mail: &QueuedMail) -> Result<(), String> {
+        self.send_now(mail).await.map_err(|error| {
+            let error = format!("{error:#}");
+            tracing::warn!(id = %mail.id, %error, "mail not delivered");
+            error
+        })
     }
 }

@@ -1,20 +1,10 @@
 //! The one error body every failing request gets: `{error, message, details[]}`.
 //!
 //! Handlers return [`ApiError`], whose variants are the statuses the document
-//! declares. Errors raised by poem or poem-openapi themselves (unknown route,
-//! wrong method, a query parameter that does not parse, a missing bearer token)
-//! pass through [`into_json_response`], so no client ever sees a plain-text or
-//! HTML error, and a server fault never shows its internals.
-
-use std::collections::HashMap;
-use std::sync::LazyLock;
+//! declares; domain errors map onto them here. Errors raised by poem or
+//! poem-openapi themselves become the same body in `framework_errors`.
 
 use accunode_core::domain::DomainError;
-use poem::http::StatusCode;
-use poem::{IntoResponse, Response};
-use poem_openapi::error::{
-    AuthorizationError, ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
-};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde::Serialize;
@@ -164,115 +154,27 @@ impl From<DomainError> for ApiError {
         match error {
             DomainError::NotFound { what } => Self::not_found(format!("No such {what}.")),
             DomainError::Forbidden(message) => Self::forbidden("forbidden", message),
+            DomainError::InsufficientRole(message) => Self::forbidden("insufficient_role", message),
+            DomainError::NotWhitelisted => Self::forbidden(
+                "not_whitelisted",
+                "Your email address is not on this organization's whitelist.",
+            ),
             DomainError::Conflict(message) => Self::conflict(message),
+            DomainError::AlreadyMember => Self::conflict("You already belong to an organization."),
             DomainError::QuotaExceeded { .. } => {
                 Self::forbidden("prediction_quota_exceeded", error.to_string())
             }
+            DomainError::InvalidRatio { ratio, problem } => {
+                Self::invalid_field(&format!("body.{ratio}"), problem)
+            }
+            DomainError::Unscorable(_) => Self::internal(error),
             DomainError::Database(error) => Self::internal(error),
         }
-    }
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::internal(error)
     }
 }
 
 impl From<redis::RedisError> for ApiError {
     fn from(error: redis::RedisError) -> Self {
         Self::internal(error)
-    }
-}
-
-/// Turns any error that reached the top of the route tree into the JSON body.
-pub fn into_json_response(error: poem::Error) -> Response {
-    if error.is_from_response() {
-        // An `ApiError` (or another response) that already is the JSON body.
-        return error.into_response();
-    }
-    let status = error.status();
-    let body = if let Some(param) = error.downcast_ref::<ParseParamError>() {
-        return ApiError::invalid_field(&format!("query.{}", param.name), param.reason.clone())
-            .into_response();
-    } else if let Some(path) = error.downcast_ref::<ParsePathError>() {
-        let pattern = error.data::<poem::PathPattern>().map(|p| p.0.as_ref());
-        let name = path_parameter_name(pattern, path.name);
-        return ApiError::invalid_field(&format!("path.{name}"), path.reason.clone())
-            .into_response();
-    } else if let Some(payload) = error.downcast_ref::<ParseRequestPayloadError>() {
-        ErrorBody::new("bad_request", payload.to_string())
-    } else if error.is::<AuthorizationError>() {
-        ErrorBody::new(
-            "unauthorized",
-            "This operation needs an access token: Authorization: Bearer <token>.",
-        )
-    } else if let Some(content_type) = error.downcast_ref::<ContentTypeError>() {
-        ErrorBody::new("unsupported_media_type", content_type.to_string())
-    } else if status.is_server_error() {
-        tracing::error!(error = %error, %status, "request failed");
-        ErrorBody::new(
-            "internal_error",
-            "The server could not complete the request.",
-        )
-    } else {
-        ErrorBody::new(code_for(status), error.to_string())
-    };
-    poem::web::Json(body).with_status(status).into_response()
-}
-
-/// poem-openapi routes path parameters as `:param0`, `:param1`, … in order;
-/// the document keeps their names. Route pattern → names, from the document.
-static PATH_PARAMETER_NAMES: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
-    let spec: serde_json::Value =
-        serde_json::from_str(&crate::api::service().spec()).unwrap_or_default();
-    let mut names = HashMap::new();
-    for path in spec["paths"]
-        .as_object()
-        .into_iter()
-        .flat_map(|paths| paths.keys())
-    {
-        let mut pattern = String::new();
-        let mut parameters = Vec::new();
-        for segment in path.split('/').filter(|s| !s.is_empty()) {
-            match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => {
-                    pattern.push_str(&format!("/:param{}", parameters.len()));
-                    parameters.push(name.to_owned());
-                }
-                None => {
-                    pattern.push('/');
-                    pattern.push_str(segment);
-                }
-            }
-        }
-        names.insert(pattern, parameters);
-    }
-    names
-});
-
-/// The document's name of a path parameter that poem-openapi calls `internal`.
-fn path_parameter_name(pattern: Option<&str>, internal: &str) -> String {
-    internal
-        .strip_prefix("param")
-        .and_then(|index| index.parse::<usize>().ok())
-        .zip(pattern)
-        .and_then(|(index, pattern)| PATH_PARAMETER_NAMES.get(pattern)?.get(index).cloned())
-        .unwrap_or_else(|| internal.to_owned())
-}
-
-fn code_for(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::CONFLICT => "conflict",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
-        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        _ => "client_error",
     }
 }

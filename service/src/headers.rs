@@ -21,7 +21,7 @@ pub async fn secure<E: Endpoint>(next: E, request: Request) -> Result<Response> 
         .map(str::to_owned);
     let mut response = match next.call(request).await {
         Ok(response) => response.into_response(),
-        Err(error) => crate::error::into_json_response(error),
+        Err(error) => crate::framework_errors::into_json_response(error),
     };
     if is_get && path.starts_with("/api/v1/") && response.status() == StatusCode::OK {
         response = with_etag(response, if_none_match.as_deref()).await;
@@ -56,7 +56,7 @@ async fn with_etag(mut response: Response, if_none_match: Option<&str>) -> Respo
         Ok(body) => body,
         Err(error) => {
             tracing::error!(%error, "could not read a response body for its ETag");
-            return crate::error::into_json_response(poem::Error::from_status(
+            return crate::framework_errors::into_json_response(poem::Error::from_status(
                 StatusCode::INTERNAL_SERVER_ERROR,
             ));
         }

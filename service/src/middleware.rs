@@ -59,7 +59,7 @@ pub async fn observe<E: Endpoint>(
             }
             Err(error) => {
                 let route = error.data::<PathPattern>().map(|p| p.0.clone());
-                (crate::error::into_json_response(error), route)
+                (crate::framework_errors::into_json_response(error), route)
             }
         };
         drop(in_flight);

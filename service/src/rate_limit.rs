@@ -146,7 +146,7 @@ impl RateLimiter {
         } else {
             match next.call(request).await {
                 Ok(response) => response.into_response(),
-                Err(error) => crate::error::into_json_response(error),
+                Err(error) => crate::framework_errors::into_json_response(error),
             }
         };
         let headers = response.headers_mut();

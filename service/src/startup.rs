@@ -23,22 +23,11 @@ use crate::cloudwatch::Publisher;
 use crate::email::OutboxSender;
 use crate::metrics::{HttpMetrics, metrics_endpoint};
 use crate::rate_limit::RateLimiter;
+use crate::state::AppState;
 
 /// How long in-flight requests may take to finish after a stop signal. Matches
 /// the load balancer's deregistration delay, so draining never cuts a request.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(30);
-
-/// What every handler can reach through `Data<&AppState>`.
-#[derive(Clone)]
-pub struct AppState {
-    pub dependencies: Dependencies,
-    pub settings: Arc<Settings>,
-    /// The bundles serving predictions; swapped by SIGHUP or `MODEL_RELOAD_SECS`.
-    pub models: Arc<Models>,
-    pub sessions: Arc<Sessions>,
-    pub passwords: Passwords,
-    pub prediction_cache: PredictionCache,
-}
 
 /// How often queued mail is looked at when a mail server is configured.
 const MAIL_INTERVAL: Duration = Duration::from_secs(2);
@@ -203,7 +192,7 @@ async fn reload_models(models: Arc<Models>, interval: Option<Duration>) {
 }
 
 /// The whole route tree: the OpenAPI operations, their document, Swagger UI and
-/// the metrics, inside the middleware in the seeds' order: CORS, security
+/// the metrics, inside the middleware in the original design's order: CORS, security
 /// headers, rate limiting, then (per operation) authentication. Outermost is
 /// the observing layer (request id, log line, metrics, JSON errors), so every
 /// answer, a 429 or a CORS preflight included, is logged and counted.
@@ -243,6 +232,8 @@ pub fn routes(state: AppState, metrics: Arc<HttpMetrics>) -> impl poem::Endpoint
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .at("/metrics", metrics_endpoint)
+        // The bearer scheme reads the sessions alone, so `auth` needs no `AppState`.
+        .data(state.sessions.clone())
         .data(state)
         .data(metrics.clone())
         .around(move |endpoint, request| {

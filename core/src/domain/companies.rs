@@ -3,23 +3,25 @@
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, PgPool, Row};
-use uuid::Uuid;
 
-use super::{AccessLevel, Caller, DomainError, Page, is_unique_violation, offset_limit};
+use super::{
+    AccessLevel, Caller, CompanyId, DomainError, OrganizationId, Page, PredictionId, UserId,
+    is_unique_violation, offset_limit, parse_column,
+};
 
 const COLUMNS: &str = "id, symbol, name, market_cap, sector, access_level, organization_id, \
                        created_by, created_at, updated_at";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Company {
-    pub id: Uuid,
+    pub id: CompanyId,
     pub symbol: String,
     pub name: String,
     pub market_cap: Option<f64>,
     pub sector: Option<String>,
     pub access_level: AccessLevel,
-    pub organization_id: Option<Uuid>,
-    pub created_by: Option<Uuid>,
+    pub organization_id: Option<OrganizationId>,
+    pub created_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -32,22 +34,13 @@ impl Company {
             name: row.try_get("name")?,
             market_cap: row.try_get("market_cap")?,
             sector: row.try_get("sector")?,
-            access_level: access_level(row, "access_level")?,
+            access_level: parse_column(row, "access_level")?,
             organization_id: row.try_get("organization_id")?,
             created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
     }
-}
-
-pub(crate) fn access_level(row: &PgRow, column: &str) -> Result<AccessLevel, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    text.parse()
-        .map_err(|error: String| sqlx::Error::ColumnDecode {
-            index: column.to_owned(),
-            source: error.into(),
-        })
 }
 
 /// A company as a client describes it; the symbol is stored upper-case.
@@ -158,7 +151,7 @@ pub async fn list(
 }
 
 /// One company, when the caller can see it.
-pub async fn get(pool: &PgPool, caller: &Caller, id: Uuid) -> Result<Company, DomainError> {
+pub async fn get(pool: &PgPool, caller: &Caller, id: CompanyId) -> Result<Company, DomainError> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM companies WHERE id = $1 AND scope_key = ANY($2)"
     ))
@@ -233,7 +226,7 @@ pub async fn find_or_create<'e>(
 pub async fn update(
     pool: &PgPool,
     caller: &Caller,
-    id: Uuid,
+    id: CompanyId,
     changes: &CompanyChanges,
 ) -> Result<Company, DomainError> {
     let existing = get(pool, caller, id).await?;
@@ -257,15 +250,15 @@ pub async fn update(
 /// The predictions a company deletion took with it, for cache invalidation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeletedPredictions {
-    pub annual: Vec<Uuid>,
-    pub quarterly: Vec<Uuid>,
+    pub annual: Vec<PredictionId>,
+    pub quarterly: Vec<PredictionId>,
 }
 
 /// Deletes a company the caller may modify, with its predictions.
 pub async fn delete(
     pool: &PgPool,
     caller: &Caller,
-    id: Uuid,
+    id: CompanyId,
 ) -> Result<DeletedPredictions, DomainError> {
     let existing = get(pool, caller, id).await?;
     ensure_may_modify(caller, &existing)?;

@@ -1,17 +1,34 @@
-//! The business records both the API and the worker read and write: companies
-//! and predictions, always through queries that take a [`Caller`] and enforce
-//! tenancy in SQL (see [`tenancy`]).
+//! The business records both the API and the worker read and write, and every
+//! SQL query that reads or writes them: users, organisations, sessions, mail,
+//! companies and predictions. Queries on a user's behalf take a [`Caller`] and
+//! enforce tenancy and roles here, in one place (see [`tenancy`]).
+//!
+//! - [`users`]: accounts, profiles, passwords, e-mail verification.
+//! - [`organizations`]: tenants, joining, whitelists, members and their roles.
+//! - [`sessions`]: sign-in sessions and their rotating refresh tokens.
+//! - [`email`]: one-time e-mail tokens and the outbox of mail to send.
+//! - [`companies`], [`predictions`]: the scored data, within the caller's scopes.
 
 pub mod companies;
+pub mod email;
+pub mod ids;
+pub mod organizations;
 pub mod predictions;
+pub mod sessions;
 pub mod tenancy;
+pub mod users;
+
+use std::str::FromStr;
 
 use serde::Serialize;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
 
+pub use self::ids::{CompanyId, OrganizationId, PredictionId, SessionId, UserId};
 pub use self::tenancy::{AccessLevel, Caller, Role, WriteScope, scope_key};
 
-/// Why a tenancy-aware operation did not happen. Rows the caller may not see
-/// are `NotFound`, never `Forbidden`, so their existence does not leak.
+/// Why a domain operation did not happen. Rows the caller may not see are
+/// `NotFound`, never `Forbidden`, so their existence does not leak.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     #[error("{what} not found")]
@@ -20,8 +37,24 @@ pub enum DomainError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller's role does not allow the operation; the message says which would.
+    #[error("{0}")]
+    InsufficientRole(String),
+    /// Joining an organisation whose whitelist does not have the caller's address.
+    #[error("the caller's email address is not on the organization's whitelist")]
+    NotWhitelisted,
+    /// Joining an organisation while already in one.
+    #[error("the caller already belongs to an organization")]
+    AlreadyMember,
     #[error("the limit of {limit} predictions per user is reached")]
     QuotaExceeded { limit: i64 },
+    /// A ratio the serving model does not accept: not finite, or out of its range.
+    #[error("{ratio} {problem}")]
+    InvalidRatio { ratio: String, problem: String },
+    /// The serving model cannot score the input: a fault of the model or of
+    /// the code that chose it, not of the input's values.
+    #[error("cannot score: {0}")]
+    Unscorable(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -55,6 +88,33 @@ impl<T> Page<T> {
 pub(crate) fn offset_limit(page: u32, limit: u32) -> (i64, i64) {
     let limit = i64::from(limit.max(1));
     (i64::from(page.max(1) - 1) * limit, limit)
+}
+
+/// A text column parsed into its typed value (a role, a level, a quarter).
+pub(crate) fn parse_column<T>(row: &PgRow, column: &str) -> Result<T, sqlx::Error>
+where
+    T: FromStr<Err = String>,
+{
+    let text: String = row.try_get(column)?;
+    text.parse().map_err(|error| column_error(column, error))
+}
+
+/// A nullable text column parsed into its typed value.
+pub(crate) fn parse_optional_column<T>(row: &PgRow, column: &str) -> Result<Option<T>, sqlx::Error>
+where
+    T: FromStr<Err = String>,
+{
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|text| text.parse())
+        .transpose()
+        .map_err(|error| column_error(column, error))
+}
+
+fn column_error(column: &str, problem: String) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: problem.into(),
+    }
 }
 
 /// Whether `error` is PostgreSQL's unique violation (SQLSTATE 23505).

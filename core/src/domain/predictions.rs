@@ -1,25 +1,38 @@
-//! Annual and quarterly predictions: stored with their inputs, score and model,
-//! listed and read within the caller's scopes.
+//! Annual and quarterly predictions: scored and stored with their inputs, score
+//! and model, listed and read within the caller's scopes.
 //!
 //! Both kinds share one code path: the table and its ratio columns follow from
 //! [`ModelKind`] (the ratio columns are the kind's standard feature names, in
-//! the models' order).
+//! the models' order). [`score_and_store`] is the one way a prediction is made,
+//! for a request of the API and for a row of an uploaded file alike.
+
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
-use uuid::Uuid;
 
-use super::companies::{self, NewCompany, access_level};
-use super::{AccessLevel, Caller, DomainError, Page, is_unique_violation, offset_limit};
-use crate::scoring::ModelKind;
+use super::companies::{self, NewCompany};
+use super::{
+    AccessLevel, Caller, CompanyId, DomainError, OrganizationId, Page, PredictionId, UserId,
+    is_unique_violation, offset_limit, parse_column, parse_optional_column,
+};
 use crate::scoring::features::standard_features;
+use crate::scoring::{Bundle, DetailedScore, ModelKind, RiskLevel, ScoringError};
 
 /// The table of a kind.
 fn table(kind: ModelKind) -> &'static str {
     match kind {
         ModelKind::Annual => "annual_predictions",
         ModelKind::Quarterly => "quarterly_predictions",
+    }
+}
+
+fn kind_name(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Annual => "annual",
+        ModelKind::Quarterly => "quarterly",
     }
 }
 
@@ -31,54 +44,97 @@ pub fn ratio_names(kind: ModelKind) -> Vec<String> {
         .collect()
 }
 
+/// A quarter of a reporting year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Quarter {
+    Q1,
+    Q2,
+    Q3,
+    Q4,
+}
+
+impl Quarter {
+    pub const ALL: [Quarter; 4] = [Quarter::Q1, Quarter::Q2, Quarter::Q3, Quarter::Q4];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Q1 => "Q1",
+            Self::Q2 => "Q2",
+            Self::Q3 => "Q3",
+            Self::Q4 => "Q4",
+        }
+    }
+}
+
+impl fmt::Display for Quarter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Quarter {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|quarter| quarter.as_str() == text)
+            .ok_or_else(|| format!("expected Q1, Q2, Q3 or Q4, got {text:?}"))
+    }
+}
+
 /// A stored prediction with its company.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    pub id: Uuid,
+    pub id: PredictionId,
     pub kind: ModelKind,
     pub company: CompanySummary,
     pub reporting_year: i32,
-    pub reporting_quarter: Option<String>,
+    pub reporting_quarter: Option<Quarter>,
     /// In [`ratio_names`] order; `None` was scored as Missing.
     pub ratios: Vec<Option<f64>>,
     pub probability: f64,
-    pub risk_level: String,
+    pub risk_level: RiskLevel,
     pub confidence: f64,
     /// Each component's probability, by component name.
     pub components: Vec<(String, f64)>,
     pub model_id: String,
     pub model_version: String,
     pub access_level: AccessLevel,
-    pub organization_id: Option<Uuid>,
-    pub created_by: Option<Uuid>,
+    pub organization_id: Option<OrganizationId>,
+    pub created_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompanySummary {
-    pub id: Uuid,
+    pub id: CompanyId,
     pub symbol: String,
     pub name: String,
     pub sector: Option<String>,
     pub market_cap: Option<f64>,
 }
 
-/// What a new prediction stores: the company it is for, the period, the inputs
-/// and what the model answered.
-#[derive(Debug, Clone)]
-pub struct NewPrediction {
+/// What a new prediction is scored from: the company it is for, the period
+/// and the ratios.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPredictionInput {
     pub kind: ModelKind,
     pub company: NewCompany,
     pub reporting_year: i32,
-    pub reporting_quarter: Option<String>,
+    /// Required for a quarterly prediction; for an annual one, the quarter the
+    /// figures are as of, if not the year's end.
+    pub reporting_quarter: Option<Quarter>,
+    /// In [`ratio_names`] order; `None` is scored as Missing.
     pub ratios: Vec<Option<f64>>,
-    pub probability: f64,
-    pub risk_level: String,
-    pub confidence: f64,
-    pub components: Vec<(String, f64)>,
-    pub model_id: String,
-    pub model_version: String,
+}
+
+/// What a new prediction stores: its input and what the model answered.
+struct NewPrediction<'a> {
+    input: &'a NewPredictionInput,
+    scored: DetailedScore,
+    model_id: &'a str,
+    model_version: &'a str,
 }
 
 /// Filters of a prediction list; every one optional.
@@ -88,9 +144,9 @@ pub struct PredictionQuery {
     pub limit: u32,
     pub company_symbol: Option<String>,
     pub reporting_year: Option<i32>,
-    pub reporting_quarter: Option<String>,
+    pub reporting_quarter: Option<Quarter>,
     pub sector: Option<String>,
-    pub risk_level: Option<String>,
+    pub risk_level: Option<RiskLevel>,
 }
 
 /// The columns of a prediction and its company, and `extra` columns of `p`,
@@ -135,15 +191,15 @@ impl Prediction {
                 market_cap: row.try_get("company_market_cap")?,
             },
             reporting_year: row.try_get("reporting_year")?,
-            reporting_quarter: row.try_get("reporting_quarter")?,
+            reporting_quarter: parse_optional_column(row, "reporting_quarter")?,
             ratios,
             probability: row.try_get("probability")?,
-            risk_level: row.try_get("risk_level")?,
+            risk_level: parse_column(row, "risk_level")?,
             confidence: row.try_get("confidence")?,
             components: components.0.into_iter().collect(),
             model_id: row.try_get("model_id")?,
             model_version: row.try_get("model_version")?,
-            access_level: access_level(row, "access_level")?,
+            access_level: parse_column(row, "access_level")?,
             organization_id: row.try_get("organization_id")?,
             created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
@@ -152,18 +208,93 @@ impl Prediction {
     }
 }
 
+/// Scores `input` with `bundle` and stores the prediction in the caller's
+/// write scope (see [`store`]): ratios are checked to be finite and in the
+/// bundle's ranges, the bundle's id and version are stored with the score.
+/// `max_per_user` bounds how many predictions one user may have created.
+pub async fn score_and_store(
+    pool: &PgPool,
+    caller: &Caller,
+    bundle: &Bundle,
+    input: &NewPredictionInput,
+    max_per_user: i64,
+) -> Result<Prediction, DomainError> {
+    let scored = score(bundle, input)?;
+    let prediction = NewPrediction {
+        input,
+        scored,
+        model_id: bundle.id(),
+        model_version: bundle.version(),
+    };
+    store(pool, caller, &prediction, max_per_user).await
+}
+
+/// Scores `input` with `bundle`, taking its ratios in the bundle's feature order.
+fn score(bundle: &Bundle, input: &NewPredictionInput) -> Result<DetailedScore, DomainError> {
+    let kind = input.kind;
+    if bundle.manifest().kind != kind {
+        return Err(DomainError::Unscorable(format!(
+            "bundle {} does not score {} predictions",
+            bundle.id(),
+            kind_name(kind)
+        )));
+    }
+    let names = ratio_names(kind);
+    if input.ratios.len() != names.len() {
+        return Err(DomainError::Unscorable(format!(
+            "a {} prediction has {} ratios, got {}",
+            kind_name(kind),
+            names.len(),
+            input.ratios.len()
+        )));
+    }
+    let mut row = Vec::with_capacity(bundle.feature_count());
+    for feature in &bundle.manifest().features {
+        let value = names
+            .iter()
+            .position(|name| *name == feature.name)
+            .map(|index| input.ratios[index])
+            .ok_or_else(|| {
+                DomainError::Unscorable(format!(
+                    "bundle {} takes {}, which a {} prediction does not have",
+                    bundle.id(),
+                    feature.name,
+                    kind_name(kind)
+                ))
+            })?;
+        if value.is_some_and(|v| !v.is_finite()) {
+            return Err(DomainError::InvalidRatio {
+                ratio: feature.name.clone(),
+                problem: "must be a finite number".into(),
+            });
+        }
+        row.push(value.unwrap_or(f64::NAN));
+    }
+    bundle.score(&row).map_err(|error| match error {
+        ScoringError::OutOfRange {
+            feature,
+            value,
+            range,
+        } => DomainError::InvalidRatio {
+            ratio: feature,
+            problem: format!("must be {range}, got {value}"),
+        },
+        other => DomainError::Unscorable(other.to_string()),
+    })
+}
+
 /// Stores a scored prediction in the caller's write scope, creating or reusing
 /// the company there, in one transaction. A second prediction for the same
 /// company, period and scope is a conflict (a unique index decides, so
-/// concurrent requests cannot both succeed). `max_per_user` bounds how many
-/// predictions one user may have created.
-pub async fn create(
+/// concurrent requests cannot both succeed).
+async fn store(
     pool: &PgPool,
     caller: &Caller,
-    prediction: &NewPrediction,
+    prediction: &NewPrediction<'_>,
     max_per_user: i64,
 ) -> Result<Prediction, DomainError> {
-    let kind = prediction.kind;
+    let input = prediction.input;
+    let kind = input.kind;
     let mut tx = pool.begin().await?;
     // Serialises one user's creations so the quota check and insert are atomic.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
@@ -182,7 +313,7 @@ pub async fn create(
             limit: max_per_user,
         });
     }
-    let company = companies::find_or_create(&mut *tx, caller, &prediction.company).await?;
+    let company = companies::find_or_create(&mut *tx, caller, &input.company).await?;
     let scope = caller.write_scope();
     let names = ratio_names(kind);
     let placeholders = (0..names.len())
@@ -197,41 +328,39 @@ pub async fn create(
         table(kind),
         names.join(", ")
     );
-    let mut insert = sqlx::query_scalar::<_, Uuid>(&sql)
+    let score = &prediction.scored.score;
+    let mut insert = sqlx::query_scalar::<_, PredictionId>(&sql)
         .bind(company.id)
-        .bind(prediction.reporting_year)
-        .bind(&prediction.reporting_quarter)
-        .bind(prediction.probability)
-        .bind(&prediction.risk_level)
-        .bind(prediction.confidence)
+        .bind(input.reporting_year)
+        .bind(input.reporting_quarter.map(Quarter::as_str))
+        .bind(score.probability)
+        .bind(score.risk_level.as_str())
+        .bind(score.confidence)
         .bind(sqlx::types::Json(
             prediction
+                .scored
                 .components
                 .iter()
                 .cloned()
                 .collect::<std::collections::BTreeMap<_, _>>(),
         ))
-        .bind(&prediction.model_id)
-        .bind(&prediction.model_version)
+        .bind(prediction.model_id)
+        .bind(prediction.model_version)
         .bind(scope.access_level.as_str())
         .bind(scope.organization_id)
         .bind(caller.user_id);
-    for ratio in &prediction.ratios {
+    for ratio in &input.ratios {
         insert = insert.bind(*ratio);
     }
     let id = insert.fetch_one(&mut *tx).await.map_err(|error| {
         if is_unique_violation(&error) {
             DomainError::Conflict(format!(
                 "a {} prediction for {} {}{} already exists in this scope",
-                match kind {
-                    ModelKind::Annual => "annual",
-                    ModelKind::Quarterly => "quarterly",
-                },
+                kind_name(kind),
                 company.symbol,
-                prediction.reporting_year,
-                prediction
+                input.reporting_year,
+                input
                     .reporting_quarter
-                    .as_deref()
                     .map(|quarter| format!(" {quarter}"))
                     .unwrap_or_default()
             ))
@@ -253,7 +382,7 @@ pub async fn get(
     pool: &PgPool,
     caller: &Caller,
     kind: ModelKind,
-    id: Uuid,
+    id: PredictionId,
 ) -> Result<Prediction, DomainError> {
     let row = sqlx::query(&format!(
         "{} WHERE p.id = $1 AND p.scope_key = ANY($2)",
@@ -289,6 +418,8 @@ pub async fn list(
                       AND ($2::text IS NULL OR c.symbol = upper($2)) \
                       AND ($5::text IS NULL OR lower(c.sector) = lower($5))))";
     let scopes = caller.visible_scope_keys();
+    let reporting_quarter = query.reporting_quarter.map(Quarter::as_str);
+    let risk_level = query.risk_level.map(RiskLevel::as_str);
     let rows = sqlx::query(&format!(
         "WITH page AS (SELECT p.*, count(*) OVER () AS total FROM {} p WHERE {filter} \
                        ORDER BY p.created_at DESC, p.id DESC OFFSET $7 LIMIT $8) \
@@ -299,9 +430,9 @@ pub async fn list(
     .bind(&scopes)
     .bind(&query.company_symbol)
     .bind(query.reporting_year)
-    .bind(&query.reporting_quarter)
+    .bind(reporting_quarter)
     .bind(&query.sector)
-    .bind(&query.risk_level)
+    .bind(risk_level)
     .bind(offset)
     .bind(limit)
     .fetch_all(pool)
@@ -316,9 +447,9 @@ pub async fn list(
             .bind(&scopes)
             .bind(&query.company_symbol)
             .bind(query.reporting_year)
-            .bind(&query.reporting_quarter)
+            .bind(reporting_quarter)
             .bind(&query.sector)
-            .bind(&query.risk_level)
+            .bind(risk_level)
             .fetch_one(pool)
             .await?
         }
@@ -340,7 +471,7 @@ pub async fn delete(
     pool: &PgPool,
     caller: &Caller,
     kind: ModelKind,
-    id: Uuid,
+    id: PredictionId,
 ) -> Result<(), DomainError> {
     let existing = get(pool, caller, kind, id).await?;
     if !caller.may_modify(

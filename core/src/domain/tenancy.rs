@@ -14,6 +14,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::ids::{OrganizationId, SessionId, UserId};
+
 /// A user's role, from least to most powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,31 +105,33 @@ impl FromStr for AccessLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteScope {
     pub access_level: AccessLevel,
-    pub organization_id: Option<Uuid>,
+    pub organization_id: Option<OrganizationId>,
 }
 
 /// The `scope_key` the database derives for a row of this scope (see the
 /// `scope_key` SQL function): `system`, `org:<id>` or `user:<id>`.
 pub fn scope_key(
     access_level: AccessLevel,
-    organization_id: Option<Uuid>,
-    created_by: Option<Uuid>,
+    organization_id: Option<OrganizationId>,
+    created_by: Option<UserId>,
 ) -> String {
     match access_level {
         AccessLevel::System => "system".to_owned(),
-        AccessLevel::Organization => format!("org:{}", organization_id.unwrap_or_default()),
-        AccessLevel::Personal => format!("user:{}", created_by.unwrap_or_default()),
+        AccessLevel::Organization => {
+            format!("org:{}", organization_id.map_or(Uuid::nil(), Uuid::from))
+        }
+        AccessLevel::Personal => format!("user:{}", created_by.map_or(Uuid::nil(), Uuid::from)),
     }
 }
 
 /// The authenticated user behind a request, as every query needs them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caller {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
+    pub user_id: UserId,
+    pub session_id: SessionId,
     pub email: String,
     pub role: Role,
-    pub organization_id: Option<Uuid>,
+    pub organization_id: Option<OrganizationId>,
     /// Whether the caller's organisation enabled global (system) data.
     pub organization_global_access: bool,
 }
@@ -175,8 +179,8 @@ impl Caller {
     pub fn may_modify(
         &self,
         access_level: AccessLevel,
-        organization_id: Option<Uuid>,
-        created_by: Option<Uuid>,
+        organization_id: Option<OrganizationId>,
+        created_by: Option<UserId>,
     ) -> bool {
         match access_level {
             AccessLevel::System => self.role == Role::SuperAdmin,
@@ -195,10 +199,10 @@ impl Caller {
 mod tests {
     use super::*;
 
-    fn caller(role: Role, organization_id: Option<Uuid>, global: bool) -> Caller {
+    fn caller(role: Role, organization_id: Option<OrganizationId>, global: bool) -> Caller {
         Caller {
-            user_id: Uuid::from_u128(1),
-            session_id: Uuid::from_u128(2),
+            user_id: UserId(Uuid::from_u128(1)),
+            session_id: SessionId(Uuid::from_u128(2)),
             email: "a@example.com".into(),
             role,
             organization_id,
@@ -208,7 +212,7 @@ mod tests {
 
     #[test]
     fn visible_scopes_follow_membership_and_global_access() {
-        let org = Uuid::from_u128(9);
+        let org = OrganizationId(Uuid::from_u128(9));
         assert_eq!(
             caller(Role::User, None, false).visible_scope_keys(),
             vec![format!("user:{}", Uuid::from_u128(1))]
@@ -231,7 +235,7 @@ mod tests {
 
     #[test]
     fn write_scope_by_role() {
-        let org = Uuid::from_u128(9);
+        let org = OrganizationId(Uuid::from_u128(9));
         assert_eq!(
             caller(Role::SuperAdmin, Some(org), false)
                 .write_scope()
@@ -253,14 +257,18 @@ mod tests {
 
     #[test]
     fn only_creators_admins_and_super_admins_modify() {
-        let org = Uuid::from_u128(9);
-        let other = Some(Uuid::from_u128(5));
+        let org = OrganizationId(Uuid::from_u128(9));
+        let other = Some(UserId(Uuid::from_u128(5)));
         let member = caller(Role::OrgMember, Some(org), false);
         let admin = caller(Role::OrgAdmin, Some(org), false);
         assert!(!member.may_modify(AccessLevel::Organization, Some(org), other));
         assert!(member.may_modify(AccessLevel::Organization, Some(org), Some(member.user_id)));
         assert!(admin.may_modify(AccessLevel::Organization, Some(org), other));
-        assert!(!admin.may_modify(AccessLevel::Organization, Some(Uuid::from_u128(8)), other));
+        assert!(!admin.may_modify(
+            AccessLevel::Organization,
+            Some(OrganizationId(Uuid::from_u128(8))),
+            other
+        ));
         assert!(!admin.may_modify(AccessLevel::System, None, Some(admin.user_id)));
         assert!(caller(Role::SuperAdmin, None, false).may_modify(AccessLevel::System, None, other));
         assert!(!member.may_modify(AccessLevel::Personal, None, other));

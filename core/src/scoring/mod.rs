@@ -11,6 +11,7 @@
 //! components' probabilities, with the weights of the manifest.
 
 pub mod binned_logistic;
+pub mod csv_batch;
 pub mod features;
 pub mod input;
 pub mod lightgbm;
@@ -45,6 +46,17 @@ impl RiskLevel {
             Self::High => "HIGH",
             Self::Critical => "CRITICAL",
         }
+    }
+}
+
+/// Reads a level as [`RiskLevel::as_str`] writes it (how predictions store it).
+impl std::str::FromStr for RiskLevel {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Self::Low, Self::Medium, Self::High, Self::Critical]
+            .into_iter()
+            .find(|level| level.as_str() == text)
+            .ok_or_else(|| format!("expected LOW, MEDIUM, HIGH or CRITICAL, got {text:?}"))
     }
 }
 

@@ -1,22 +1,23 @@
 //! `/api/v1/auth`: registration, email verification, sign-in, token refresh,
 //! sign-out and password change.
 
+use accunode_core::domain::email::VerificationToken;
+use accunode_core::domain::sessions::RevokeReason;
+use accunode_core::domain::users::{self, NewUser};
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
-use sqlx::Row;
-use uuid::Uuid;
 
 use super::ApiTags;
-use super::users::{PROFILE_COLUMNS, UserProfile, clean_name};
+use super::shared::{NoContent, UserProfile, check_email, clean_name, normalise_email};
 use crate::auth::BearerAuth;
-use crate::auth::sessions::{RevokeReason, TokenPair};
+use crate::auth::sessions::TokenPair;
 use crate::auth::tokens;
 use crate::body::{JsonBody, Problems, Validate};
 use crate::email;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct AuthApi;
@@ -39,32 +40,6 @@ pub struct RegisterRequest {
     pub first_name: Option<String>,
     #[oai(validator(max_length = 100))]
     pub last_name: Option<String>,
-}
-
-/// A syntactically plausible address: `local@domain.tld`, no spaces, at most 254 characters.
-fn email_problem(email: &str) -> Option<&'static str> {
-    let email = email.trim();
-    let Some((local, domain)) = email.split_once('@') else {
-        return Some("must be an email address like name@example.com");
-    };
-    if email.len() > 254
-        || local.is_empty()
-        || local.len() > 64
-        || domain.contains('@')
-        || !domain.contains('.')
-        || domain.starts_with('.')
-        || domain.ends_with('.')
-        || email.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Some("must be an email address like name@example.com");
-    }
-    None
-}
-
-pub fn check_email(problems: &mut Problems, field: &str, email: &str) {
-    if let Some(problem) = email_problem(email) {
-        problems.add(field, problem);
-    }
 }
 
 fn check_new_password(problems: &mut Problems, field: &str, password: &str) {
@@ -198,18 +173,6 @@ pub enum RegisterResponse {
     Created(Json<UserProfile>),
 }
 
-#[derive(ApiResponse)]
-pub enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    Done,
-}
-
-/// Stores the lower-cased, trimmed form of an email address.
-pub fn normalise_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
 #[OpenApi(prefix_path = "/api/v1/auth", tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Creates an account and mails an email verification token.
@@ -220,48 +183,30 @@ impl AuthApi {
         body: JsonBody<RegisterRequest>,
     ) -> Result<RegisterResponse, ApiError> {
         let request = body.0;
-        let email = normalise_email(&request.email);
-        let hash = state
+        let address = normalise_email(&request.email);
+        let password_hash = state
             .passwords
             .hash(request.password)
             .await
             .map_err(ApiError::internal)?;
-        let mut tx = state.dependencies.pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO users (email, password_hash, first_name, last_name) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING RETURNING {PROFILE_COLUMNS}"
-        ))
-        .bind(&email)
-        .bind(hash)
-        .bind(clean_name(request.first_name.as_ref()))
-        .bind(clean_name(request.last_name.as_ref()))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::conflict("An account with this email already exists."))?;
-        let profile = UserProfile::from_row(&row)?;
         let token = tokens::random_token();
-        sqlx::query(
-            "INSERT INTO email_tokens (token_sha256, user_id, purpose, expires_at) \
-             VALUES ($1, $2, 'verify_email', now() + make_interval(hours => $3))",
-        )
-        .bind(tokens::digest(&token))
-        .bind(profile.id)
-        .bind(VERIFY_TOKEN_HOURS)
-        .execute(&mut *tx)
-        .await?;
-        email::queue(
-            &mut tx,
-            &email,
-            "Verify your AccuNode email address",
-            &format!(
-                "Welcome to AccuNode.\n\nVerify your address with this token (valid {VERIFY_TOKEN_HOURS} hours):\n\n\
-                 verification token: {token}\n\nPOST /api/v1/auth/verify-email {{\"token\": \"{token}\"}}\n"
-            ),
+        let profile = users::register(
+            &state.dependencies.pool,
+            &NewUser {
+                email: address.clone(),
+                password_hash,
+                first_name: request.first_name.as_deref().and_then(clean_name),
+                last_name: request.last_name.as_deref().and_then(clean_name),
+            },
+            &VerificationToken {
+                token_sha256: tokens::digest(&token),
+                valid_for_hours: VERIFY_TOKEN_HOURS,
+            },
+            &email::verification_mail(&address, &token, VERIFY_TOKEN_HOURS),
         )
         .await?;
-        tx.commit().await?;
         tracing::info!(user = %profile.id, "user registered");
-        Ok(RegisterResponse::Created(Json(profile)))
+        Ok(RegisterResponse::Created(Json(profile.into())))
     }
 
     /// Confirms an email address with the token from the verification mail.
@@ -271,28 +216,17 @@ impl AuthApi {
         state: Data<&AppState>,
         body: JsonBody<VerifyEmailRequest>,
     ) -> Result<Json<Message>, ApiError> {
-        let mut tx = state.dependencies.pool.begin().await?;
-        let user: Option<Uuid> = sqlx::query_scalar(
-            "UPDATE email_tokens SET used_at = now() \
-             WHERE token_sha256 = $1 AND purpose = 'verify_email' AND used_at IS NULL \
-               AND expires_at > now() RETURNING user_id",
+        let verified = users::verify_email(
+            &state.dependencies.pool,
+            &tokens::digest(body.0.token.trim()),
         )
-        .bind(tokens::digest(body.0.token.trim()))
-        .fetch_optional(&mut *tx)
         .await?;
-        let Some(user) = user else {
+        if !verified {
             return Err(ApiError::invalid_field(
                 "body.token",
                 "is not a valid verification token, or it was used or has expired",
             ));
-        };
-        sqlx::query(
-            "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
-        )
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        }
         Ok(Json(Message {
             message: "Email address verified.".into(),
         }))
@@ -306,29 +240,24 @@ impl AuthApi {
         body: JsonBody<LoginRequest>,
     ) -> Result<Json<LoginResponse>, ApiError> {
         let request = body.0;
-        let row = sqlx::query(&format!(
-            "SELECT {PROFILE_COLUMNS}, password_hash, is_active FROM users WHERE email = $1"
-        ))
-        .bind(normalise_email(&request.email))
-        .fetch_optional(&state.dependencies.pool)
-        .await?;
-        let hash = row
-            .as_ref()
-            .map(|row| row.try_get::<String, _>("password_hash"))
-            .transpose()?;
+        let credentials =
+            users::credentials(&state.dependencies.pool, &normalise_email(&request.email)).await?;
         let matches = state
             .passwords
-            .verify(request.password, hash)
+            .verify(
+                request.password,
+                credentials
+                    .as_ref()
+                    .map(|found| found.password_hash.clone()),
+            )
             .await
             .map_err(ApiError::internal)?;
-        let invalid = || ApiError::unauthorized("The email or password is not correct.");
-        let Some(row) = row.filter(|_| matches) else {
-            return Err(invalid());
+        let Some(credentials) = credentials.filter(|found| matches && found.is_active) else {
+            return Err(ApiError::unauthorized(
+                "The email or password is not correct.",
+            ));
         };
-        if !row.try_get::<bool, _>("is_active")? {
-            return Err(invalid());
-        }
-        let profile = UserProfile::from_row(&row)?;
+        let profile = credentials.profile;
         if state.settings.api.auth.require_email_verification && !profile.email_verified {
             return Err(ApiError::forbidden(
                 "email_not_verified",
@@ -336,13 +265,10 @@ impl AuthApi {
             ));
         }
         let pair = state.sessions.start(profile.id).await?;
-        sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
-            .bind(profile.id)
-            .execute(&state.dependencies.pool)
-            .await?;
+        users::record_login(&state.dependencies.pool, profile.id).await?;
         Ok(Json(LoginResponse {
             tokens: pair.into(),
-            user: profile,
+            user: profile.into(),
         }))
     }
 
@@ -390,10 +316,8 @@ impl AuthApi {
     ) -> Result<NoContent, ApiError> {
         let caller = &auth.0;
         let request = body.0;
-        let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-            .bind(caller.user_id)
-            .fetch_one(&state.dependencies.pool)
-            .await?;
+        let pool = &state.dependencies.pool;
+        let hash = users::password_hash(pool, caller).await?;
         let matches = state
             .passwords
             .verify(request.current_password, Some(hash))
@@ -410,18 +334,10 @@ impl AuthApi {
             .hash(request.new_password)
             .await
             .map_err(ApiError::internal)?;
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-            .bind(caller.user_id)
-            .bind(new_hash)
-            .execute(&state.dependencies.pool)
-            .await?;
+        users::set_password_hash(pool, caller, &new_hash).await?;
         state
             .sessions
-            .revoke_others(
-                caller.user_id,
-                caller.session_id,
-                RevokeReason::PasswordChanged,
-            )
+            .revoke_others(caller, RevokeReason::PasswordChanged)
             .await?;
         Ok(NoContent::Done)
     }
@@ -452,15 +368,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn emails_and_passwords_are_checked() {
-        for good in ["a@b.co", "first.last+tag@example.com"] {
-            assert_eq!(email_problem(good), None, "{good}");
-        }
-        for bad in [
-            "", "a", "@b.co", "a@b", "a@.b", "a b@c.de", "a@b@c.de", "a@b.co.",
-        ] {
-            assert!(email_problem(bad).is_some(), "{bad}");
-        }
+    fn new_passwords_are_checked() {
         let problems_of = |password: &str| {
             let mut problems = Problems::default();
             check_new_password(&mut problems, "password", password);

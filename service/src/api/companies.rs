@@ -1,9 +1,8 @@
 //! `/api/v1/companies`: list, read, create, change and delete companies within
 //! the caller's scopes.
 
-use accunode_core::domain::companies::{
-    self, CompanyChanges, CompanyQuery, CompanySort, NewCompany,
-};
+use accunode_core::domain::CompanyId;
+use accunode_core::domain::companies::{self, CompanyChanges, CompanyQuery, CompanySort};
 use accunode_core::scoring::ModelKind;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -14,11 +13,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::auth::NoContent;
+use super::shared::{
+    NoContent, check_company, default_limit, default_page, new_company, non_blank,
+};
 use crate::auth::BearerAuth;
 use crate::body::{JsonBody, Problems, Validate};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct CompaniesApi;
@@ -43,14 +44,14 @@ pub struct Company {
 impl From<companies::Company> for Company {
     fn from(company: companies::Company) -> Self {
         Self {
-            id: company.id,
+            id: company.id.into(),
             symbol: company.symbol,
             name: company.name,
             market_cap: company.market_cap,
             sector: company.sector,
             access_level: company.access_level.as_str().to_owned(),
-            organization_id: company.organization_id,
-            created_by: company.created_by,
+            organization_id: company.organization_id.map(Uuid::from),
+            created_by: company.created_by.map(Uuid::from),
             created_at: company.created_at,
             updated_at: company.updated_at,
         }
@@ -78,31 +79,6 @@ pub struct CreateCompanyRequest {
     pub market_cap: Option<f64>,
     #[oai(validator(max_length = 100))]
     pub sector: Option<String>,
-}
-
-/// Checks shared by company creation and predictions (which name a company).
-/// `(symbol_field, name_field)` name the two fields as the request calls them.
-pub fn check_company(
-    problems: &mut Problems,
-    (symbol_field, name_field): (&str, &str),
-    symbol: &str,
-    name: &str,
-    market_cap: Option<f64>,
-    sector: Option<&str>,
-) {
-    problems.text(symbol_field, symbol, 1, 20);
-    if symbol.trim().chars().any(char::is_whitespace) {
-        problems.add(symbol_field, "must not contain spaces");
-    }
-    problems.text(name_field, name, 1, 255);
-    if let Some(cap) = market_cap
-        && !(cap > 0.0 && cap.is_finite())
-    {
-        problems.add("market_cap", format!("must be greater than 0, got {cap}"));
-    }
-    if let Some(sector) = sector {
-        problems.text("sector", sector, 0, 100);
-    }
 }
 
 impl Validate for CreateCompanyRequest {
@@ -141,24 +117,6 @@ impl Validate for UpdateCompanyRequest {
         if let Some(sector) = &self.sector {
             problems.text("sector", sector, 0, 100);
         }
-    }
-}
-
-/// What a new company is, as the domain takes it.
-pub fn new_company(
-    symbol: &str,
-    name: &str,
-    market_cap: Option<f64>,
-    sector: Option<&str>,
-) -> NewCompany {
-    NewCompany {
-        symbol: symbol.trim().to_uppercase(),
-        name: name.trim().to_owned(),
-        market_cap,
-        sector: sector
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
     }
 }
 
@@ -217,8 +175,8 @@ impl CompaniesApi {
         let query = CompanyQuery {
             page: page.0,
             limit: limit.0,
-            sector: sector.0.filter(|s| !s.trim().is_empty()),
-            search: search.0.filter(|s| !s.trim().is_empty()),
+            sector: non_blank(sector.0),
+            search: non_blank(search.0),
             sort: match sort.0.unwrap_or_default() {
                 CompanySortField::Name => CompanySort::Name,
                 CompanySortField::Symbol => CompanySort::Symbol,
@@ -246,7 +204,7 @@ impl CompaniesApi {
         state: Data<&AppState>,
         id: Path<Uuid>,
     ) -> Result<Json<Company>, ApiError> {
-        let company = companies::get(&state.dependencies.pool, &auth.0, id.0).await?;
+        let company = companies::get(&state.dependencies.pool, &auth.0, CompanyId(id.0)).await?;
         Ok(Json(company.into()))
     }
 
@@ -289,7 +247,8 @@ impl CompaniesApi {
             market_cap: request.market_cap,
             sector: request.sector.map(|s| s.trim().to_owned()),
         };
-        let company = companies::update(&state.dependencies.pool, &auth.0, id.0, &changes).await?;
+        let company =
+            companies::update(&state.dependencies.pool, &auth.0, CompanyId(id.0), &changes).await?;
         Ok(Json(company.into()))
     }
 
@@ -301,20 +260,12 @@ impl CompaniesApi {
         state: Data<&AppState>,
         id: Path<Uuid>,
     ) -> Result<NoContent, ApiError> {
-        let deleted = companies::delete(&state.dependencies.pool, &auth.0, id.0).await?;
+        let deleted = companies::delete(&state.dependencies.pool, &auth.0, CompanyId(id.0)).await?;
         let cache = &state.prediction_cache;
         cache.forget(ModelKind::Annual, &deleted.annual).await;
         cache.forget(ModelKind::Quarterly, &deleted.quarterly).await;
         Ok(NoContent::Done)
     }
-}
-
-pub fn default_page() -> u32 {
-    1
-}
-
-pub fn default_limit() -> u32 {
-    20
 }
 
 impl poem_openapi::types::Example for CreateCompanyRequest {

@@ -1,4 +1,8 @@
 //! The OpenAPI operations, one `#[OpenApi]` impl per resource, combined in [`service`].
+//!
+//! Handlers do HTTP only: parse, call `accunode_core::domain` (where every SQL
+//! query lives), map errors. Resource modules never import each other; what
+//! two of them need is in `shared`.
 
 mod auth;
 mod companies;
@@ -6,6 +10,7 @@ mod health;
 mod models;
 mod organizations;
 mod predictions;
+mod shared;
 mod users;
 
 use poem_openapi::{OpenApiService, Tags};

@@ -7,13 +7,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use accunode_core::domain::{SessionId, UserId};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 /// Seconds a token's `exp`/`iat` may be off because clocks of servers differ.
 const CLOCK_LEEWAY_SECS: u64 = 5;
@@ -23,9 +23,9 @@ const ISSUER: &str = "accunode";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// The user id.
-    pub sub: Uuid,
+    pub sub: UserId,
     /// The session (refresh-token family) the token was issued in.
-    pub sid: Uuid,
+    pub sid: SessionId,
     pub iat: u64,
     pub exp: u64,
     pub iss: String,
@@ -63,7 +63,7 @@ impl TokenKeys {
     }
 
     /// A signed access token for `user` in `session`, and its lifetime in seconds.
-    pub fn issue(&self, user: Uuid, session: Uuid) -> (String, u64) {
+    pub fn issue(&self, user: UserId, session: SessionId) -> (String, u64) {
         let now = unix_now();
         let ttl = self.access_ttl.as_secs();
         let claims = AccessClaims {
@@ -113,6 +113,8 @@ pub fn digest(token: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     fn keys() -> TokenKeys {
@@ -134,7 +136,7 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_name_user_and_session() {
         let keys = keys();
-        let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let (user, session) = (UserId(Uuid::new_v4()), SessionId(Uuid::new_v4()));
         let (token, ttl) = keys.issue(user, session);
         assert_eq!(ttl, 60);
         let claims = keys.verify(&token).unwrap();

@@ -1,0 +1,208 @@
+//! Accounts: registration with e-mail verification, the credentials sign-in
+//! checks, passwords, and the profile a user sees and changes.
+//!
+//! Password hashes are made and checked by the caller (the API hashes off its
+//! async runtime); this module only stores and returns them.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use super::email::{self, OutgoingMail, VerificationToken};
+use super::{Caller, DomainError, OrganizationId, Role, UserId, parse_column};
+
+/// The columns of a [`UserProfile`].
+pub(crate) const PROFILE_COLUMNS: &str = "id, email, first_name, last_name, role, \
+                                          organization_id, \
+                                          email_verified_at IS NOT NULL AS email_verified, \
+                                          created_at";
+
+/// A user as they, and the managers of their organisation, see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProfile {
+    pub id: UserId,
+    /// Lower-case.
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub role: Role,
+    pub organization_id: Option<OrganizationId>,
+    pub email_verified: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl UserProfile {
+    /// A row with [`PROFILE_COLUMNS`].
+    pub(crate) fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            first_name: row.try_get("first_name")?,
+            last_name: row.try_get("last_name")?,
+            role: parse_column(row, "role")?,
+            organization_id: row.try_get("organization_id")?,
+            email_verified: row.try_get("email_verified")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// An account to create: the address lower-cased, the password hashed, empty
+/// names as `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// Creates an account with its verification token and queues `mail` (which
+/// carries the token), in one transaction. An address already registered is a
+/// conflict.
+pub async fn register(
+    pool: &PgPool,
+    user: &NewUser,
+    verification: &VerificationToken,
+    mail: &OutgoingMail,
+) -> Result<UserProfile, DomainError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(&format!(
+        "INSERT INTO users (email, password_hash, first_name, last_name) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING RETURNING {PROFILE_COLUMNS}"
+    ))
+    .bind(&user.email)
+    .bind(&user.password_hash)
+    .bind(&user.first_name)
+    .bind(&user.last_name)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| DomainError::Conflict("An account with this email already exists.".into()))?;
+    let profile = UserProfile::from_row(&row)?;
+    email::create_verification_token(&mut tx, profile.id, verification).await?;
+    email::queue(&mut tx, mail).await?;
+    tx.commit().await?;
+    Ok(profile)
+}
+
+/// Marks the address of the token's user verified, using the token up;
+/// `false` when the token is unknown, used or expired.
+pub async fn verify_email(pool: &PgPool, token_sha256: &[u8]) -> Result<bool, DomainError> {
+    let mut tx = pool.begin().await?;
+    let Some(user) = email::use_verification_token(&mut tx, token_sha256).await? else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// What sign-in checks a password against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub profile: UserProfile,
+    pub password_hash: String,
+    /// A deactivated user cannot sign in.
+    pub is_active: bool,
+}
+
+/// The credentials of the account with this (lower-case) address, if any.
+pub async fn credentials(pool: &PgPool, email: &str) -> Result<Option<Credentials>, DomainError> {
+    let row = sqlx::query(&format!(
+        "SELECT {PROFILE_COLUMNS}, password_hash, is_active FROM users WHERE email = $1"
+    ))
+    .bind(email)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Credentials {
+        profile: UserProfile::from_row(&row)?,
+        password_hash: row.try_get("password_hash")?,
+        is_active: row.try_get("is_active")?,
+    }))
+}
+
+/// Records that `user` signed in now.
+pub async fn record_login(pool: &PgPool, user: UserId) -> Result<(), DomainError> {
+    sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
+        .bind(user)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The caller's password hash, to check their current password against.
+pub async fn password_hash(pool: &PgPool, caller: &Caller) -> Result<String, DomainError> {
+    let hash = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(caller.user_id)
+        .fetch_optional(pool)
+        .await?;
+    hash.ok_or(DomainError::NotFound { what: "user" })
+}
+
+/// Replaces the caller's password hash.
+pub async fn set_password_hash(
+    pool: &PgPool,
+    caller: &Caller,
+    password_hash: &str,
+) -> Result<(), DomainError> {
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(caller.user_id)
+        .bind(password_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The caller's profile.
+pub async fn profile(pool: &PgPool, caller: &Caller) -> Result<UserProfile, DomainError> {
+    let row = sqlx::query(&format!(
+        "SELECT {PROFILE_COLUMNS} FROM users WHERE id = $1"
+    ))
+    .bind(caller.user_id)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(UserProfile::from_row(&row)?),
+        None => Err(DomainError::NotFound { what: "user" }),
+    }
+}
+
+/// Names to change: `None` leaves a name as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChanges {
+    pub first_name: Option<Option<String>>,
+    pub last_name: Option<Option<String>>,
+}
+
+/// Changes the caller's names.
+pub async fn update_profile(
+    pool: &PgPool,
+    caller: &Caller,
+    changes: &ProfileChanges,
+) -> Result<UserProfile, DomainError> {
+    let row = sqlx::query(&format!(
+        "UPDATE users SET \
+           first_name = CASE WHEN $2 THEN $3 ELSE first_name END, \
+           last_name = CASE WHEN $4 THEN $5 ELSE last_name END \
+         WHERE id = $1 RETURNING {PROFILE_COLUMNS}"
+    ))
+    .bind(caller.user_id)
+    .bind(changes.first_name.is_some())
+    .bind(changes.first_name.as_ref().and_then(Option::as_deref))
+    .bind(changes.last_name.is_some())
+    .bind(changes.last_name.as_ref().and_then(Option::as_deref))
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(UserProfile::from_row(&row)?),
+        None => Err(DomainError::NotFound { what: "user" }),
+    }
+}

@@ -1,0 +1,26 @@
+//! What every handler can reach through `Data<&AppState>`: connections,
+//! settings, the serving models, sessions, password hashing and the cache.
+//!
+//! A module of its own so that handlers (`api`) and start-up (`startup`, which
+//! mounts the handlers) do not import each other.
+
+use std::sync::Arc;
+
+use accunode_core::config::Settings;
+use accunode_core::dependencies::Dependencies;
+use accunode_core::scoring::registry::Models;
+
+use crate::auth::password::Passwords;
+use crate::auth::sessions::Sessions;
+use crate::cache::PredictionCache;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub dependencies: Dependencies,
+    pub settings: Arc<Settings>,
+    /// The bundles serving predictions; swapped by SIGHUP or `MODEL_RELOAD_SECS`.
+    pub models: Arc<Models>,
+    pub sessions: Arc<Sessions>,
+    pub passwords: Passwords,
+    pub prediction_cache: PredictionCache,
+}
