@@ -6,10 +6,10 @@
 //! - [`db`]: the PostgreSQL pool and the embedded migrations.
 //! - [`cache`]: the Redis connection.
 //! - [`dependencies`]: both connections, made and migrated in start-up order.
-//! - [`domain`]: companies and predictions, read and written within the caller's scopes.
+//! - [`domain`]: users, organisations, sessions, mail, companies and predictions: every
+//!   query on them, each enforcing who may do it.
 //! - [`health`]: the state of each dependency, as `/health` reports it.
-//! - [`scoring`]: model bundles and default-probability scoring.
-//! - [`random`]: a seeded generator for reproducible data.
+//! - [`scoring`]: model bundles, default-probability scoring, and CSV files scored in batches.
 //! - [`process`]: exit codes, the runtime and stop signals of every binary.
 //!
 pub mod aws;
@@ -20,6 +20,5 @@ pub mod dependencies;
 pub mod domain;
 pub mod health;
 pub mod process;
-pub mod random;
 pub mod scoring;
 pub mod telemetry;

@@ -173,17 +173,47 @@ mod tests {
 
     #[test]
     fn calibration_slices_are_equal_count_and_ordered() {
-        let probabilities: Vec<f64> = (0..10).map(|i| f64::from(i) / 10.0).collect();
-        let labels: Vec<bool> = (0..10).map(|i| i >= 5).collect();
-        let table = calibration(&probabilities, &labels, Some(&probabilities), 2);
+        // Rows given out of order; the truth is not the prediction, so each
+        // bin must average the truth of its own rows.
+        let probabilities = [0.9, 0.1, 0.5, 0.3, 0.7, 0.0, 0.2, 0.8, 0.4, 0.6];
+        let truths = [0.5, 0.05, 0.3, 0.1, 0.6, 0.01, 0.02, 0.4, 0.2, 0.15];
+        let labels = [
+            true, false, true, false, true, false, false, true, false, false,
+        ];
+        let table = calibration(&probabilities, &labels, Some(&truths), 2);
         assert_eq!(table.len(), 2);
         assert_eq!(table[0].rows, 5);
-        assert_eq!(table[0].observed_default_rate, 0.0);
-        assert_eq!(table[1].observed_default_rate, 1.0);
+        assert_eq!(table[1].rows, 5);
+        // Lower bin: predictions 0.0 0.1 0.2 0.3 0.4; upper: 0.5 … 0.9.
+        assert_eq!((table[0].min_predicted, table[0].max_predicted), (0.0, 0.4));
+        assert_eq!((table[1].min_predicted, table[1].max_predicted), (0.5, 0.9));
+        assert!((table[0].mean_predicted - 0.2).abs() < 1e-12);
         assert!((table[1].mean_predicted - 0.7).abs() < 1e-12);
+        assert_eq!(table[0].observed_default_rate, 0.0);
+        assert!((table[1].observed_default_rate - 0.8).abs() < 1e-12);
+        // (0.01 + 0.05 + 0.02 + 0.1 + 0.2) / 5 and (0.3 + 0.15 + 0.6 + 0.4 + 0.5) / 5.
+        assert!((table[0].mean_true_probability.unwrap() - 0.076).abs() < 1e-12);
+        assert!((table[1].mean_true_probability.unwrap() - 0.39).abs() < 1e-12);
         assert_eq!(
-            table[1].mean_true_probability,
-            Some(table[1].mean_predicted)
+            calibration(&probabilities, &labels, None, 2)[0].mean_true_probability,
+            None
         );
+    }
+
+    #[test]
+    fn error_against_the_truth_is_the_mean_and_largest_distance() {
+        let probabilities = [0.1, 0.5, 0.9, 0.2];
+        let truths = [0.2, 0.5, 0.6, 0.3];
+        let labels = [false, true, true, false];
+        let result = against_truth(&probabilities, &truths, &labels);
+        // |0.1-0.2| + 0 + |0.9-0.6| + |0.2-0.3| = 0.5 over 4 rows.
+        assert!((result.mean_absolute_error - 0.125).abs() < 1e-12);
+        assert!((result.max_absolute_error - 0.3).abs() < 1e-12);
+        // The truths rank both defaulters (0.5, 0.6) above both others (0.2, 0.3).
+        assert_eq!(result.true_probability_roc_auc, 1.0);
+        let mixed = against_truth(&probabilities, &[0.4, 0.1, 0.6, 0.3], &labels);
+        // Pairs (defaulter, other): (0.1 vs 0.4) lose, (0.1 vs 0.3) lose,
+        // (0.6 vs 0.4) win, (0.6 vs 0.3) win: 2 of 4.
+        assert_eq!(mixed.true_probability_roc_auc, 0.5);
     }
 }

@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use accunode_core::random::SplitMix64;
+use crate::random::SplitMix64;
 use accunode_core::scoring::features::{risk_direction, standard_features};
 use accunode_core::scoring::manifest::ComponentSpec;
 use accunode_core::scoring::{
@@ -37,8 +37,8 @@ use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use serde_json::{Value, json};
 
-use super::labelled::LabelledData;
-use super::metrics::{Metrics, against_truth, metrics};
+use crate::labelled::LabelledData;
+use crate::metrics::{Metrics, against_truth, metrics};
 
 /// Pseudo-rows at the overall default rate added to every bin's count.
 pub const PRIOR_ROWS: f64 = 20.0;

@@ -1,18 +1,17 @@
 //! `accunode model …`: the commands of the people who own the models: score a
 //! file offline, make semi-synthetic labelled data, train and evaluate bundles,
 //! publish them to the model bucket and list what is published.
-
-mod evaluate;
-mod labelled;
-mod metrics;
-mod score;
-mod synth;
-mod train;
+//!
+//! A thin adapter: training, evaluation and synthesis are `accunode_ml`'s,
+//! scoring a file is `accunode_core::scoring::csv_batch` (the worker's engine
+//! too), and the bucket is `accunode_core::scoring::store`.
 
 use std::path::{Path, PathBuf};
 
+use accunode_core::scoring::csv_batch;
 use accunode_core::scoring::store::{ModelStore, S3Location};
 use accunode_core::scoring::{Bundle, ModelKind};
+use accunode_ml::{evaluate, synth, train};
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 
@@ -37,7 +36,7 @@ pub enum ModelCommand {
         /// The bundle whose features and accepted ranges the rows follow.
         #[arg(long)]
         bundle: PathBuf,
-        /// A bulk-upload CSV of real rows to resample, e.g. shared/data/original-bulk-samples/annual.csv.
+        /// A bulk-upload CSV of real rows to resample, e.g. data/original-bulk-samples/annual.csv.
         #[arg(long)]
         from: PathBuf,
         /// How many rows to write.
@@ -177,7 +176,13 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             output,
         } => {
             let loaded = load(&bundle)?;
-            let summary = score::score_file(&loaded, &input, &output)?;
+            let summary = csv_batch::score_file(
+                &loaded,
+                &input,
+                &format!("--input {}", input.display()),
+                &output,
+                &format!("--output {}", output.display()),
+            )?;
             eprintln!(
                 "scored {} rows with {} {} into {} ({} with an error)",
                 summary.rows,

@@ -5,7 +5,7 @@
 //! construction:
 //!
 //! 1. Ratios: each output row resamples one real input row (a bulk-upload file
-//!    such as `shared/data/original-bulk-samples/annual.csv`) whose values are
+//!    such as `data/original-bulk-samples/annual.csv`) whose values are
 //!    all inside the bundle's accepted ranges, and multiplies each present value
 //!    by `1 + 0.05·N(0, 1)` (clamped back into range). Missing stays Missing, so
 //!    the real missingness pattern is kept.
@@ -24,7 +24,7 @@
 
 use std::path::Path;
 
-use accunode_core::random::SplitMix64;
+use crate::random::SplitMix64;
 use accunode_core::scoring::Bundle;
 use accunode_core::scoring::features::risk_direction;
 use accunode_core::scoring::input::parse_ratio;

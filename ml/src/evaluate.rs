@@ -10,8 +10,8 @@ use accunode_core::scoring::{BatchOutput, Bundle};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::labelled::LabelledData;
-use super::metrics::{AgainstTruth, CalibrationBin, Metrics, against_truth, calibration, metrics};
+use crate::labelled::LabelledData;
+use crate::metrics::{AgainstTruth, CalibrationBin, Metrics, against_truth, calibration, metrics};
 
 /// Rows per calibration bin are equal; this many bins.
 pub const CALIBRATION_BINS: usize = 10;

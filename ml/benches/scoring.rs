@@ -1,6 +1,6 @@
 //! Batch scoring throughput of the shipped bundles on 1,000,000 rows, one thread.
 //!
-//! `cargo bench -p accunode-core --bench scoring`
+//! `cargo bench -p accunode-ml --bench scoring`
 //!
 //! Rows are drawn deterministically across each feature's range (5 % Missing).
 //! The baseline, measured in the same run, is the single-row path
@@ -12,8 +12,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use accunode_core::random::SplitMix64;
 use accunode_core::scoring::{BatchOutput, Bundle};
+use accunode_ml::random::SplitMix64;
 
 const ROWS: usize = 1_000_000;
 const RUNS: usize = 5;
