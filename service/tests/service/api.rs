@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use accunode_service::startup::Application;
 use accunode_testkit::{
-    RedisServer, SpawnedBinary, TestDatabase, redis_url, test_env, test_settings,
+    RedisServer, SpawnedBinary, TestDatabase, redis_url, test_env, test_settings, wait_until,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::support::TestApp;
 
 const API: &str = env!("CARGO_BIN_EXE_accunode-api");
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -240,13 +243,95 @@ async fn migrate_applies_the_schema_and_is_idempotent() {
     }
 }
 
+/// Whether a query on the test's database is waiting for a lock.
+async fn a_query_waits_on_a_lock(pool: &PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock')",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("read pg_stat_activity")
+}
+
 #[tokio::test]
-async fn sigterm_drains_and_exits_0() {
+async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
     let database = TestDatabase::create().await;
     let workdir = tempfile::tempdir().unwrap();
     let (mut api, base) = spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
-    assert_eq!(get_json(&format!("{base}/health")).await.0, 200);
+    let client = reqwest::Client::new();
+    let credentials = json!({"email": "drain@example.com", "password": "drain-me-42"});
+    let registered = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&credentials)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status().as_u16(), 201);
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    sqlx::query("UPDATE users SET email_verified_at = now()")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // A sign-in reads `users`; with the table locked here it waits in
+    // PostgreSQL for as long as the test holds the lock: a slow request
+    // without a route made for tests.
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let sign_in = tokio::spawn(
+        client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&credentials)
+            .send(),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the sign-in to wait on the lock",
+        || a_query_waits_on_a_lock(&pool),
+    )
+    .await;
+
     api.terminate();
+    api.wait_for_log("SIGTERM received, stopping", Duration::from_secs(10))
+        .await;
+    // The listener closes at once: a new client is refused, so the load
+    // balancer tries another server instead of queueing behind the drain.
+    let address = base.trim_start_matches("http://");
+    wait_until(
+        Duration::from_secs(5),
+        "new connections to be refused",
+        move || async move {
+            tokio::net::TcpStream::connect(address)
+                .await
+                .is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionRefused)
+        },
+    )
+    .await;
+    // Draining waits for the blocked request however long it takes (up to
+    // the 30 s limit), rather than cutting it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if sign_in.is_finished() {
+        panic!(
+            "the sign-in ended while its query was still blocked: {:?}",
+            sign_in.await.unwrap()
+        );
+    }
+
+    lock.rollback().await.unwrap();
+    let response = sign_in
+        .await
+        .unwrap()
+        .expect("the sign-in in flight at SIGTERM gets its answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.expect("a JSON body");
+    assert!(
+        body["access_token"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
     api.wait_for_log("API stopped", Duration::from_secs(10))
         .await;
     let status = api.wait(Duration::from_secs(10)).await;
@@ -315,6 +400,34 @@ async fn errors_are_json_bodies_never_plain_text() {
 
     stop.send(()).unwrap();
     server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_fault_answers_a_generic_500_that_names_nothing_internal() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("fault@example.com").await;
+    // The table the route reads is gone: PostgreSQL's error names it, and
+    // none of that may reach the client.
+    sqlx::query("ALTER TABLE companies RENAME TO companies_moved_away")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let answer = app.get("/api/v1/companies", &user.token).await;
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    // Exactly the generic body: no room for SQL, a table name or driver text.
+    assert_eq!(
+        answer.body,
+        json!({
+            "error": "internal_error",
+            "message": "The server could not complete the request.",
+            "details": []
+        })
+    );
+    // The id is what ties the generic answer to the logged cause.
+    let request_id = answer
+        .header("x-request-id")
+        .expect("the 500 carries X-Request-Id");
+    assert!(uuid::Uuid::parse_str(request_id).is_ok(), "{request_id}");
 }
 
 #[tokio::test]

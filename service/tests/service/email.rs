@@ -2,15 +2,14 @@
 //! Python SMTP server that `scripts/test` installs beside the client
 //! generator): the outbox row is marked sent and the mailed token verifies.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{PASSWORD, TestApp};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::{PASSWORD, TestApp};
 
 #[tokio::test]
 async fn verification_mail_goes_out_over_smtp() {

@@ -1,14 +1,18 @@
 //! `/api/v1/auth` and `/api/v1/users` against real PostgreSQL and Redis:
 //! registration, verification, sign-in, refresh rotation and reuse, sign-out,
-//! password change, token tampering, profiles.
+//! password change, token tampering, profiles, and what the database keeps
+//! of each token (its SHA-256; the raw verification token only in the mail
+//! outbox).
 
-mod common;
+use std::collections::BTreeSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{PASSWORD, TestApp};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::support::{PASSWORD, TestApp};
 
 /// The test settings' JWT secret (the development default).
 const DEV_SECRET: &[u8] = b"accunode-development-secret-change-me";
@@ -426,6 +430,38 @@ async fn sessions_survive_a_cold_cache_and_revocation_beats_it() {
         200
     );
 
+    // The marker alone ends a session: with it written and PostgreSQL still
+    // calling the session live, the token is refused.
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("revoked")
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let live_in_postgres: bool =
+        sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE id = $1")
+            .bind(session)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(live_in_postgres);
+    assert_eq!(
+        app.get("/api/v1/users/profile", &user.token).await.status,
+        401
+    );
+    // Without the marker the same token works again: the 401 was the marker's.
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/api/v1/users/profile", &user.token).await.status,
+        200
+    );
+
     // A logout writes a marker, so even a cache miss after it stays signed out.
     let logout = app
         .call(
@@ -447,8 +483,137 @@ async fn sessions_survive_a_cold_cache_and_revocation_beats_it() {
         .query_async(&mut redis)
         .await
         .unwrap();
+    // Marker gone, cache empty: PostgreSQL's revocation alone refuses it.
     assert_eq!(
         app.get("/api/v1/users/profile", &user.token).await.status,
         401
+    );
+}
+
+/// Every token a client is handed from registration to a refreshed session.
+struct HandedOut {
+    verification: String,
+    access: [String; 2],
+    refresh: [String; 2],
+}
+
+impl HandedOut {
+    /// Each token with a name to report it by.
+    fn named(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("verification token", self.verification.as_str()),
+            ("access token of the sign-in", self.access[0].as_str()),
+            ("access token of the refresh", self.access[1].as_str()),
+            ("refresh token of the sign-in", self.refresh[0].as_str()),
+            ("refresh token of the refresh", self.refresh[1].as_str()),
+        ]
+    }
+}
+
+/// Registers, verifies and signs in `email`, then refreshes once.
+async fn register_sign_in_and_refresh(app: &TestApp, email: &str) -> HandedOut {
+    let user = app.signed_up(email).await;
+    let verification = app.mailed_token(email).await;
+    let refreshed = app
+        .post(
+            "/api/v1/auth/refresh-token",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
+        .await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    let issued = |field: &str| refreshed.body[field].as_str().unwrap().to_owned();
+    HandedOut {
+        verification,
+        access: [user.token, issued("access_token")],
+        refresh: [user.refresh_token, issued("refresh_token")],
+    }
+}
+
+#[tokio::test]
+async fn stored_digests_are_the_sha256_of_the_tokens_handed_out() {
+    let app = TestApp::start().await;
+    let tokens = register_sign_in_and_refresh(&app, "hal@example.com").await;
+    let sha256 = |token: &str| Sha256::digest(token.as_bytes()).to_vec();
+
+    let mut stored_refresh: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT token_sha256 FROM refresh_tokens")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    stored_refresh.sort();
+    let mut expected_refresh: Vec<Vec<u8>> = tokens.refresh.iter().map(|t| sha256(t)).collect();
+    expected_refresh.sort();
+    assert_eq!(stored_refresh, expected_refresh);
+
+    let stored_verification: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT token_sha256 FROM email_tokens WHERE purpose = 'verify_email'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored_verification, vec![sha256(&tokens.verification)]);
+}
+
+/// How many leading or trailing characters of a token count as leaking it:
+/// a stored prefix (a truncated "digest", say) gives most of its bits away.
+const LEAKED_PIECE: usize = 24;
+
+#[tokio::test]
+async fn no_token_is_stored_in_the_clear() {
+    let app = TestApp::start().await;
+    let tokens = register_sign_in_and_refresh(&app, "ivy@example.com").await;
+    // Each token's first and last characters: a stored token holds both, a
+    // truncated one at least one of them.
+    let pieces: Vec<(&str, &str)> = tokens
+        .named()
+        .into_iter()
+        .flat_map(|(name, token)| {
+            [
+                (name, &token[..LEAKED_PIECE]),
+                (name, &token[token.len() - LEAKED_PIECE..]),
+            ]
+        })
+        .collect();
+    let texts: Vec<&str> = pieces.iter().map(|(_, piece)| *piece).collect();
+
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text \
+         FROM information_schema.columns WHERE table_schema = 'public'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        columns
+            .iter()
+            .any(|(table, _, _)| table == "refresh_tokens"),
+        "the scan sees the schema: {columns:?}"
+    );
+    let mut found = BTreeSet::new();
+    for (table, column, data_type) in &columns {
+        // bytea is searched for the token's bytes, everything else as text.
+        let contains = if data_type == "bytea" {
+            format!(r#"position(convert_to(piece, 'UTF8') IN t."{column}") > 0"#)
+        } else {
+            format!(r#"strpos(t."{column}"::text, piece) > 0"#)
+        };
+        let matched: Vec<String> = sqlx::query_scalar(&format!(
+            r#"SELECT DISTINCT piece FROM "{table}" t, unnest($1::text[]) AS piece WHERE {contains}"#
+        ))
+        .bind(&texts)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_else(|error| panic!("scanning {table}.{column}: {error}"));
+        for (name, piece) in &pieces {
+            if matched.iter().any(|m| m == piece) {
+                found.insert((format!("{table}.{column}"), *name));
+            }
+        }
+    }
+    // The outbox keeps the verification mail, token and all, until it is
+    // delivered; nothing else may hold any token.
+    assert_eq!(
+        found,
+        BTreeSet::from([("email_outbox.body".to_owned(), "verification token")])
     );
 }

@@ -120,8 +120,12 @@ async fn two_api_processes_share_one_limit_per_user() {
     }
 }
 
-#[tokio::test]
-async fn auth_routes_are_limited_per_client_address() {
+/// Starts an API limiting `/auth` to 3 requests a minute per client address,
+/// taking the address from `X-Forwarded-For` when `trust_forwarded_for`.
+async fn spawn_with_auth_limit_of_3(
+    trust_forwarded_for: bool,
+    workdir: &Path,
+) -> (SpawnedBinary, String, RedisServer) {
     let redis = RedisServer::start().await;
     let database = TestDatabase::create().await;
     let mut env = test_env(&database.url, &redis.url());
@@ -129,23 +133,80 @@ async fn auth_routes_are_limited_per_client_address() {
         [
             ("ENABLE_RATE_LIMITING", "true"),
             ("AUTH_RATE_LIMIT_PER_MINUTE", "3"),
+            (
+                "TRUST_FORWARDED_FOR",
+                if trust_forwarded_for { "true" } else { "false" },
+            ),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
+    let (api, base) = spawn(&env, workdir).await;
+    (api, base, redis)
+}
+
+/// A failing sign-in from a client whose `X-Forwarded-For` is `forwarded_for`.
+async fn sign_in_attempt(
+    client: &reqwest::Client,
+    base: &str,
+    forwarded_for: &str,
+) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/v1/auth/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": "x@example.com", "password": "guess-0000"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn auth_routes_are_limited_per_client_address() {
     let workdir = tempfile::tempdir().unwrap();
-    let (_api, base) = spawn(&env, workdir.path()).await;
+    let (_api, base, _redis) = spawn_with_auth_limit_of_3(true, workdir.path()).await;
     let client = reqwest::Client::new();
+    // Behind the load balancer every client's TCP peer is the balancer; the
+    // last X-Forwarded-For entry, the one the balancer appended, tells them apart.
+    let (first, second) = ("203.0.113.7", "198.51.100.9");
     start_of_a_window(20).await;
-    let attempt = || {
-        client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"email": "x@example.com", "password": "guess-0000"}))
-            .send()
-    };
     for _ in 0..3 {
-        assert_eq!(attempt().await.unwrap().status().as_u16(), 401);
+        assert_eq!(
+            sign_in_attempt(&client, &base, first)
+                .await
+                .status()
+                .as_u16(),
+            401
+        );
     }
-    let limited = attempt().await.unwrap();
+    let limited = sign_in_attempt(&client, &base, first).await;
     assert_eq!(limited.status().as_u16(), 429);
     assert!(limited.headers().contains_key("retry-after"));
+
+    // The first address used up its own budget, not the second's.
+    let other = sign_in_attempt(&client, &base, second).await;
+    assert_eq!(other.status().as_u16(), 401);
+    assert_eq!(other.headers()["x-ratelimit-remaining"], "2");
+    // An entry the client forged in front of the balancer's changes nothing.
+    let forged = sign_in_attempt(&client, &base, &format!("{second}, {first}")).await;
+    assert_eq!(forged.status().as_u16(), 429);
+}
+
+#[tokio::test]
+async fn an_untrusted_forwarded_for_header_does_not_escape_the_auth_limit() {
+    let workdir = tempfile::tempdir().unwrap();
+    let (_api, base, _redis) = spawn_with_auth_limit_of_3(false, workdir.path()).await;
+    let client = reqwest::Client::new();
+    start_of_a_window(20).await;
+    // Not behind a balancer, the header is the client's to write: every
+    // request counts against the TCP peer, whatever address it claims.
+    for claimed in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        assert_eq!(
+            sign_in_attempt(&client, &base, claimed)
+                .await
+                .status()
+                .as_u16(),
+            401
+        );
+    }
+    let limited = sign_in_attempt(&client, &base, "203.0.113.4").await;
+    assert_eq!(limited.status().as_u16(), 429);
 }

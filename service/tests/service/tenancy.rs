@@ -3,11 +3,10 @@
 //! organisation routes (create, join with whitelist, join token, global data,
 //! member roles).
 
-mod common;
-
-use common::{TestApp, TestUser, annual, quarterly};
 use serde_json::json;
 use uuid::Uuid;
+
+use crate::support::{TestApp, TestUser, annual, quarterly};
 
 /// (read, change) statuses of one caller on each object of the matrix.
 type Expected = [(u16, u16); 4];

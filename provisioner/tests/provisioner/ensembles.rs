@@ -2,25 +2,13 @@
 //! unchanged, the trained component reproducible from its recipe byte for
 //! byte, and scores the weighted mean of the components.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use accunode_core::scoring::Bundle;
 use serde_json::Value;
 
-const ACCUNODE: &str = env!("CARGO_BIN_EXE_accunode");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
+use crate::support::{accunode, repo, succeeded};
 
 fn run(args: &[String]) {
-    let output = Command::new(ACCUNODE).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&accunode(args));
 }
 
 fn text(value: &Value) -> String {

@@ -1,7 +1,5 @@
 //! An in-process API on its own database, and a client that signs users in.
 
-#![allow(dead_code)] // Each test binary uses a different part of this module.
-
 use accunode_core::config::{Settings, Sources};
 use accunode_service::startup::Application;
 use accunode_testkit::{TestDatabase, redis_url, test_env};
@@ -25,7 +23,6 @@ pub struct TestApp {
 #[derive(Debug, Clone)]
 pub struct TestUser {
     pub id: Uuid,
-    pub email: String,
     pub token: String,
     pub refresh_token: String,
 }
@@ -204,7 +201,6 @@ impl TestApp {
         assert_eq!(login.status, 200, "{}", login.body);
         TestUser {
             id: login.body["user"]["id"].as_str().unwrap().parse().unwrap(),
-            email: email.to_owned(),
             token: login.body["access_token"].as_str().unwrap().to_owned(),
             refresh_token: login.body["refresh_token"].as_str().unwrap().to_owned(),
         }

@@ -2,39 +2,23 @@
 //! learn the semi-synthetic truth, respect the risk directions, and refuse bad
 //! data with the line and column.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use accunode_core::scoring::Bundle;
 use accunode_core::scoring::features::{RiskDirection, risk_direction};
 use serde_json::Value;
 
-const ACCUNODE: &str = env!("CARGO_BIN_EXE_accunode");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-fn accunode(args: &[&str]) -> Output {
-    Command::new(ACCUNODE).args(args).output().unwrap()
-}
+use crate::support::{accunode, repo, stderr, succeeded};
 
 fn ok(output: Output) -> Output {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&output);
     output
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Semi-synthetic labelled rows of `kind` from the real sample uploads.
 fn synth(kind: &str, rows: &str, seed: &str, out: &Path) {
-    ok(accunode(&[
+    ok(accunode([
         "model",
         "synth",
         "--bundle",
@@ -55,7 +39,7 @@ fn synth(kind: &str, rows: &str, seed: &str, out: &Path) {
 }
 
 fn train(kind: &str, data: &Path, out: &Path, seed: &str) -> Output {
-    accunode(&[
+    accunode([
         "model",
         "train",
         "--kind",
@@ -86,6 +70,33 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// The labelled file's true probabilities and labels, and `bundle`'s score of
+/// each of its rows (blank ratios are Missing).
+fn truth_labels_and_scores(data: &Path, bundle: &Bundle) -> (Vec<f64>, Vec<bool>, Vec<f64>) {
+    let mut reader = csv::Reader::from_path(data).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let features: Vec<usize> = bundle
+        .manifest()
+        .features
+        .iter()
+        .map(|f| column(&f.name))
+        .collect();
+    let (truth, default) = (column("true_probability"), column("default"));
+    let (mut truths, mut labels, mut predicted) = (Vec::new(), Vec::new(), Vec::new());
+    for record in reader.records() {
+        let record = record.unwrap();
+        let row: Vec<f64> = features
+            .iter()
+            .map(|&c| record[c].parse().unwrap_or(f64::NAN))
+            .collect();
+        predicted.push(bundle.score(&row).unwrap().score.probability);
+        truths.push(record[truth].parse().unwrap());
+        labels.push(&record[default] == "1");
+    }
+    (truths, labels, predicted)
+}
+
 #[test]
 fn training_is_byte_identical_per_seed_and_records_data_and_holdout_metrics() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,7 +125,7 @@ fn training_is_byte_identical_per_seed_and_records_data_and_holdout_metrics() {
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
     let evaluation: Value = serde_json::from_slice(
-        &ok(accunode(&[
+        &ok(accunode([
             "model",
             "evaluate",
             "--bundle",
@@ -163,8 +174,40 @@ fn training_is_byte_identical_per_seed_and_records_data_and_holdout_metrics() {
         assert!(component > 0.8, "{name} auc {component}");
     }
 
+    // Evaluate's error against the truth is the one computed here, from the
+    // file's own true_probability column and the bundle's scores.
+    let (truths, labels, predicted) = truth_labels_and_scores(&data, &Bundle::load(&a).unwrap());
+    let expected_error = predicted
+        .iter()
+        .zip(&truths)
+        .map(|(p, t)| (p - t).abs())
+        .sum::<f64>()
+        / truths.len() as f64;
+    let reported = &evaluation["against_true_probability"];
+    assert!(
+        (reported["mean_absolute_error"].as_f64().unwrap() - expected_error).abs() < 1e-12,
+        "{reported} vs {expected_error}"
+    );
+    let expected_max = predicted
+        .iter()
+        .zip(&truths)
+        .map(|(p, t)| (p - t).abs())
+        .fold(0.0, f64::max);
+    assert_eq!(
+        reported["max_absolute_error"].as_f64().unwrap(),
+        expected_max
+    );
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    let default_rate = labels.iter().filter(|&&l| l).count() as f64 / labels.len() as f64;
+    assert!(
+        (evaluation["metrics"]["mean_bias"].as_f64().unwrap() - (mean(&predicted) - default_rate))
+            .abs()
+            < 1e-12
+    );
+
     // Evaluate reports the same kind of metrics on the whole file, and a
-    // calibration table whose bins cover every row.
+    // calibration table whose bins cover every row, each with the mean of the
+    // file's true probabilities over its rows (they add up to the file's).
     assert_eq!(evaluation["rows"], 40000);
     let bins = evaluation["calibration"].as_array().unwrap();
     assert_eq!(bins.len(), 10);
@@ -174,13 +217,21 @@ fn training_is_byte_identical_per_seed_and_records_data_and_holdout_metrics() {
             .sum::<u64>(),
         40000
     );
+    let binned_truth: f64 = bins
+        .iter()
+        .map(|b| b["rows"].as_f64().unwrap() * b["mean_true_probability"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (binned_truth - truths.iter().sum::<f64>()).abs() < 1e-6,
+        "{binned_truth}"
+    );
     for bin in bins {
         let predicted = bin["mean_predicted"].as_f64().unwrap();
         let truth = bin["mean_true_probability"].as_f64().unwrap();
         assert!((predicted - truth).abs() < 0.03, "{bin}");
     }
     let text = String::from_utf8(
-        ok(accunode(&[
+        ok(accunode([
             "model",
             "evaluate",
             "--bundle",
@@ -210,6 +261,7 @@ fn the_trained_lightgbm_never_moves_against_a_ratios_risk_direction() {
     for (index, feature) in features.iter().enumerate() {
         let direction = risk_direction(&feature.name).unwrap();
         let mut previous: Option<f64> = None;
+        let mut first: Option<f64> = None;
         for step in 0..=200 {
             let mut row = base;
             row[index] = -20.0 + f64::from(step) * 0.6;
@@ -229,8 +281,21 @@ fn the_trained_lightgbm_never_moves_against_a_ratios_risk_direction() {
                     feature.name, row[index]
                 );
             }
+            first.get_or_insert(lightgbm);
             previous = Some(lightgbm);
         }
+        // Never against the direction is not enough (a constant passes):
+        // across the ratio's range the model must move with it.
+        let (first, last) = (first.unwrap(), previous.unwrap());
+        let moved_with = match direction {
+            RiskDirection::Up => last > first,
+            RiskDirection::Down => last < first,
+        };
+        assert!(
+            moved_with,
+            "{} never moved the probability in its risk direction: {first} -> {last}",
+            feature.name
+        );
     }
 }
 
@@ -304,7 +369,7 @@ fn bad_data_and_flags_are_refused_with_the_line_column_or_flag() {
     std::fs::create_dir(&existing).unwrap();
     std::fs::write(existing.join("keep"), "x").unwrap();
     let data = dir.path().join("case0.csv");
-    let result = accunode(&[
+    let result = accunode([
         "model",
         "train",
         "--kind",

@@ -3,20 +3,16 @@
 //! bins, and the documented deviations. Also batch scoring, validation, ensemble
 //! weighting and bundle loading errors.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use accunode_core::scoring::{
     BatchError, BatchOutput, Bundle, BundleError, RiskLevel, ScoringError,
 };
 use serde_json::Value;
 
-const TOLERANCE: f64 = 1e-12;
+use crate::support::bundle_dir;
 
-fn bundle_dir(id: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .join(id)
-}
+const TOLERANCE: f64 = 1e-12;
 
 fn original_json(id: &str) -> Value {
     let text = std::fs::read_to_string(bundle_dir(id).join("binned_logistic.json")).unwrap();

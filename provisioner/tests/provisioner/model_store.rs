@@ -9,12 +9,10 @@ use accunode_core::scoring::store::{ModelStore, S3Location, StoreError};
 use accunode_testkit::{aws_endpoint_url, create_bucket, s3_client};
 use aws_sdk_s3::primitives::ByteStream;
 
-const ACCUNODE: &str = env!("CARGO_BIN_EXE_accunode");
+use crate::support::{ACCUNODE, repo};
 
 fn shipped(id: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .join(id)
+    repo("models").join(id)
 }
 
 async fn store(bucket: &str) -> ModelStore {

@@ -4,12 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ACCUNODE: &str = env!("CARGO_BIN_EXE_accunode");
+use crate::support::{ACCUNODE, repo};
 
 fn bundle(id: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .join(id)
+    repo("models").join(id)
 }
 
 /// A small annual upload: varied ratios, some Missing, one out-of-range row.

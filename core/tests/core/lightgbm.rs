@@ -2,18 +2,15 @@
 //! monotone constraints, missing values, batch against single rows, many threads
 //! at once, ensembles with a binned logistic, and broken model files.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use accunode_core::scoring::{BatchOutput, Bundle};
 use serde_json::Value;
 
-fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
-}
+use crate::support::bundle_dir;
 
 fn gbm() -> Bundle {
-    Bundle::load(&models().join("accunode-v1-quarterly-lightgbm")).unwrap()
+    Bundle::load(&bundle_dir("accunode-v1-quarterly-lightgbm")).unwrap()
 }
 
 /// Rows spread over the features' realistic ranges (as in the sample uploads).
@@ -101,18 +98,20 @@ fn the_batch_path_equals_the_single_row_path_and_threads_agree() {
 fn an_ensemble_of_the_logistic_and_the_booster_is_their_weighted_mean() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
-        models().join("accunode-v1-quarterly/binned_logistic.json"),
+        bundle_dir("accunode-v1-quarterly").join("binned_logistic.json"),
         dir.path().join("logistic.json"),
     )
     .unwrap();
     std::fs::copy(
-        models().join("accunode-v1-quarterly-lightgbm/lightgbm.txt"),
+        bundle_dir("accunode-v1-quarterly-lightgbm").join("lightgbm.txt"),
         dir.path().join("gbm.txt"),
     )
     .unwrap();
     let mut manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(models().join("accunode-v1-quarterly-lightgbm/manifest.json"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            bundle_dir("accunode-v1-quarterly-lightgbm").join("manifest.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     manifest["components"] = serde_json::json!([
@@ -121,7 +120,7 @@ fn an_ensemble_of_the_logistic_and_the_booster_is_their_weighted_mean() {
     ]);
     std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
     let ensemble = Bundle::load(dir.path()).unwrap();
-    let logistic = Bundle::load(&models().join("accunode-v1-quarterly")).unwrap();
+    let logistic = Bundle::load(&bundle_dir("accunode-v1-quarterly")).unwrap();
     let booster = gbm();
 
     let rows: Vec<f64> = grid().into_iter().flatten().collect();
@@ -144,7 +143,7 @@ fn an_ensemble_of_the_logistic_and_the_booster_is_their_weighted_mean() {
 #[test]
 fn a_broken_or_mismatched_model_file_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let source = models().join("accunode-v1-quarterly-lightgbm");
+    let source = bundle_dir("accunode-v1-quarterly-lightgbm");
     std::fs::copy(
         source.join("manifest.json"),
         dir.path().join("manifest.json"),

@@ -6,12 +6,10 @@
 //! `scripts/test` installs the generator into a virtualenv and names it in
 //! `TEST_OPENAPI_CLIENT_VENV`.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::TestApp;
+use crate::support::TestApp;
 
 #[tokio::test]
 async fn a_generated_python_client_registers_signs_in_and_predicts() {

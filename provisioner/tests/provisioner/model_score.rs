@@ -1,27 +1,30 @@
 //! `accunode model score` end to end: a CSV in, the same rows plus scores out;
 //! bad rows get an `error`, bad files a one-line error and no output.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use accunode_core::scoring::Bundle;
 
-const ACCUNODE: &str = env!("CARGO_BIN_EXE_accunode");
+use crate::support::{accunode, repo};
 
 fn annual_bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/accunode-v1-annual")
+    repo("models/accunode-v1-annual")
 }
 
 fn score(input: &Path, output: &Path) -> std::process::Output {
-    Command::new(ACCUNODE)
-        .args(["model", "score", "--bundle"])
-        .arg(annual_bundle())
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .output()
-        .unwrap()
+    let bundle = annual_bundle();
+    let args: [&OsStr; 8] = [
+        "model".as_ref(),
+        "score".as_ref(),
+        "--bundle".as_ref(),
+        bundle.as_ref(),
+        "--input".as_ref(),
+        input.as_ref(),
+        "--output".as_ref(),
+        output.as_ref(),
+    ];
+    accunode(args)
 }
 
 const INPUT: &str = "\

@@ -1,0 +1,13 @@
+//! The provisioner's integration tests, one binary: the `accunode` CLI's model
+//! commands (score, synth, train, evaluate, push, list), the shipped
+//! ensembles' recipes, Rust/Python LightGBM parity, and the stack commands
+//! against moto.
+
+mod ensembles;
+mod lightgbm_python;
+mod model_score;
+mod model_store;
+mod model_synth;
+mod model_train;
+mod stack;
+mod support;
