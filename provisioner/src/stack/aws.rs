@@ -15,6 +15,7 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
 
 /// Where and as whom the commands talk to AWS.
 #[derive(Debug, Clone, Default)]
@@ -57,16 +58,18 @@ impl CallCounter {
             .collect()
     }
 
-    fn record(&self, service: &str, operation: &str) {
+    /// Counts one call; for a mutating one, returns how many mutating calls
+    /// came before it.
+    fn record(&self, service: &str, operation: &str) -> Option<u64> {
         self.total.fetch_add(1, Ordering::Relaxed);
-        if is_mutating(operation) {
-            self.mutating.fetch_add(1, Ordering::Relaxed);
-        }
+        let mutating_before =
+            is_mutating(operation).then(|| self.mutating.fetch_add(1, Ordering::Relaxed));
         let mut calls = self
             .by_operation
             .lock()
             .expect("the call counter is never poisoned");
         *calls.entry(format!("{service}:{operation}")).or_default() += 1;
+        mutating_before
     }
 }
 
@@ -76,8 +79,15 @@ fn is_mutating(operation: &str) -> bool {
         .any(|read| operation.starts_with(read))
 }
 
+/// The test-only setting that stops a run dead after a number of mutating
+/// calls; see [`Aws::connect`].
+const ABORT_AFTER_MUTATIONS: &str = "ACCUNODE_TEST_ABORT_AFTER_MUTATIONS";
+
 #[derive(Debug, Clone)]
-struct CountingInterceptor(Arc<CallCounter>);
+struct CountingInterceptor {
+    calls: Arc<CallCounter>,
+    abort_after_mutations: Option<u64>,
+}
 
 impl Intercept for CountingInterceptor {
     fn name(&self) -> &'static str {
@@ -91,7 +101,14 @@ impl Intercept for CountingInterceptor {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(metadata) = cfg.load::<Metadata>() {
-            self.0.record(metadata.service(), metadata.name());
+            let mutating_before = self.calls.record(metadata.service(), metadata.name());
+            if let (Some(limit), Some(sent)) = (self.abort_after_mutations, mutating_before)
+                && sent >= limit
+            {
+                // As `kill -9` would: no unwinding, no summary, nothing cleaned up
+                // (137 is what a shell reports for a SIGKILL).
+                std::process::exit(137);
+            }
         }
         Ok(())
     }
@@ -114,7 +131,24 @@ pub struct Aws {
 }
 
 impl Aws {
+    /// Builds the clients of `target`.
+    ///
+    /// `ACCUNODE_TEST_ABORT_AFTER_MUTATIONS=N` exists only so the tests can
+    /// interrupt an apply at a point of their choosing: once N mutating calls
+    /// have been sent, the process exits with status 137 just before it would
+    /// transmit the next one, as abruptly as a kill (no summary, no cleanup).
+    /// Unset, every call goes through.
     pub async fn connect(target: &Target) -> anyhow::Result<Aws> {
+        let abort_after_mutations = std::env::var_os(ABORT_AFTER_MUTATIONS)
+            .map(|value| {
+                value
+                    .to_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .with_context(|| {
+                        format!("{ABORT_AFTER_MUTATIONS}={value:?}: expected a number of calls")
+                    })
+            })
+            .transpose()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &target.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -131,7 +165,10 @@ impl Aws {
             .map(ToString::to_string)
             .context("no AWS region: pass --region or set AWS_REGION")?;
         let calls = Arc::new(CallCounter::default());
-        let counting = CountingInterceptor(calls.clone());
+        let counting = CountingInterceptor {
+            calls: calls.clone(),
+            abort_after_mutations,
+        };
         macro_rules! client {
             ($sdk:ident) => {
                 $sdk::Client::from_conf(
@@ -171,7 +208,7 @@ impl Aws {
             .get_caller_identity()
             .send()
             .await
-            .map_err(super::resources::aws_error)
+            .map_err(aws_error)
             .context(
                 "cannot tell which AWS account the credentials belong to (sts:GetCallerIdentity)",
             )?;
@@ -181,6 +218,41 @@ impl Aws {
     }
 }
 
+/// An SDK error with its service message, code and cause, in one line.
+pub fn aws_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> anyhow::Error {
+    anyhow::anyhow!("{}", DisplayErrorContext(&error))
+}
+
+/// The AWS error code of a failed call ("DBInstanceNotFound"…), if the service gave one.
+pub fn error_code<E, R>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> Option<&str>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    error.as_service_error().and_then(|e| e.code())
+}
+
+/// True when the endpoint failed inside with an HTML error page instead of an
+/// AWS error document: what a local stand-in of AWS does for an operation it
+/// does not implement (moto 5.2.5 and DeleteCacheSubnetGroup); AWS never does.
+pub fn not_implemented<E>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> bool {
+    error.raw_response().is_some_and(|response| {
+        response.status().as_u16() == 500
+            && response.body().bytes().is_some_and(|body| {
+                String::from_utf8_lossy(body)
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("<!doctype html")
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,22 +260,25 @@ mod tests {
     #[test]
     fn reads_are_not_mutating() {
         let counter = CallCounter::default();
-        for operation in [
+        let mutating_before: Vec<Option<u64>> = [
             "DescribeVpcs",
+            "CreateVpc",
             "ListTagsForResource",
             "GetParameter",
             "HeadBucket",
             "CreateVpc",
-        ] {
-            counter.record("ec2", operation);
-        }
-        assert_eq!((counter.total(), counter.mutating()), (5, 1));
+        ]
+        .into_iter()
+        .map(|operation| counter.record("ec2", operation))
+        .collect();
+        assert_eq!(mutating_before, [None, Some(0), None, None, None, Some(1)]);
+        assert_eq!((counter.total(), counter.mutating()), (6, 2));
         assert_eq!(
             counter
                 .mutating_operations()
                 .into_iter()
                 .collect::<Vec<_>>(),
-            [("ec2:CreateVpc".to_owned(), 1)]
+            [("ec2:CreateVpc".to_owned(), 2)]
         );
     }
 }

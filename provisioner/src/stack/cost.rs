@@ -68,7 +68,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect()
         };
-        // Two t3.small at $0.0208/h plus 8 GB gp3 each: the seed's "$30/month".
+        // Two t3.small at $0.0208/h plus 8 GB gp3 each: the original design's "$30/month".
         let servers = monthly(
             &definition,
             Kind::AutoScalingGroup,

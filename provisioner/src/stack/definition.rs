@@ -168,7 +168,7 @@ const COMPARISONS: [&str; 4] = [
 pub const ALARM_ACTIONS: [&str; 2] = ["worker-scale-up", "worker-scale-down"];
 
 impl Definition {
-    /// Every contradiction of the seed this definition resolves, with its reason.
+    /// Every contradiction of the original design this definition resolves, with its reason.
     pub fn resolutions<'a>(&'a self, phase: &'a Phase) -> Vec<&'a str> {
         let mut notes = vec![
             self.network.resolved.as_str(),

@@ -8,6 +8,7 @@ mod cost;
 mod definition;
 mod plan;
 mod progress;
+mod render;
 mod resources;
 mod spec;
 
@@ -20,11 +21,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use self::aws::{Aws, Target};
+use self::aws::{Aws, Target, aws_error};
 use self::definition::Definition;
 use self::plan::Plan;
 use self::progress::Progress;
-use self::resources::{Ctx, Known, aws_error};
+use self::resources::{Ctx, Known};
 use self::spec::{Existing, Inputs, Kind};
 
 /// Flags every stack command takes.
@@ -119,7 +120,7 @@ pub enum StackCommand {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
-    /// The monthly estimate of a phase per resource, and how it compares with the seed's stated totals.
+    /// The monthly estimate of a phase per resource, and how it compares with the original design's stated totals.
     Cost {
         /// The cost phase (1 Startup, 2 Growth, 3 Scale).
         #[arg(long)]

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::definition::{AlarmDimension, Definition, Phase};
+use super::render;
 
 /// Every resource carries these two tags; they are the only state the provisioner keeps.
 pub const STACK_TAG: &str = "accunode:stack";
@@ -305,7 +306,7 @@ pub fn desired(
         &private_route_deps,
     );
 
-    // Security groups exactly as the seed's "Security Groups" section.
+    // Security groups exactly as the original design's "Security Groups" section.
     let port = definition.instances.api_port;
     let ssh: Vec<String> = inputs
         .admin_cidr
@@ -369,10 +370,10 @@ pub fn desired(
         );
     }
 
-    // IAM: the seed's policies, scoped to this stack's parameters and bucket.
+    // IAM: the original design's policies, scoped to this stack's parameters and bucket.
     let bucket = names::bucket(inputs.stack, inputs.account, inputs.region);
     for (tier, s3_actions, metric_namespaces) in [
-        // The API publishes the seeds' ActiveConnections and ResponseTime.
+        // The API publishes the original design's ActiveConnections and ResponseTime.
         ("api", vec!["s3:GetObject"], vec!["AccuNode/API"]),
         ("worker", vec!["s3:GetObject", "s3:PutObject"], vec![]),
     ] {
@@ -528,12 +529,7 @@ pub fn desired(
     let instances = &definition.instances;
     for tier in ["api", "worker"] {
         let bucket = names::bucket(inputs.stack, inputs.account, inputs.region);
-        let user_data = super::resources::launch_template::user_data(
-            tier,
-            inputs.stack,
-            inputs.region,
-            &bucket,
-        );
+        let user_data = render::user_data(tier, inputs.stack, inputs.region, &bucket);
         b.add(
             &format!("launch-template-{tier}"),
             Kind::LaunchTemplate,
@@ -550,10 +546,7 @@ pub fn desired(
                         instances.root_volume_gb, instances.root_volume_type
                     ),
                 ),
-                (
-                    "user_data_sha256",
-                    super::resources::sha256_hex(user_data.as_bytes()),
-                ),
+                ("user_data_sha256", render::sha256_hex(user_data.as_bytes())),
             ],
             &[&format!("sg-{tier}"), &format!("profile-{tier}")],
         );
@@ -777,13 +770,9 @@ pub fn desired(
         format!("{}-overview", inputs.stack),
         &[(
             "body_sha256",
-            super::resources::sha256_hex(
-                super::resources::monitoring::dashboard_body(
-                    inputs.stack,
-                    inputs.region,
-                    &dashboard_refs(existing),
-                )
-                .as_bytes(),
+            render::sha256_hex(
+                render::dashboard_body(inputs.stack, inputs.region, &dashboard_refs(existing))
+                    .as_bytes(),
             ),
         )],
         &[

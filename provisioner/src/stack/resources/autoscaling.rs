@@ -8,7 +8,8 @@ use aws_sdk_autoscaling::types::{
     TargetTrackingConfiguration,
 };
 
-use super::{Ctx, Known, Poll, aws_error, created, existing, id, ids, tagged, wait_for};
+use super::{Ctx, Known, Poll, created, existing, id, ids, tagged, wait_for};
+use crate::stack::aws::aws_error;
 use crate::stack::spec::{Existing, Kind, Resource};
 
 const TIERS: [&str; 2] = ["api", "worker"];

@@ -5,9 +5,8 @@
 use anyhow::Context;
 use aws_sdk_rds::types::Tag;
 
-use super::{
-    Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for,
-};
+use super::{Ctx, Known, Poll, created, existing, id, ids, tagged, wait_for};
+use crate::stack::aws::{aws_error, error_code};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {

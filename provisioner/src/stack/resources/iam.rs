@@ -1,11 +1,12 @@
-//! IAM: the API and worker instance roles (the seed's policies, scoped to this
+//! IAM: the API and worker instance roles (the original design's policies, scoped to this
 //! stack's parameters and bucket) and their instance profiles. Both live under
 //! the path `/accunode/<stack>/`, which is how discovery lists them.
 
 use anyhow::Context;
 use aws_sdk_iam::types::Tag;
 
-use super::{Ctx, Known, aws_error, created, existing, id, tagged};
+use super::{Ctx, Known, created, existing, id, tagged};
+use crate::stack::aws::aws_error;
 use crate::stack::spec::{Existing, Kind, Resource};
 
 const POLICY_NAME: &str = "accunode";
@@ -85,7 +86,7 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         let name = role.role_name();
         let role = match iam.get_role().role_name(name).send().await {
             Ok(role) => role,
-            Err(error) if super::error_code(&error) == Some("NoSuchEntity") => continue,
+            Err(error) if crate::stack::aws::error_code(&error) == Some("NoSuchEntity") => continue,
             Err(error) => return Err(aws_error(error)),
         };
         let Some(role) = role.role() else { continue };
@@ -100,7 +101,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             .await
         {
             Ok(policy) => canonical_policy(policy.policy_document()),
-            Err(error) if super::error_code(&error) == Some("NoSuchEntity") => String::new(),
+            Err(error) if crate::stack::aws::error_code(&error) == Some("NoSuchEntity") => {
+                String::new()
+            }
             Err(error) => return Err(aws_error(error)),
         };
         let mut e = existing(
@@ -129,7 +132,9 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 .await
             {
                 Ok(detail) => detail,
-                Err(error) if super::error_code(&error) == Some("NoSuchEntity") => continue,
+                Err(error) if crate::stack::aws::error_code(&error) == Some("NoSuchEntity") => {
+                    continue;
+                }
                 Err(error) => return Err(aws_error(error)),
             };
             component = detail
@@ -251,7 +256,7 @@ pub async fn delete_role(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .await
     {
         Ok(_) => {}
-        Err(error) if super::error_code(&error) == Some("NoSuchEntity") => {}
+        Err(error) if crate::stack::aws::error_code(&error) == Some("NoSuchEntity") => {}
         Err(error) => return Err(aws_error(error)),
     }
     ctx.aws

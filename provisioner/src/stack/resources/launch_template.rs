@@ -12,29 +12,10 @@ use aws_sdk_ec2::types::{
 use base64::Engine;
 
 use super::network::{ec2_tagged, stack_filter, tag_spec};
-use super::{Ctx, Known, aws_error, existing, id, ids, sha256_hex};
+use super::{Ctx, Known, existing, id, ids};
+use crate::stack::aws::aws_error;
+use crate::stack::render::{sha256_hex, user_data};
 use crate::stack::spec::{Existing, Kind, Resource, names};
-
-const USER_DATA: &str = include_str!("../../../../launch-templates/user-data.sh");
-const API_UNIT: &str = include_str!("../../../../launch-templates/systemd/accunode-api.service");
-const WORKER_UNIT: &str =
-    include_str!("../../../../launch-templates/systemd/accunode-worker.service");
-
-/// The boot script of a tier's instances.
-pub fn user_data(tier: &str, stack: &str, region: &str, bucket: &str) -> String {
-    let (binary, unit) = if tier == "api" {
-        ("accunode-api", API_UNIT)
-    } else {
-        ("accunode-worker", WORKER_UNIT)
-    };
-    USER_DATA
-        .replace("{{tier}}", tier)
-        .replace("{{stack}}", stack)
-        .replace("{{region}}", region)
-        .replace("{{bucket}}", bucket)
-        .replace("{{binary}}", binary)
-        .replace("{{unit}}", unit.trim_end())
-}
 
 const ROOT_DEVICE: &str = "/dev/xvda";
 

@@ -1,5 +1,5 @@
 //! The application load balancer, the API target group (health check and
-//! deregistration delay as the seed says) and the listeners: HTTP forwarding
+//! deregistration delay as the original design says) and the listeners: HTTP forwarding
 //! to the API, or, with a certificate, HTTPS forwarding and HTTP redirecting.
 
 use anyhow::{Context, bail};
@@ -9,9 +9,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
     TargetTypeEnum,
 };
 
-use super::{
-    Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for,
-};
+use super::{Ctx, Known, Poll, created, existing, id, ids, tagged, wait_for};
+use crate::stack::aws::{aws_error, error_code};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";

@@ -20,8 +20,6 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use aws_smithy_types::error::display::DisplayErrorContext;
-use sha2::{Digest, Sha256};
 
 use super::aws::Aws;
 use super::definition::Definition;
@@ -73,48 +71,6 @@ pub fn ids(known: &Known, components: &str) -> anyhow::Result<Vec<String>> {
         .filter(|c| !c.is_empty())
         .map(|c| id(known, c).map(str::to_owned))
         .collect()
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// An SDK error with its service message, code and cause, in one line.
-pub fn aws_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> anyhow::Error {
-    anyhow::anyhow!("{}", DisplayErrorContext(&error))
-}
-
-/// The AWS error code of a failed call ("DBInstanceNotFound"…), if the service gave one.
-pub fn error_code<E, R>(
-    error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> Option<&str>
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
-{
-    error.as_service_error().and_then(|e| e.code())
-}
-
-/// True when the endpoint failed inside with an HTML error page instead of an
-/// AWS error document: what a local stand-in of AWS does for an operation it
-/// does not implement (moto 5.2.5 and DeleteCacheSubnetGroup); AWS never does.
-pub fn not_implemented<E>(
-    error: &aws_smithy_runtime_api::client::result::SdkError<
-        E,
-        aws_smithy_runtime_api::http::Response,
-    >,
-) -> bool {
-    error.raw_response().is_some_and(|response| {
-        response.status().as_u16() == 500
-            && response.body().bytes().is_some_and(|body| {
-                String::from_utf8_lossy(body)
-                    .trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("<!doctype html")
-            })
-    })
 }
 
 /// A resource discovered with the stack's tag: its component and name from its tags.

@@ -1,66 +1,16 @@
 //! CloudWatch: the alarms of the definition file (some of which trigger the
-//! worker scaling policies) and one dashboard with the seed's metrics.
-
-use std::collections::BTreeMap;
+//! worker scaling policies) and one dashboard with the original design's metrics.
 
 use anyhow::Context;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
 
-use super::{Ctx, Known, aws_error, created, error_code, existing, id, tagged};
+use super::{Ctx, Known, created, existing, id, tagged};
+use crate::stack::aws::{aws_error, error_code};
+use crate::stack::render::{dashboard_body, sha256_hex};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 fn dashboard_name(stack: &str) -> String {
     format!("{stack}-overview")
-}
-
-/// The dashboard's JSON body. `refs` holds live identifiers by component
-/// (the load balancer's metric dimension); the rest follows from the names.
-pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>) -> String {
-    let balancer = refs.get("load-balancer").cloned().unwrap_or_default();
-    let api = format!("{stack}-api-asg");
-    let worker = format!("{stack}-worker-asg");
-    let database = format!("{stack}-db");
-    let redis = format!("{stack}-redis-001");
-    let widget = |title: &str, metrics: serde_json::Value, x: u32, y: u32| {
-        serde_json::json!({
-            "type": "metric", "x": x, "y": y, "width": 12, "height": 6,
-            "properties": {"title": title, "region": region, "stat": "Average", "period": 300, "metrics": metrics}
-        })
-    };
-    let body = serde_json::json!({
-        "widgets": [
-            widget("API response time and requests", serde_json::json!([
-                ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", balancer],
-                ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", balancer, {"stat": "Sum"}],
-                ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", balancer, {"stat": "Sum"}],
-            ]), 0, 0),
-            widget("API servers", serde_json::json!([
-                ["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", api],
-                ["CWAgent", "mem_used_percent", "AutoScalingGroupName", api],
-                ["AccuNode/API", "ActiveConnections"],
-                ["AccuNode/API", "ResponseTime"],
-            ]), 12, 0),
-            widget("Workers and queue", serde_json::json!([
-                ["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", worker],
-                ["AccuNode/Workers", "QueueLength"],
-                ["AccuNode/Workers", "TasksProcessed", {"stat": "Sum"}],
-                ["AccuNode/Workers", "ErrorRate"],
-            ]), 0, 6),
-            widget("Database", serde_json::json!([
-                ["AWS/RDS", "CPUUtilization", "DBInstanceIdentifier", database],
-                ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", database],
-                ["AWS/RDS", "FreeableMemory", "DBInstanceIdentifier", database],
-                ["AWS/RDS", "ReadLatency", "DBInstanceIdentifier", database],
-                ["AWS/RDS", "WriteLatency", "DBInstanceIdentifier", database],
-            ]), 12, 6),
-            widget("Redis", serde_json::json!([
-                ["AWS/ElastiCache", "CPUUtilization", "CacheClusterId", redis],
-                ["AWS/ElastiCache", "CurrConnections", "CacheClusterId", redis],
-                ["AWS/ElastiCache", "EvictedKeys", "CacheClusterId", redis],
-            ]), 0, 12),
-        ]
-    });
-    body.to_string()
 }
 
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
@@ -153,7 +103,7 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 Kind::Dashboard,
                 name.clone(),
                 name,
-                &[("body_sha256", super::sha256_hex(body.as_bytes()))],
+                &[("body_sha256", sha256_hex(body.as_bytes()))],
             ));
         }
         Err(error)
@@ -241,7 +191,7 @@ pub async fn put_dashboard(
     let mut current = created(resource, resource.name.clone());
     current
         .props
-        .insert("body_sha256".into(), super::sha256_hex(body.as_bytes()));
+        .insert("body_sha256".into(), sha256_hex(body.as_bytes()));
     Ok(current)
 }
 

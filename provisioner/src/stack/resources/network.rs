@@ -7,7 +7,8 @@ use aws_sdk_ec2::types::{
     VpcAttributeName,
 };
 
-use super::{Ctx, Known, Poll, aws_error, created, existing, id, tagged, wait_for};
+use super::{Ctx, Known, Poll, created, existing, id, tagged, wait_for};
+use crate::stack::aws::aws_error;
 use crate::stack::spec::{Existing, Kind, Resource, STACK_TAG};
 
 pub fn tag_spec(ctx: &Ctx, resource_type: ResourceType, resource: &Resource) -> TagSpecification {

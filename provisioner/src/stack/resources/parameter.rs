@@ -6,7 +6,8 @@
 use anyhow::{Context, bail};
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 
-use super::{Ctx, Known, aws_error, created, existing, tagged};
+use super::{Ctx, Known, created, existing, tagged};
+use crate::stack::aws::aws_error;
 use crate::stack::spec::{Existing, GENERATED, Kind, Resource, names};
 
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {

@@ -7,9 +7,8 @@
 use anyhow::Context;
 use aws_sdk_elasticache::types::Tag;
 
-use super::{
-    Ctx, Known, Poll, aws_error, created, error_code, existing, id, ids, tagged, wait_for,
-};
+use super::{Ctx, Known, Poll, created, existing, id, ids, tagged, wait_for};
+use crate::stack::aws::{aws_error, error_code};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {
@@ -268,7 +267,7 @@ pub async fn delete_subnet_group(ctx: &Ctx, current: &Existing) -> anyhow::Resul
                 Ok(Poll::Pending("in use by the replication group being deleted".to_owned()))
             }
             // Local AWS stand-ins (moto 5.2.5) lack this call: say so and go on.
-            Err(error) if super::not_implemented(&error) => {
+            Err(error) if crate::stack::aws::not_implemented(&error) => {
                 eprintln!(
                     "accunode: warning: {} left in place: the endpoint does not implement DeleteCacheSubnetGroup",
                     current.name

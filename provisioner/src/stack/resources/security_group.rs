@@ -5,7 +5,8 @@ use anyhow::{Context, bail};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
 use super::network::{ec2_tagged, stack_filter, tag_spec};
-use super::{Ctx, Known, aws_error, created, existing, id};
+use super::{Ctx, Known, created, existing, id};
+use crate::stack::aws::aws_error;
 use crate::stack::spec::{Existing, Kind, Resource};
 
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {

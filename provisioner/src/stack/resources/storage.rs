@@ -12,7 +12,8 @@ use aws_sdk_s3::types::{
     Tag, Tagging, VersioningConfiguration,
 };
 
-use super::{Ctx, aws_error, created, error_code, existing, tagged};
+use super::{Ctx, created, existing, tagged};
+use crate::stack::aws::{aws_error, error_code};
 use crate::stack::spec::{Existing, Kind, Resource, names};
 
 /// The bucket's component name (see `spec::desired`).
