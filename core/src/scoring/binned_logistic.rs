@@ -1,5 +1,5 @@
 //! The `binned_logistic` component: the original AccuNode rule, read from the
-//! original's JSON files (`../shared/models/accunode-v1/*.json`) as they are.
+//! original's JSON files (copied unchanged into `models/accunode-v1-*/`) as they are.
 //!
 //! Each ratio is replaced by the default rate of its bin (`low < x <= high`), a
 //! missing ratio by the feature's Missing rate, and
