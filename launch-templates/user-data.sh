@@ -8,6 +8,7 @@ exec > >(tee -a /var/log/accunode-boot.log) 2>&1
 STACK="{{stack}}"
 REGION="{{region}}"
 BUCKET="{{bucket}}"
+UPLOADS="{{uploads}}"
 BINARY="{{binary}}"
 
 id accunode >/dev/null 2>&1 || useradd --system --home-dir /var/lib/accunode --shell /sbin/nologin accunode
@@ -30,7 +31,12 @@ LOG_FORMAT=json
 # The API is reachable only from the load balancer, whose X-Forwarded-For names
 # the client; rate limits per address need it.
 TRUST_FORWARDED_FOR=true
+# Both binaries publish their CloudWatch metrics (AccuNode/API, AccuNode/Workers)
+# every minute with the dimension Stack=$STACK, which the stack's alarms read.
 CLOUDWATCH_METRICS_SECS=60
+STACK_NAME=$STACK
+# Bulk-upload files: the API writes them there, the workers read them.
+BULK_UPLOAD_PATH=$UPLOADS
 ENV
 umask 022
 

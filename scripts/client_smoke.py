@@ -1,6 +1,7 @@
 """Drives a running AccuNode API through the Python client generated from
 service/openapi.json: register, verify, sign in, create a company, create an
-annual and a quarterly prediction, list them. Exits non-zero on any surprise.
+annual and a quarterly prediction, list them, upload a file of rows and poll
+its job to the end, then read its row errors. Exits non-zero on any surprise.
 
     python client_smoke.py BASE_URL DATABASE_URL
 
@@ -8,25 +9,34 @@ DATABASE_URL is read (with psql) only for the verification token, which the
 API leaves in its email outbox when no mail server is configured.
 """
 
+import io
 import subprocess
 import sys
+import time
 import uuid
 
 from accunode_client import AuthenticatedClient, Client
 from accunode_client.api.auth import login, register, verify_email
 from accunode_client.api.companies import create_company
+from accunode_client.api.jobs import get_job, list_job_errors
 from accunode_client.api.predictions import (
+    bulk_upload,
     create_annual_prediction,
     create_quarterly_prediction,
     list_annual_predictions,
     list_quarterly_predictions,
 )
+from accunode_client.types import File
 from accunode_client.models import (
     AnnualPrediction,
     AnnualPredictionRequest,
+    BulkUploadAccepted,
+    BulkUploadBody,
     Company,
     CreateCompanyRequest,
     ErrorBody,
+    JobView,
+    PredictionType,
     LoginRequest,
     LoginResponse,
     QuarterlyPrediction,
@@ -96,6 +106,27 @@ def main(base_url, database_url):
     assert quarterly_list.total == 1 and quarterly_list.items[0].id == quarterly.id, quarterly_list
     print(f"python client: {email} scored PYCL annual {annual.probability!r} ({annual.risk_level}), "
           f"quarterly {quarterly.probability!r} ({quarterly.risk_level})")
+
+    rows = (b"company_symbol,company_name,reporting_year,long_term_debt_to_total_capital,total_debt_to_ebitda,"
+            b"net_income_margin,ebit_to_interest_expense,return_on_assets\n"
+            b"BLK1,Bulk One,2023,30,2,5,6,4\nBLK2,Bulk Two,2023,120,-1,-30,NM,\nBLK3,Bulk Three,2023,x,1,1,1,1\n")
+    accepted = expect(BulkUploadAccepted, bulk_upload.sync(client=client, body=BulkUploadBody(
+        file=File(payload=io.BytesIO(rows), file_name="smoke.csv", mime_type="text/csv"),
+        prediction_type=PredictionType.ANNUAL,
+    )))
+    assert accepted.total_rows == 3 and accepted.model_id == "accunode-v1-annual", accepted
+    deadline = time.monotonic() + 60
+    while True:
+        job = expect(JobView, get_job.sync(client=client, id=accepted.job_id))
+        if job.status not in ("queued", "processing"):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the bulk job did not finish: {job.to_dict()}")
+        time.sleep(0.2)
+    assert job.status == "completed" and job.succeeded_rows == 2 and job.warned_rows == 1, job.to_dict()
+    errors = list_job_errors.sync(client=client, id=accepted.job_id)
+    assert [(e.row, e.column) for e in errors.items] == [(3, "long_term_debt_to_total_capital")], errors
+    print(f"python client: bulk job completed: {job.total_rows} rows, {job.failed_rows} failed")
 
 
 if __name__ == "__main__":

@@ -177,14 +177,14 @@ stop_postgres() {
   fi
 }
 
-# start_redis DATA_DIR PORT [persist]: a redis-server of our own, daemonised.
+# start_redis DATA_DIR PORT: a redis-server of our own, daemonised, with an
+# append-only file: the bulk queue lives in Redis and must survive a restart.
 start_redis() {
-  local data=$1 port=$2 persist=${3:-}
+  local data=$1 port=$2
   mkdir -p "$data"
   pid_alive "$data/redis.pid" && return
   log "starting Redis on 127.0.0.1:$port"
-  local persistence=(--save "" --appendonly no)
-  [ -z "$persist" ] || persistence=(--save "60 1" --appendonly no)
+  local persistence=(--save "" --appendonly yes --appendfsync everysec)
   redis-server --bind 127.0.0.1 --port "$port" --dir "$data" --daemonize yes \
     --pidfile "$data/redis.pid" --logfile "$data/redis.log" "${persistence[@]}"
   wait_for 20 "Redis" redis-cli -p "$port" ping

@@ -24,10 +24,20 @@ pub enum CacheError {
 
 /// Opens the managed connection; fails when Redis does not answer now.
 pub async fn connect(settings: &RedisSettings) -> Result<ConnectionManager, CacheError> {
+    connect_with_response_timeout(settings, Duration::from_secs(2)).await
+}
+
+/// [`connect`] with a longer wait for answers: a connection of its own for
+/// blocking reads (`XREADGROUP … BLOCK`), which would hold up every other
+/// command on a shared one.
+pub async fn connect_with_response_timeout(
+    settings: &RedisSettings,
+    response_timeout: Duration,
+) -> Result<ConnectionManager, CacheError> {
     let client = redis::Client::open(settings.url.expose_secret()).map_err(CacheError::Url)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(response_timeout))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(1));
     ConnectionManager::new_with_config(client, config)

@@ -6,7 +6,7 @@
 //!
 //! 1. Ratios: each output row resamples one real input row (a bulk-upload file
 //!    such as `data/original-bulk-samples/annual.csv`) whose values are
-//!    all inside the bundle's accepted ranges, and multiplies each present value
+//!    all inside the bundle's fitted ranges, and multiplies each present value
 //!    by `1 + 0.05·N(0, 1)` (clamped back into range). Missing stays Missing, so
 //!    the real missingness pattern is kept.
 //! 2. True probability: `p = 1 / (1 + exp(-(INTERCEPT + Σ WEIGHT·direction·z)))`
@@ -94,6 +94,7 @@ pub fn synthesise(
             .collect();
         if let Some(row) = parsed
             && bundle.validate(&row).is_ok()
+            && !bundle.has_range_warning(&row)
         {
             sources.push(row);
         }

@@ -33,7 +33,7 @@ pub enum ModelCommand {
     /// Write a labelled SEMI-SYNTHETIC data set: real ratios resampled with 5 % jitter,
     /// labels drawn from a known default-probability function (see `true_probability`).
     Synth {
-        /// The bundle whose features and accepted ranges the rows follow.
+        /// The bundle whose features and fitted ranges the rows follow.
         #[arg(long)]
         bundle: PathBuf,
         /// A bulk-upload CSV of real rows to resample, e.g. data/original-bulk-samples/annual.csv.
@@ -184,12 +184,13 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 &format!("--output {}", output.display()),
             )?;
             eprintln!(
-                "scored {} rows with {} {} into {} ({} with an error)",
+                "scored {} rows with {} {} into {} ({} with an error, {} with a fitted-range warning)",
                 summary.rows,
                 loaded.id(),
                 loaded.version(),
                 output.display(),
-                summary.errors
+                summary.errors,
+                summary.warned
             );
         }
         ModelCommand::Synth {

@@ -27,8 +27,8 @@ impl poem_openapi::types::Example for ErrorBody {
             error: "validation_failed".into(),
             message: "The request has 1 invalid field.".into(),
             details: vec![ErrorDetail {
-                field: "body.long_term_debt_to_total_capital".into(),
-                problem: "must be between 0 and 100, got 140".into(),
+                field: "body.reporting_year".into(),
+                problem: "must be a year as YYYY between 1900 and 2200, got \"20x4\"".into(),
             }],
         }
     }
@@ -73,6 +73,9 @@ pub enum ApiError {
     /// The body is larger than this operation accepts.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The body's media type is not one this operation takes.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// One or more fields are invalid; `details` names each.
     #[oai(status = 422)]
     Validation(Json<ErrorBody>),

@@ -9,6 +9,7 @@ use accunode_core::config::Settings;
 use accunode_core::dependencies::Dependencies;
 use accunode_core::scoring::ModelKind;
 use accunode_core::scoring::registry::Models;
+use accunode_core::uploads::UploadStore;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::Cors;
@@ -84,6 +85,20 @@ impl Application {
             )?),
             None => None,
         };
+        let uploads = match &settings.bulk.location {
+            Some(location) => Some(
+                UploadStore::connect(
+                    location.clone(),
+                    settings.aws.endpoint_url.as_deref(),
+                    Some(&settings.aws.region),
+                )
+                .await,
+            ),
+            None => {
+                tracing::info!("BULK_UPLOAD_PATH is unset: bulk uploads answer 503");
+                None
+            }
+        };
         let prediction_cache = PredictionCache::new(
             dependencies.redis.clone(),
             settings.api.prediction_cache_ttl,
@@ -94,6 +109,7 @@ impl Application {
             mailer,
             state: AppState {
                 dependencies,
+                uploads,
                 settings: Arc::new(settings),
                 models: Arc::new(models),
                 sessions: Arc::new(sessions),
@@ -118,7 +134,7 @@ impl Application {
             self.state.settings.models.reload_interval,
         ));
         let metrics = Arc::new(HttpMetrics::new());
-        let publisher = match self.state.settings.api.cloudwatch_interval {
+        let publisher = match self.state.settings.aws.cloudwatch_interval {
             Some(interval) => {
                 let publisher = Publisher::new(&self.state.settings.aws, metrics.clone()).await;
                 Some(tokio::spawn(publisher.run(interval)))

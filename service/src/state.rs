@@ -1,5 +1,6 @@
 //! What every handler can reach through `Data<&AppState>`: connections,
-//! settings, the serving models, sessions, password hashing and the cache.
+//! settings, the serving models, the uploads bucket, sessions, password
+//! hashing and the cache.
 //!
 //! A module of its own so that handlers (`api`) and start-up (`startup`, which
 //! mounts the handlers) do not import each other.
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use accunode_core::config::Settings;
 use accunode_core::dependencies::Dependencies;
 use accunode_core::scoring::registry::Models;
+use accunode_core::uploads::UploadStore;
 
 use crate::auth::password::Passwords;
 use crate::auth::sessions::Sessions;
@@ -17,6 +19,8 @@ use crate::cache::PredictionCache;
 #[derive(Clone)]
 pub struct AppState {
     pub dependencies: Dependencies,
+    /// Where bulk uploads are kept; `None` when `BULK_UPLOAD_PATH` is unset.
+    pub uploads: Option<UploadStore>,
     pub settings: Arc<Settings>,
     /// The bundles serving predictions; swapped by SIGHUP or `MODEL_RELOAD_SECS`.
     pub models: Arc<Models>,

@@ -85,8 +85,9 @@ impl TestDatabase {
         }
     }
 
-    /// Makes the database refuse connections and drops the open ones: to a
-    /// running process it looks exactly like PostgreSQL going away.
+    /// Makes the database refuse connections and drops the open ones (clients'
+    /// only: an autovacuum worker there is the server's own): to a running
+    /// process it looks exactly like PostgreSQL going away.
     pub async fn refuse_connections(&self) {
         let mut admin = PgConnection::connect(&required_env("TEST_DATABASE_URL"))
             .await
@@ -96,11 +97,27 @@ impl TestDatabase {
             .execute(format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS false"#).as_str())
             .await
             .expect("disallow connections");
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-            .bind(name)
-            .execute(&mut admin)
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND backend_type = 'client backend'",
+        )
+        .bind(name)
+        .execute(&mut admin)
+        .await
+        .expect("terminate the open connections");
+    }
+
+    /// Lets connections in again after [`Self::refuse_connections`]: to a
+    /// running process it looks like PostgreSQL coming back.
+    pub async fn allow_connections(&self) {
+        let mut admin = PgConnection::connect(&required_env("TEST_DATABASE_URL"))
             .await
-            .expect("terminate the open connections");
+            .expect("connect to the test PostgreSQL server");
+        let name = &self.name;
+        admin
+            .execute(format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS true"#).as_str())
+            .await
+            .expect("allow connections");
     }
 }
 
@@ -121,14 +138,34 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on any free port.
     pub async fn start() -> Self {
-        Self::start_on(free_port()).await
+        let port = free_port();
+        // A new server starts empty, whatever an earlier run left on this port.
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("accunode-test-redis-{port}")),
+        );
+        Self::start_on(port).await
     }
 
-    /// Starts a server on `port`, e.g. to bring a stopped one back.
+    /// Starts a server on `port`, e.g. to bring a stopped one back: with an
+    /// append-only file in a folder named after the port, so a server brought
+    /// back on the same port has the data of the one that stopped, as the
+    /// scripts' Redis does.
     pub async fn start_on(port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("accunode-test-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("create the Redis data folder");
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

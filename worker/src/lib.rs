@@ -1,11 +1,16 @@
-//! The AccuNode worker: the process that will score bulk uploads from the Redis queue.
+//! The AccuNode worker: scores bulk uploads from the Redis queue ([`jobs`]).
 //!
-//! Job processing arrives with the bulk-upload work. What runs today is the
-//! process around it: it connects to PostgreSQL and Redis, applies migrations,
-//! checks both dependencies every heartbeat interval, publishes the result as a
-//! heartbeat key in Redis (`accunode:workers:<id>`, expiring after three missed
-//! beats) and on `GET /health` (127.0.0.1 only), and stops cleanly on a signal,
-//! deleting its heartbeat.
+//! Around the job slots: it connects to PostgreSQL and Redis, applies
+//! migrations, checks both dependencies every heartbeat interval, publishes
+//! the result as a heartbeat key in Redis (`accunode:workers:<id>`, expiring
+//! after three missed beats; the queue's consumer has the same name, so other
+//! workers know when its chunks are orphaned) and on `GET /health`, shows its
+//! counters on `GET /metrics` (both 127.0.0.1 only), publishes them to
+//! CloudWatch ([`metrics`]), and stops cleanly on a signal: slots finish the
+//! chunk they are scoring, then the heartbeat is deleted.
+
+pub mod jobs;
+pub mod metrics;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,6 +20,8 @@ use std::time::Duration;
 use accunode_core::config::Settings;
 use accunode_core::dependencies::Dependencies;
 use accunode_core::health::HealthReport;
+use accunode_core::scoring::registry::PinnedBundles;
+use accunode_core::uploads::UploadStore;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
@@ -23,18 +30,22 @@ use poem::web::{Data, Json};
 use poem::{EndpointExt, IntoResponse, Route, Server, handler};
 use serde::Serialize;
 
+use crate::jobs::JobRunner;
+use crate::metrics::WorkerMetrics;
+
 /// Prefix of the heartbeat keys; the rest of the key is the worker id.
 pub const HEARTBEAT_KEY_PREFIX: &str = "accunode:workers:";
 
 /// A heartbeat outlives this many missed beats before Redis expires it.
 const MISSED_BEATS_BEFORE_EXPIRY: u32 = 3;
 
-/// What the worker shares between its heartbeat loop and its health endpoint.
+/// What the worker shares between its heartbeat loop and its endpoints.
 #[derive(Clone)]
 struct WorkerState {
     id: Arc<str>,
     started_at: DateTime<Utc>,
     dependencies: Dependencies,
+    metrics: Arc<WorkerMetrics>,
 }
 
 /// What `GET /health` and the heartbeat key hold.
@@ -69,6 +80,9 @@ pub struct Worker {
     heartbeat_interval: Duration,
     health_acceptor: TcpAcceptor,
     health_address: SocketAddr,
+    /// `None` when `BULK_UPLOAD_PATH` is unset: no jobs to read files of.
+    jobs: Option<Arc<JobRunner>>,
+    cloudwatch: Option<(Duration, aws_sdk_cloudwatch::Client, Option<String>)>,
 }
 
 impl Worker {
@@ -84,15 +98,63 @@ impl Worker {
             .first()
             .and_then(|addr| addr.as_socket_addr().copied())
             .context("the health listener reported no local address")?;
+        let id: Arc<str> = worker_id().into();
+        let metrics = Arc::new(WorkerMetrics::default());
+        let aws = &settings.aws;
+        let jobs = match &settings.bulk.location {
+            Some(location) => Some(Arc::new(JobRunner {
+                pool: dependencies.pool.clone(),
+                redis: settings.redis.clone(),
+                store: UploadStore::connect(
+                    location.clone(),
+                    aws.endpoint_url.as_deref(),
+                    Some(&aws.region),
+                )
+                .await,
+                bundles: PinnedBundles::connect(&settings.models, aws).await,
+                worker_id: id.clone(),
+                concurrency: settings.worker.concurrency,
+                prefetch: settings.worker.prefetch,
+                chunk_time_limit: settings.worker.chunk_time_limit,
+                max_deliveries: settings.worker.max_deliveries,
+                metrics: metrics.clone(),
+                in_progress: Default::default(),
+            })),
+            None => {
+                tracing::warn!("BULK_UPLOAD_PATH is unset: this worker takes no bulk jobs");
+                None
+            }
+        };
+        let cloudwatch = match aws.cloudwatch_interval {
+            Some(interval) => {
+                let config =
+                    accunode_core::aws::sdk_config(aws.endpoint_url.as_deref(), Some(&aws.region))
+                        .await;
+                if aws.stack_name.is_none() {
+                    tracing::warn!(
+                        "STACK_NAME is unset: worker metrics are published without the Stack dimension the stack's alarms read"
+                    );
+                }
+                Some((
+                    interval,
+                    aws_sdk_cloudwatch::Client::new(&config),
+                    aws.stack_name.clone(),
+                ))
+            }
+            None => None,
+        };
         Ok(Self {
             state: WorkerState {
-                id: worker_id().into(),
+                id,
                 started_at: Utc::now(),
                 dependencies,
+                metrics,
             },
             heartbeat_interval: settings.worker.heartbeat_interval,
             health_acceptor,
             health_address,
+            jobs,
+            cloudwatch,
         })
     }
 
@@ -116,12 +178,15 @@ impl Worker {
             heartbeat_interval,
             health_acceptor,
             health_address,
+            jobs,
+            cloudwatch,
         } = self;
         tracing::info!(worker_id = %state.id, health = %health_address, "worker started");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let health_server = {
             let app = Route::new()
                 .at("/health", health_endpoint)
+                .at("/metrics", metrics_endpoint)
                 .data(state.clone());
             let mut stop = stop_rx.clone();
             tokio::spawn(
@@ -134,10 +199,30 @@ impl Worker {
                 ),
             )
         };
-        let heartbeat = tokio::spawn(heartbeat_loop(state.clone(), heartbeat_interval, stop_rx));
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            state.clone(),
+            heartbeat_interval,
+            stop_rx.clone(),
+        ));
+        let runner = jobs.map(|jobs| tokio::spawn(jobs.run(stop_rx.clone())));
+        let publisher = cloudwatch.map(|(interval, client, stack)| {
+            tokio::spawn(publish_loop(
+                state.metrics.clone(),
+                interval,
+                client,
+                stack,
+                stop_rx,
+            ))
+        });
 
         shutdown.await;
         let _ = stop_tx.send(true);
+        if let Some(runner) = runner {
+            runner.await.context("the job runner panicked")??;
+        }
+        if let Some(publisher) = publisher {
+            publisher.await.context("the metrics publisher panicked")?;
+        }
         heartbeat.await.context("the heartbeat task panicked")?;
         health_server
             .await
@@ -170,6 +255,41 @@ async fn health_endpoint(state: Data<&WorkerState>) -> poem::Response {
     Json(state.health(&report))
         .with_status(status)
         .into_response()
+}
+
+#[handler]
+async fn metrics_endpoint(state: Data<&WorkerState>) -> poem::Response {
+    state
+        .metrics
+        .prometheus()
+        .with_content_type("text/plain; version=0.0.4")
+        .into_response()
+}
+
+/// Publishes the worker's metrics every `interval`; a failed publication is
+/// logged and its interval's change goes with the next one.
+async fn publish_loop(
+    metrics: Arc<WorkerMetrics>,
+    interval: Duration,
+    client: aws_sdk_cloudwatch::Client,
+    stack: Option<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut published = metrics.totals();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let now = metrics.totals();
+        let points = metrics::data_points(published, now);
+        match metrics::publish(&client, stack.as_deref(), &points).await {
+            Ok(()) => published = now,
+            Err(error) => tracing::warn!(%error, "cannot publish the worker's metrics"),
+        }
+    }
 }
 
 /// Checks the dependencies and renews the heartbeat every `interval`, logging

@@ -11,13 +11,24 @@ use clap::{Parser, Subcommand};
 
 const PROGRAM: &str = "accunode-worker";
 
-/// The AccuNode worker.
+/// The AccuNode worker: scores bulk uploads.
 ///
-/// Not yet processing jobs: bulk-upload scoring arrives with its own issue.
-/// Today it connects to PostgreSQL and Redis, applies migrations, reports its
-/// health on http://127.0.0.1:WORKER_HEALTH_PORT/health and as a heartbeat key
-/// `accunode:workers:<host>-<pid>` in Redis, and stops cleanly on SIGTERM.
-/// Configuration is shared with accunode-api (`accunode-worker config` lists it).
+/// Job flow: accunode-api stores an accepted file under BULK_UPLOAD_PATH and
+/// queues one entry per chunk of BULK_CHUNK_ROWS rows on the Redis stream
+/// `accunode:bulk:chunks`. WORKER_CONCURRENCY slots each take WORKER_PREFETCH
+/// entries at a time (consumer group `accunode-workers`), read the chunk's rows
+/// from the bucket, validate and score them with the bundle recorded on the
+/// job, and commit predictions, row errors and progress in one PostgreSQL
+/// transaction before acknowledging the entry: a chunk is written once however
+/// often it is delivered. Failed chunks are retried (each retry a delivery);
+/// after WORKER_MAX_DELIVERIES one goes to `accunode:bulk:dead-letter` and its
+/// job fails. Chunks of a worker whose heartbeat is gone are claimed at once;
+/// a chunk past WORKER_CHUNK_TIME_LIMIT_SECS is abandoned and claimed.
+///
+/// Health on http://127.0.0.1:WORKER_HEALTH_PORT/health, counters on /metrics,
+/// a heartbeat key `accunode:workers:<host>-<pid>` in Redis; SIGTERM finishes
+/// the chunks being scored, then stops. Configuration is shared with
+/// accunode-api (`accunode-worker config` lists it).
 #[derive(Parser)]
 #[command(name = PROGRAM, version)]
 struct Cli {

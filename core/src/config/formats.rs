@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{AppEnv, LogFormat, ModelRef, ModelSource, redact_url};
+use super::{AppEnv, LogFormat, ModelRef, ModelSource, UploadLocation, redact_url};
 
 /// What a format reads and how it is shown.
 pub(super) trait Format {
@@ -141,6 +141,7 @@ unranged_formats! {
     LogFormat => "log format",
     ModelSource => "folder or s3:// URL",
     ModelRef => "bundle id[@version]",
+    UploadLocation => "s3:// URL",
 }
 
 /// A number of seconds, read as a [`Duration`].

@@ -19,7 +19,7 @@ use super::formats::{
     Bounds, EndpointUrl, Format, LogFilter, Origins, PostgresUrl, RedisUrl, Seconds, SecondsOrOff,
     Secrecy, SecretText, SmtpUrl,
 };
-use super::{AppEnv, DEVELOPMENT_JWT_SECRET, LogFormat, ModelRef, ModelSource};
+use super::{AppEnv, DEVELOPMENT_JWT_SECRET, LogFormat, ModelRef, ModelSource, UploadLocation};
 use DefaultValue::{Always, ProductionOr, Unset};
 
 /// A key's default, which may depend on the deployment.
@@ -218,7 +218,41 @@ declare_keys! {
         default: Always("1000"),
         range: 0..=100_000_000,
         read_by: Api,
-        help: "most predictions one user may create",
+        help: "most predictions one user may create one at a time (bulk jobs are bounded by BULK_MAX_ROWS)",
+    }
+    ENABLE_BULK_UPLOAD: bool {
+        default: Always("true"),
+        read_by: Api,
+        help: "accept bulk uploads (POST /api/v1/predictions/bulk-upload)",
+    }
+    BULK_UPLOAD_PATH: UploadLocation {
+        default: Unset,
+        read_by: Both,
+        help: "where uploaded files are kept, s3://bucket/prefix (the stack's bucket, prefix uploads); unset: bulk upload answers 503",
+    }
+    BULK_UPLOAD_MAX_SIZE_MB: u32 {
+        default: Always("50"),
+        range: 1..=2048,
+        read_by: Api,
+        help: "largest bulk upload file, in MB",
+    }
+    BULK_MAX_ROWS: u32 {
+        default: Always("1000000"),
+        range: 1..=10_000_000,
+        read_by: Api,
+        help: "most data rows in one bulk upload",
+    }
+    BULK_UPLOADS_PER_HOUR: u32 {
+        default: Always("20"),
+        range: 1..=1_000_000,
+        read_by: Api,
+        help: "bulk uploads per hour per user",
+    }
+    BULK_CHUNK_ROWS: u32 {
+        default: Always("5000"),
+        range: 100..=1_000_000,
+        read_by: Api,
+        help: "rows per chunk, the unit of work a worker takes from the queue",
     }
     PREDICTION_CACHE_TTL_SECS: Seconds {
         default: Always("3600"),
@@ -239,8 +273,8 @@ declare_keys! {
     CLOUDWATCH_METRICS_SECS: SecondsOrOff {
         default: Always("0"),
         range: 0..=3600,
-        read_by: Api,
-        help: "publish ActiveConnections, ResponseTime and RequestCount to CloudWatch (AccuNode/API) this often (0: off)",
+        read_by: Both,
+        help: "publish the API's (AccuNode/API) and the worker's (AccuNode/Workers) CloudWatch metrics this often (0: off)",
     }
     DATABASE_URL: PostgresUrl {
         default: ProductionOr {
@@ -274,7 +308,7 @@ declare_keys! {
     }
     ML_MODEL_PATH: ModelSource {
         default: Always("models"),
-        read_by: Api,
+        read_by: Both,
         help: "folder of model bundles, or the model bucket as s3://bucket/prefix",
     }
     ANNUAL_MODEL: ModelRef {
@@ -295,12 +329,12 @@ declare_keys! {
     }
     AWS_ENDPOINT_URL: EndpointUrl {
         default: Unset,
-        read_by: Api,
+        read_by: Both,
         help: "local AWS endpoint (moto); unset for AWS itself",
     }
     AWS_REGION: String {
         default: Always("us-east-1"),
-        read_by: Api,
+        read_by: Both,
         help: "AWS region",
     }
     LOG_FORMAT: LogFormat {
@@ -316,13 +350,42 @@ declare_keys! {
     WORKER_HEALTH_PORT: u16 {
         default: Always("8001"),
         read_by: Worker,
-        help: "port of the worker's /health (0: any free port)",
+        help: "port of the worker's /health and /metrics, on 127.0.0.1 (0: any free port)",
     }
     WORKER_HEARTBEAT_SECS: Seconds {
         default: Always("10"),
         range: 1..=300,
         read_by: Worker,
         help: "how often the worker checks its dependencies",
+    }
+    WORKER_CONCURRENCY: u32 {
+        default: Always("4"),
+        range: 1..=64,
+        read_by: Worker,
+        help: "chunks one worker process scores at once",
+    }
+    WORKER_PREFETCH: u32 {
+        default: Always("1"),
+        range: 1..=16,
+        read_by: Worker,
+        help: "chunks each of the worker's slots takes from the queue at a time",
+    }
+    WORKER_CHUNK_TIME_LIMIT_SECS: Seconds {
+        default: Always("300"),
+        range: 5..=3600,
+        read_by: Worker,
+        help: "a chunk running longer is abandoned; a chunk idle this long in another worker's hands is claimed",
+    }
+    WORKER_MAX_DELIVERIES: u32 {
+        default: Always("5"),
+        range: 1..=100,
+        read_by: Worker,
+        help: "deliveries of one chunk before it goes to the dead-letter stream and its job fails",
+    }
+    STACK_NAME: String {
+        default: Unset,
+        read_by: Both,
+        help: "the stack this server belongs to: the Stack dimension of its CloudWatch metrics",
     }
 }
 

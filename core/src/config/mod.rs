@@ -87,6 +87,7 @@ pub struct Settings {
     pub jwt_secret_key: SecretString,
     pub models: ModelSettings,
     pub aws: AwsSettings,
+    pub bulk: BulkSettings,
     pub log: LogSettings,
     pub worker: WorkerSettings,
 }
@@ -106,8 +107,6 @@ pub struct ApiSettings {
     pub features: FeatureFlags,
     /// How long a read prediction stays in the Redis cache.
     pub prediction_cache_ttl: Duration,
-    /// Publish the seeds' custom metrics to CloudWatch this often; `None`: off.
-    pub cloudwatch_interval: Option<Duration>,
     /// Where mail is delivered; `None`: it stays in the outbox table.
     pub smtp_url: Option<SecretString>,
     pub email_from: String,
@@ -241,6 +240,46 @@ pub struct AwsSettings {
     /// A local endpoint (moto) instead of AWS; `None` means the real AWS endpoints.
     pub endpoint_url: Option<String>,
     pub region: String,
+    /// Publish the seeds' custom metrics to CloudWatch this often; `None`: off.
+    pub cloudwatch_interval: Option<Duration>,
+    /// The `Stack` dimension of every published metric, so that two stacks in
+    /// one account never add to one series.
+    pub stack_name: Option<String>,
+}
+
+/// Bulk uploads: what the API accepts and how it splits the work.
+#[derive(Debug, Clone)]
+pub struct BulkSettings {
+    pub enabled: bool,
+    /// `None`: not configured, uploads answer 503.
+    pub location: Option<UploadLocation>,
+    pub max_size_bytes: u64,
+    pub max_rows: u32,
+    pub uploads_per_hour: u32,
+    pub chunk_rows: u32,
+}
+
+/// `BULK_UPLOAD_PATH`: the bucket and prefix uploaded files are kept under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadLocation(pub crate::scoring::store::S3Location);
+
+impl FromStr for UploadLocation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if !text.starts_with("s3://") || text.trim_end_matches('/').matches('/').count() < 3 {
+            return Err("must be s3://bucket/prefix".into());
+        }
+        crate::scoring::store::S3Location::parse(text)
+            .map(Self)
+            .map_err(|error| error.to_string())
+    }
+}
+
+impl fmt::Display for UploadLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -252,10 +291,18 @@ pub struct LogSettings {
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Port of the worker's `/health` endpoint; `0` picks a free one.
+    /// Port of the worker's `/health` and `/metrics`; `0` picks a free one.
     pub health_port: u16,
     /// How often the worker checks its dependencies and renews its heartbeat.
     pub heartbeat_interval: Duration,
+    /// Chunks scored at once.
+    pub concurrency: u32,
+    /// Chunks each slot reads from the queue at a time.
+    pub prefetch: u32,
+    /// A chunk running longer is abandoned; one idle longer elsewhere is claimed.
+    pub chunk_time_limit: Duration,
+    /// Deliveries of one chunk before it is dead-lettered.
+    pub max_deliveries: u32,
 }
 
 /// Where a value came from, named in errors and in `config` listings.
@@ -353,7 +400,6 @@ impl Settings {
                     max_predictions_per_user: layers.get(&keys::MAX_PREDICTIONS_PER_USER)?,
                 },
                 prediction_cache_ttl: layers.get(&keys::PREDICTION_CACHE_TTL_SECS)?,
-                cloudwatch_interval: layers.get(&keys::CLOUDWATCH_METRICS_SECS)?,
                 smtp_url: layers.get_optional(&keys::SMTP_URL)?,
                 email_from: layers.get(&keys::EMAIL_FROM)?,
             },
@@ -375,6 +421,16 @@ impl Settings {
             aws: AwsSettings {
                 endpoint_url: layers.get_optional(&keys::AWS_ENDPOINT_URL)?,
                 region: layers.get(&keys::AWS_REGION)?,
+                cloudwatch_interval: layers.get(&keys::CLOUDWATCH_METRICS_SECS)?,
+                stack_name: layers.get_optional(&keys::STACK_NAME)?,
+            },
+            bulk: BulkSettings {
+                enabled: layers.get(&keys::ENABLE_BULK_UPLOAD)?,
+                location: layers.get_optional(&keys::BULK_UPLOAD_PATH)?,
+                max_size_bytes: u64::from(layers.get(&keys::BULK_UPLOAD_MAX_SIZE_MB)?) << 20,
+                max_rows: layers.get(&keys::BULK_MAX_ROWS)?,
+                uploads_per_hour: layers.get(&keys::BULK_UPLOADS_PER_HOUR)?,
+                chunk_rows: layers.get(&keys::BULK_CHUNK_ROWS)?,
             },
             log: LogSettings {
                 format: layers.get(&keys::LOG_FORMAT)?,
@@ -383,6 +439,10 @@ impl Settings {
             worker: WorkerSettings {
                 health_port: layers.get(&keys::WORKER_HEALTH_PORT)?,
                 heartbeat_interval: layers.get(&keys::WORKER_HEARTBEAT_SECS)?,
+                concurrency: layers.get(&keys::WORKER_CONCURRENCY)?,
+                prefetch: layers.get(&keys::WORKER_PREFETCH)?,
+                chunk_time_limit: layers.get(&keys::WORKER_CHUNK_TIME_LIMIT_SECS)?,
+                max_deliveries: layers.get(&keys::WORKER_MAX_DELIVERIES)?,
             },
         };
         settings.check_production(&layers)?;

@@ -58,3 +58,7 @@ uuid_id!(
     /// A sign-in session, one refresh-token family (`sessions.id`).
     SessionId
 );
+uuid_id!(
+    /// A bulk scoring job (`bulk_jobs.id`).
+    JobId
+);

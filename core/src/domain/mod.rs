@@ -9,6 +9,7 @@
 //! - [`email`]: one-time e-mail tokens and the outbox of mail to send.
 //! - [`companies`], [`predictions`]: the scored data, within the caller's scopes.
 
+pub mod bulk;
 pub mod companies;
 pub mod email;
 pub mod ids;
@@ -24,7 +25,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-pub use self::ids::{CompanyId, OrganizationId, PredictionId, SessionId, UserId};
+pub use self::ids::{CompanyId, JobId, OrganizationId, PredictionId, SessionId, UserId};
 pub use self::tenancy::{AccessLevel, Caller, Role, WriteScope, scope_key};
 
 /// Why a domain operation did not happen. Rows the caller may not see are

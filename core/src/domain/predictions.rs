@@ -22,14 +22,14 @@ use crate::scoring::features::standard_features;
 use crate::scoring::{Bundle, DetailedScore, ModelKind, RiskLevel, ScoringError};
 
 /// The table of a kind.
-fn table(kind: ModelKind) -> &'static str {
+pub(crate) fn table(kind: ModelKind) -> &'static str {
     match kind {
         ModelKind::Annual => "annual_predictions",
         ModelKind::Quarterly => "quarterly_predictions",
     }
 }
 
-fn kind_name(kind: ModelKind) -> &'static str {
+pub(crate) fn kind_name(kind: ModelKind) -> &'static str {
     match kind {
         ModelKind::Annual => "annual",
         ModelKind::Quarterly => "quarterly",
@@ -97,6 +97,9 @@ pub struct Prediction {
     pub confidence: f64,
     /// Each component's probability, by component name.
     pub components: Vec<(String, f64)>,
+    /// One [`RangeWarning`](crate::scoring::RangeWarning) text per ratio
+    /// outside the range the model was fitted on (scored all the same).
+    pub warnings: Vec<String>,
     pub model_id: String,
     pub model_version: String,
     pub access_level: AccessLevel,
@@ -133,6 +136,7 @@ pub struct NewPredictionInput {
 struct NewPrediction<'a> {
     input: &'a NewPredictionInput,
     scored: DetailedScore,
+    warnings: Vec<String>,
     model_id: &'a str,
     model_version: &'a str,
 }
@@ -159,8 +163,8 @@ fn select_from(kind: ModelKind, source: &str, extra: &str) -> String {
         .join(", ");
     format!(
         "SELECT p.id, p.reporting_year, p.reporting_quarter, {ratios}, p.probability, p.risk_level, \
-         p.confidence, p.component_probabilities, p.model_id, p.model_version, p.access_level, \
-         p.organization_id, p.created_by, p.created_at, p.updated_at, \
+         p.confidence, p.component_probabilities, p.warnings, p.model_id, p.model_version, \
+         p.access_level, p.organization_id, p.created_by, p.created_at, p.updated_at, \
          c.id AS company_id, c.symbol AS company_symbol, c.name AS company_name, \
          c.sector AS company_sector, c.market_cap AS company_market_cap{extra} \
          FROM {source} p JOIN companies c ON c.id = p.company_id"
@@ -197,6 +201,7 @@ impl Prediction {
             risk_level: parse_column(row, "risk_level")?,
             confidence: row.try_get("confidence")?,
             components: components.0.into_iter().collect(),
+            warnings: row.try_get("warnings")?,
             model_id: row.try_get("model_id")?,
             model_version: row.try_get("model_version")?,
             access_level: parse_column(row, "access_level")?,
@@ -209,8 +214,9 @@ impl Prediction {
 }
 
 /// Scores `input` with `bundle` and stores the prediction in the caller's
-/// write scope (see [`store`]): ratios are checked to be finite and in the
-/// bundle's ranges, the bundle's id and version are stored with the score.
+/// write scope (see [`store`]): ratios are checked to be finite, a ratio
+/// outside its fitted range is scored and stored with its warning, the bundle's
+/// id and version are stored with the score.
 /// `max_per_user` bounds how many predictions one user may have created.
 pub async fn score_and_store(
     pool: &PgPool,
@@ -219,18 +225,24 @@ pub async fn score_and_store(
     input: &NewPredictionInput,
     max_per_user: i64,
 ) -> Result<Prediction, DomainError> {
-    let scored = score(bundle, input)?;
+    let (scored, warnings) = score(bundle, input)?;
     let prediction = NewPrediction {
         input,
         scored,
+        warnings,
         model_id: bundle.id(),
         model_version: bundle.version(),
     };
     store(pool, caller, &prediction, max_per_user).await
 }
 
-/// Scores `input` with `bundle`, taking its ratios in the bundle's feature order.
-fn score(bundle: &Bundle, input: &NewPredictionInput) -> Result<DetailedScore, DomainError> {
+/// Scores `input` with `bundle`, taking its ratios in the bundle's feature
+/// order; also the texts of its fitted-range warnings. Every finite ratio is
+/// scored; only a non-finite one is refused.
+fn score(
+    bundle: &Bundle,
+    input: &NewPredictionInput,
+) -> Result<(DetailedScore, Vec<String>), DomainError> {
     let kind = input.kind;
     if bundle.manifest().kind != kind {
         return Err(DomainError::Unscorable(format!(
@@ -270,17 +282,19 @@ fn score(bundle: &Bundle, input: &NewPredictionInput) -> Result<DetailedScore, D
         }
         row.push(value.unwrap_or(f64::NAN));
     }
-    bundle.score(&row).map_err(|error| match error {
-        ScoringError::OutOfRange {
-            feature,
-            value,
-            range,
-        } => DomainError::InvalidRatio {
+    let scored = bundle.score(&row).map_err(|error| match error {
+        ScoringError::NotFinite { feature, .. } => DomainError::InvalidRatio {
             ratio: feature,
-            problem: format!("must be {range}, got {value}"),
+            problem: "must be a finite number".into(),
         },
         other => DomainError::Unscorable(other.to_string()),
-    })
+    })?;
+    let warnings = bundle
+        .range_warnings(&row)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Ok((scored, warnings))
 }
 
 /// Stores a scored prediction in the caller's write scope, creating or reusing
@@ -301,9 +315,12 @@ async fn store(
         .bind(caller.user_id)
         .execute(&mut *tx)
         .await?;
+    // Single predictions only: a bulk job is bounded by BULK_MAX_ROWS instead.
     let count: i64 = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM annual_predictions WHERE created_by = $1) \
-              + (SELECT count(*) FROM quarterly_predictions WHERE created_by = $1)",
+        "SELECT (SELECT count(*) FROM annual_predictions \
+                 WHERE created_by = $1 AND bulk_job_id IS NULL) \
+              + (SELECT count(*) FROM quarterly_predictions \
+                 WHERE created_by = $1 AND bulk_job_id IS NULL)",
     )
     .bind(caller.user_id)
     .fetch_one(&mut *tx)
@@ -317,14 +334,15 @@ async fn store(
     let scope = caller.write_scope();
     let names = ratio_names(kind);
     let placeholders = (0..names.len())
-        .map(|i| format!("${}", i + 13))
+        .map(|i| format!("${}", i + 14))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
         "INSERT INTO {} (company_id, reporting_year, reporting_quarter, probability, risk_level, \
          confidence, component_probabilities, model_id, model_version, access_level, \
-         organization_id, created_by, {}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {placeholders}) RETURNING id",
+         organization_id, created_by, warnings, {}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, {placeholders}) \
+         RETURNING id",
         table(kind),
         names.join(", ")
     );
@@ -348,7 +366,8 @@ async fn store(
         .bind(prediction.model_version)
         .bind(scope.access_level.as_str())
         .bind(scope.organization_id)
-        .bind(caller.user_id);
+        .bind(caller.user_id)
+        .bind(&prediction.warnings);
     for ratio in &input.ratios {
         insert = insert.bind(*ratio);
     }

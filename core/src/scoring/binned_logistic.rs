@@ -5,12 +5,13 @@
 //! missing ratio by the feature's Missing rate, and
 //! `p = 1 / (1 + exp(-(Σ coefficient_i · rate_i + intercept)))`.
 //!
-//! One deliberate difference from the original: a value above the last bin's
-//! upper bound takes the last bin's rate, where the original jumped to the
-//! first bin's (so `ebit_to_interest_expense = 1e8` scored as the worst
-//! coverage). A value at or below the first bin's lower bound takes the first
-//! bin's rate, as in the original (so `0` for long-term debt / total capital
-//! takes the first bin).
+//! Every finite value has a bin, whether or not it is inside the range the
+//! bundle was fitted on: a value at or below a finite first lower bound takes
+//! the first bin's rate, as in the original (so `0`, or `-40` from negative
+//! equity, for long-term debt / total capital takes the first bin), and a value
+//! above a finite last upper bound takes the last bin's rate. The latter is one
+//! deliberate difference from the original, which jumped to the first bin's (so
+//! `ebit_to_interest_expense = 1e8` scored as the worst coverage).
 
 use serde::Deserialize;
 
@@ -76,7 +77,8 @@ impl Feature {
             return self.missing_term;
         }
         // The first bin whose upper bound is >= value: contiguous bins make that
-        // the bin with `low < value <= high`. Past the last bound, the last bin.
+        // the bin with `low < value <= high`, and the first bin for any value at
+        // or below its lower bound. Past the last bound, the last bin.
         let index = self.upper_bounds.partition_point(|high| *high < value);
         self.bin_terms[index.min(self.bin_terms.len() - 1)]
     }
@@ -173,5 +175,54 @@ impl BinnedLogistic {
             .map(|(feature, value)| feature.term(*value))
             .sum();
         1.0 / (1.0 + (-(linear + self.intercept)).exp())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One feature with finite outer edges: (0, 10] 0.1, (10, 20] 0.2,
+    /// (20, 30] 0.3, Missing 0.5; coefficient 1, intercept 0.
+    fn bounded() -> BinnedLogistic {
+        let json = serde_json::json!({
+            "feature_order": ["ratio"],
+            "coefficients": [1.0],
+            "intercept": 0.0,
+            "features": [{
+                "name": "ratio",
+                "coefficient": 1.0,
+                "missing_rate": 0.5,
+                "bins": [
+                    { "low": 0.0, "high": 10.0, "rate": 0.1 },
+                    { "low": 10.0, "high": 20.0, "rate": 0.2 },
+                    { "low": 20.0, "high": 30.0, "rate": 0.3 },
+                ],
+            }],
+        });
+        BinnedLogistic::from_original_json(&serde_json::from_value(json).unwrap()).unwrap()
+    }
+
+    fn logistic(rate: f64) -> f64 {
+        1.0 / (1.0 + (-rate).exp())
+    }
+
+    #[test]
+    fn values_beyond_finite_outer_edges_take_the_first_and_last_bins() {
+        let model = bounded();
+        let p = |value: f64| model.probability(&[value]);
+        // Inside the bins, each its own rate.
+        assert_eq!(p(5.0), logistic(0.1));
+        assert_eq!(p(15.0), logistic(0.2));
+        assert_eq!(p(30.0), logistic(0.3));
+        assert_eq!(p(f64::NAN), logistic(0.5));
+        // At and below the first lower edge, far below too: the first bin.
+        for below in [0.0, -0.001, -40.0, -1e12, f64::MIN] {
+            assert_eq!(p(below), logistic(0.1), "{below}");
+        }
+        // Above the last upper edge, far above too: the last bin.
+        for above in [30.001, 113.5, 1e12, f64::MAX] {
+            assert_eq!(p(above), logistic(0.3), "{above}");
+        }
     }
 }

@@ -4,13 +4,17 @@
 //! as the bundle names them (surrounding spaces ignored; the original's sample
 //! files load as they are). The output is every input row, unchanged, followed
 //! by `probability` (full precision), `risk_level`, `confidence`, one
-//! `<component>_probability` per component, `model_id`, `model_version` and
-//! `error`. A row that cannot be scored keeps its place, with only `error` set;
-//! it never stops the run. Rows are read and written as a stream and scored
-//! [`BATCH_ROWS`] at a time with [`Bundle::score_batch`], so memory does not
-//! grow with the file. This is the one implementation behind
+//! `<component>_probability` per component, `model_id`, `model_version`,
+//! `warnings` and `error`. A ratio outside its fitted range is scored, and its
+//! [`RangeWarning`](super::RangeWarning) goes in `warnings` (`;` between
+//! several, empty when none). A row that cannot be scored (text that is not a
+//! number, an infinite value, the wrong number of fields) keeps its place, with
+//! only `error` set; it never stops the run. Rows are read and written as a
+//! stream and scored [`BATCH_ROWS`] at a time with [`Bundle::score_batch`], so
+//! memory does not grow with the file. This is the one implementation behind
 //! `accunode model score` and the worker's bulk scoring.
 
+use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -21,11 +25,13 @@ use super::{BatchError, BatchOutput, Bundle};
 /// component runs over many rows at once, small enough to stay in cache.
 pub const BATCH_ROWS: usize = 4096;
 
-/// How many rows were read and how many carry an error.
+/// How many rows were read, how many carry an error, and how many were scored
+/// with a fitted-range warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScoreSummary {
     pub rows: usize,
     pub errors: usize,
+    pub warned: usize,
 }
 
 /// Why a file could not be scored. Row problems are not errors: they go in
@@ -157,7 +163,7 @@ impl<R: io::Read> Layout<R> {
                 .component_names()
                 .map(|name| format!("{name}_probability")),
         );
-        added.extend(["model_id", "model_version", "error"].map(str::to_owned));
+        added.extend(["model_id", "model_version", "warnings", "error"].map(str::to_owned));
         if let Some(clash) = added
             .iter()
             .find(|name| headers.iter().any(|h| h.trim() == name.as_str()))
@@ -194,7 +200,11 @@ impl<R: io::Read> Layout<R> {
                     .chain(self.added.iter().map(String::as_str)),
             )
             .map_err(write_error)?;
-        let mut summary = ScoreSummary { rows: 0, errors: 0 };
+        let mut summary = ScoreSummary {
+            rows: 0,
+            errors: 0,
+            warned: 0,
+        };
         let mut batch = Batch::new(bundle.feature_count());
         let mut record = csv::StringRecord::new();
         loop {
@@ -210,8 +220,10 @@ impl<R: io::Read> Layout<R> {
                 batch.push(bundle, &record, self.headers.len(), &self.feature_columns);
             }
             if batch.len() == BATCH_ROWS || (!more && batch.len() > 0) {
-                summary.errors +=
+                let (errors, warned) =
                     batch.write(bundle, &mut writer, self.added.len(), output_name)?;
+                summary.errors += errors;
+                summary.warned += warned;
             }
             if !more {
                 break;
@@ -226,10 +238,13 @@ impl<R: io::Read> Layout<R> {
 }
 
 /// Up to [`BATCH_ROWS`] input rows: their text as read, and either a parsed
-/// feature row (scored together) or the problem that stops it being scored.
+/// feature row (scored together) with its warnings or the problem that stops
+/// it being scored.
 struct Batch {
     fields: Vec<Vec<String>>,
     problems: Vec<Option<String>>,
+    /// The `warnings` cell of each row: empty (no allocation) for most.
+    warnings: Vec<String>,
     valid_rows: Vec<f64>,
     row: Vec<f64>,
     output: BatchOutput,
@@ -241,6 +256,7 @@ impl Batch {
         Self {
             fields: Vec::with_capacity(BATCH_ROWS),
             problems: Vec::with_capacity(BATCH_ROWS),
+            warnings: Vec::with_capacity(BATCH_ROWS),
             valid_rows: Vec::with_capacity(BATCH_ROWS * width),
             row: vec![0.0; width],
             output: BatchOutput::default(),
@@ -266,9 +282,18 @@ impl Batch {
                 .collect(),
         );
         let problem = self.parse(bundle, record, header_width, feature_columns);
+        let mut warnings = String::new();
         if problem.is_none() {
             self.valid_rows.extend_from_slice(&self.row);
+            if bundle.has_range_warning(&self.row) {
+                for (index, warning) in bundle.range_warnings(&self.row).iter().enumerate() {
+                    let separator = if index > 0 { ";" } else { "" };
+                    // Writing to a String cannot fail.
+                    let _ = write!(warnings, "{separator}{warning}");
+                }
+            }
         }
+        self.warnings.push(warnings);
         let line = record.position().map_or(0, |p| p.line());
         self.problems
             .push(problem.map(|problem| format!("line {line}: {problem}")));
@@ -305,14 +330,14 @@ impl Batch {
     }
 
     /// Scores the valid rows, writes every row in input order, empties the
-    /// batch and returns how many rows had an error.
+    /// batch and returns how many rows had an error and how many a warning.
     fn write(
         &mut self,
         bundle: &Bundle,
         writer: &mut csv::Writer<impl io::Write>,
         added: usize,
         output_name: &str,
-    ) -> Result<usize, CsvScoringError> {
+    ) -> Result<(usize, usize), CsvScoringError> {
         self.output.scores.clear();
         if !self.valid_rows.is_empty() {
             bundle
@@ -328,8 +353,13 @@ impl Batch {
                 .component_probabilities
                 .chunks_exact(components.max(1)),
         );
-        let mut errors = 0;
-        for (fields, problem) in self.fields.drain(..).zip(self.problems.drain(..)) {
+        let (mut errors, mut warned) = (0, 0);
+        let rows = self
+            .fields
+            .drain(..)
+            .zip(self.problems.drain(..))
+            .zip(self.warnings.drain(..));
+        for ((fields, problem), warnings) in rows {
             self.out.clear();
             self.out.extend(fields);
             match problem {
@@ -343,6 +373,8 @@ impl Batch {
                         .extend(probabilities.iter().map(ToString::to_string));
                     self.out.push(bundle.id().to_owned());
                     self.out.push(bundle.version().to_owned());
+                    warned += usize::from(!warnings.is_empty());
+                    self.out.push(warnings);
                     self.out.push(String::new());
                 }
                 Some(problem) => {
@@ -359,7 +391,7 @@ impl Batch {
                 })?;
         }
         self.valid_rows.clear();
-        Ok(errors)
+        Ok((errors, warned))
     }
 }
 

@@ -1,10 +1,11 @@
-//! The standard inputs of each model kind: names, units, accepted ranges and the
+//! The standard inputs of each model kind: names, units, fitted ranges and the
 //! direction in which each ratio moves default risk.
 //!
 //! Bundles list their own features (in `manifest.json`); these are the ones the
-//! API accepts and `accunode model train` fits, and the shipped v1 bundles use
+//! API takes and `accunode model train` fits, and the shipped v1 bundles use
 //! exactly them (a test checks it). Ranges are those of the original API's
-//! request schema.
+//! request schema: the range the models were fitted on, described (a value
+//! outside is scored with a warning), not enforced.
 
 use super::manifest::{FeatureSpec, ModelKind};
 

@@ -1,5 +1,6 @@
-//! `manifest.json`: what a bundle is, which features it takes in which order and
-//! ranges, which components it combines with which weights, and where it came from.
+//! `manifest.json`: what a bundle is, which features it takes in which order
+//! and the ranges they were fitted on, which components it combines with which
+//! weights, and where it came from.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,11 @@ pub struct Manifest {
     pub deviations: Vec<String>,
 }
 
-/// One input ratio: its name, unit and accepted range (inclusive; `null` = open).
+/// One input ratio: its name, unit and fitted range.
+///
+/// `min` / `max` (inclusive; `null` = open) are the range the model was fitted
+/// on: described, not enforced. Any finite value is scored; one outside the
+/// range carries a [`RangeWarning`](super::RangeWarning).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
@@ -50,13 +55,16 @@ pub struct FeatureSpec {
 }
 
 impl FeatureSpec {
+    /// Whether `value` lies in the fitted range (never for `NaN`). Scoring
+    /// does not require it (it only warns); training data does.
     pub fn accepts(&self, value: f64) -> bool {
         !value.is_nan()
             && self.min.is_none_or(|min| value >= min)
             && self.max.is_none_or(|max| value <= max)
     }
 
-    /// The range as people read it: `between 0 and 100`, `at least 0`, `any number`.
+    /// The fitted range as people read it: `between 0 and 100`, `at least 0`,
+    /// `a number`.
     pub fn range_text(&self) -> String {
         match (self.min, self.max) {
             (Some(min), Some(max)) => format!("between {min} and {max}"),

@@ -5,6 +5,13 @@
 //! thread. Rows are slices of `f64` in the bundle's feature order, with `NaN`
 //! for a missing ratio (scored with the feature's Missing rate).
 //!
+//! Every finite value is scored. A feature's `min` / `max` in the manifest is
+//! the range the model was fitted on, described, not enforced: a value outside
+//! it is scored all the same (the distressed companies a default model exists
+//! for have such values: negative equity puts debt / total capital above 100 %)
+//! and carries a [`RangeWarning`] ([`Bundle::range_warnings`]). Only a row of
+//! the wrong length or with an infinite value is refused ([`Bundle::validate`]).
+//!
 //! Component kinds: `binned_logistic`, the original system's rule read from its
 //! JSON files as they are (see [`binned_logistic`]), and `lightgbm`, a LightGBM
 //! text model (see [`lightgbm`]). An ensemble is the weighted mean of its
@@ -19,6 +26,7 @@ pub mod manifest;
 pub mod registry;
 pub mod store;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -96,15 +104,49 @@ pub enum BundleError {
 pub enum ScoringError {
     #[error("expected {expected} features, got {got}")]
     WrongFeatureCount { expected: usize, got: usize },
-    #[error("{feature} must be {range}, got {value}")]
-    OutOfRange {
-        feature: String,
-        value: f64,
-        range: String,
-    },
+    /// `±inf`; a missing ratio is `NaN`, never refused.
+    #[error("{feature} must be a finite number, got {value}")]
+    NotFinite { feature: String, value: f64 },
     /// The model itself failed (a LightGBM error): not the row's fault.
     #[error("component {component} failed: {message}")]
     Component { component: String, message: String },
+}
+
+/// A present value outside the range its feature was fitted on (the manifest's
+/// `min` / `max`): the row is scored, and the answer says so. Displayed as
+/// `outside_fitted_range: long_term_debt_to_total_capital=113.5 (fitted 0–100)`,
+/// or `(fitted at least 0)` / `(fitted at most 5)` for a one-sided range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RangeWarning {
+    pub feature: String,
+    pub value: f64,
+    /// The fitted range's bounds (inclusive); `None` is open.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl RangeWarning {
+    /// The code every warning's text starts with.
+    pub const CODE: &'static str = "outside_fitted_range";
+}
+
+impl fmt::Display for RangeWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}={} (fitted ",
+            Self::CODE,
+            self.feature,
+            self.value
+        )?;
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => write!(f, "{min}–{max})"),
+            (Some(min), None) => write!(f, "at least {min})"),
+            (None, Some(max)) => write!(f, "at most {max})"),
+            // Not produced: an open range holds every finite value.
+            (None, None) => f.write_str("unbounded)"),
+        }
+    }
 }
 
 /// Why a batch was not scored.
@@ -266,7 +308,9 @@ impl Bundle {
         self.components.iter().map(|(name, _, _)| name.as_str())
     }
 
-    /// Checks a row's length and that every present value is in its accepted range.
+    /// Checks a row's length and that no value is infinite (`NaN` is Missing).
+    /// A finite value outside its fitted range is valid: see
+    /// [`Bundle::range_warnings`].
     pub fn validate(&self, row: &[f64]) -> Result<(), ScoringError> {
         if row.len() != self.feature_count() {
             return Err(ScoringError::WrongFeatureCount {
@@ -275,15 +319,49 @@ impl Bundle {
             });
         }
         for (value, feature) in row.iter().zip(&self.manifest.features) {
-            if !value.is_nan() && !feature.accepts(*value) {
-                return Err(ScoringError::OutOfRange {
+            if value.is_infinite() {
+                return Err(ScoringError::NotFinite {
                     feature: feature.name.clone(),
                     value: *value,
-                    range: feature.range_text(),
                 });
             }
         }
         Ok(())
+    }
+
+    /// The finite values of `row` (in feature order) that lie outside their
+    /// feature's fitted range, with their features. Allocates nothing.
+    fn outside_fitted_range<'a>(
+        &'a self,
+        row: &'a [f64],
+    ) -> impl Iterator<Item = (&'a FeatureSpec, f64)> + 'a {
+        self.manifest
+            .features
+            .iter()
+            .zip(row)
+            .filter(|(feature, value)| value.is_finite() && !feature.accepts(**value))
+            .map(|(feature, value)| (feature, *value))
+    }
+
+    /// One warning per finite value of `row` outside its feature's fitted
+    /// range, in feature order; empty for most rows (and then allocates
+    /// nothing). Missing (`NaN`) and infinite values never warn: the one is
+    /// scored as Missing, the other refused by [`Bundle::validate`].
+    pub fn range_warnings(&self, row: &[f64]) -> Vec<RangeWarning> {
+        self.outside_fitted_range(row)
+            .map(|(feature, value)| RangeWarning {
+                feature: feature.name.clone(),
+                value,
+                min: feature.min,
+                max: feature.max,
+            })
+            .collect()
+    }
+
+    /// Whether [`Bundle::range_warnings`] would warn about `row`, without
+    /// allocating: for batches, where most rows have no warning.
+    pub fn has_range_warning(&self, row: &[f64]) -> bool {
+        self.outside_fitted_range(row).next().is_some()
     }
 
     /// Scores one row (`NaN` = missing) and reports each component's probability.
@@ -304,7 +382,9 @@ impl Bundle {
 
     /// Scores `rows` (row-major, `feature_count()` values per row) into `output`,
     /// reusing its buffers: no allocation per row, one call per component for the
-    /// whole batch. Validates every row first and scores none if one is invalid.
+    /// whole batch. Validates every row first and scores none if one is invalid
+    /// (wrong length, an infinite value); rows outside the fitted ranges are
+    /// scored (their warnings are [`Bundle::range_warnings`]).
     pub fn score_batch(&self, rows: &[f64], output: &mut BatchOutput) -> Result<(), BatchError> {
         let width = self.feature_count();
         if !rows.len().is_multiple_of(width) {

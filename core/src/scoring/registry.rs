@@ -63,12 +63,11 @@ pub struct Models {
     quarterly: ArcSwap<Bundle>,
 }
 
-impl Models {
-    /// Loads both bundles named by `settings`.
-    pub async fn load(settings: &ModelSettings, aws: &AwsSettings) -> Result<Self, ModelsError> {
-        let source = match &settings.source {
-            ModelSource::Folder(path) => Source::Folder(path.clone()),
-            ModelSource::S3(location) => Source::S3(
+impl Source {
+    async fn connect(settings: &ModelSettings, aws: &AwsSettings) -> Self {
+        match &settings.source {
+            ModelSource::Folder(path) => Self::Folder(path.clone()),
+            ModelSource::S3(location) => Self::S3(
                 ModelStore::connect(
                     location.clone(),
                     aws.endpoint_url.as_deref(),
@@ -76,7 +75,51 @@ impl Models {
                 )
                 .await,
             ),
+        }
+    }
+}
+
+/// Bundles by exact id and version, each loaded once: the worker scores a job
+/// with the bundle recorded on it, whatever serves the API now.
+pub struct PinnedBundles {
+    source: Source,
+    loaded: tokio::sync::Mutex<std::collections::HashMap<(String, String), Arc<Bundle>>>,
+}
+
+impl PinnedBundles {
+    pub async fn connect(settings: &ModelSettings, aws: &AwsSettings) -> Self {
+        Self {
+            source: Source::connect(settings, aws).await,
+            loaded: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// Bundle `id` at `version`, which must score `kind`.
+    pub async fn get(
+        &self,
+        kind: ModelKind,
+        id: &str,
+        version: &str,
+    ) -> Result<Arc<Bundle>, ModelsError> {
+        let key = (id.to_owned(), version.to_owned());
+        let mut loaded = self.loaded.lock().await;
+        if let Some(bundle) = loaded.get(&key) {
+            return Ok(bundle.clone());
+        }
+        let reference = ModelRef {
+            id: id.to_owned(),
+            version: Some(version.to_owned()),
         };
+        let bundle = Arc::new(resolve(&self.source, &reference, kind).await?);
+        loaded.insert(key, bundle.clone());
+        Ok(bundle)
+    }
+}
+
+impl Models {
+    /// Loads both bundles named by `settings`.
+    pub async fn load(settings: &ModelSettings, aws: &AwsSettings) -> Result<Self, ModelsError> {
+        let source = Source::connect(settings, aws).await;
         let annual = resolve(&source, &settings.annual, ModelKind::Annual).await?;
         let quarterly = resolve(&source, &settings.quarterly, ModelKind::Quarterly).await?;
         Ok(Self {

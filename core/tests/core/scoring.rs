@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use accunode_core::scoring::{
-    BatchError, BatchOutput, Bundle, BundleError, RiskLevel, ScoringError,
+    BatchError, BatchOutput, Bundle, BundleError, RangeWarning, RiskLevel, ScoringError,
 };
 use serde_json::Value;
 
@@ -163,12 +163,12 @@ fn check_every_bin_edge_and_missing(id: &str) {
     for feature in 0..width {
         for values in original.values_in_bins(feature) {
             for value in values {
+                // Values outside the fitted range too (e.g. total debt / EBITDA
+                // in (-1, 0)): every finite value is scored.
                 let mut row = baseline.clone();
                 row[feature] = value;
-                if bundle.validate(&row).is_ok() {
-                    assert_parity(&bundle, &original, &row);
-                    checked += 1;
-                }
+                assert_parity(&bundle, &original, &row);
+                checked += 1;
             }
         }
         let mut row = baseline.clone();
@@ -301,7 +301,7 @@ fn risk_levels_compare_the_percentage_as_the_original_does() {
 }
 
 #[test]
-fn rows_of_the_wrong_width_or_out_of_range_are_typed_errors() {
+fn rows_of_the_wrong_width_or_with_an_infinite_value_are_typed_errors() {
     let bundle = Bundle::load(&bundle_dir("accunode-v1-annual")).unwrap();
     assert_eq!(
         bundle.score(&[1.0, 2.0]).unwrap_err(),
@@ -310,25 +310,31 @@ fn rows_of_the_wrong_width_or_out_of_range_are_typed_errors() {
             got: 2
         }
     );
-    let error = bundle.score(&[101.0, 1.0, 1.0, 1.0, 1.0]).unwrap_err();
+    for infinite in [f64::INFINITY, f64::NEG_INFINITY] {
+        assert_eq!(
+            bundle.score(&[50.0, 1.0, 1.0, 1.0, infinite]).unwrap_err(),
+            ScoringError::NotFinite {
+                feature: "return_on_assets".into(),
+                value: infinite
+            }
+        );
+    }
+    // Infinite even where the fitted range is open above.
+    let error = bundle
+        .score(&[50.0, f64::INFINITY, 1.0, 1.0, 1.0])
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "long_term_debt_to_total_capital must be between 0 and 100, got 101"
-    );
-    let error = bundle.score(&[50.0, -0.5, 1.0, 1.0, 1.0]).unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "total_debt_to_ebitda must be at least 0, got -0.5"
+        "total_debt_to_ebitda must be a finite number, got inf"
     );
 
     let mut output = BatchOutput::default();
     let rows = [50.0, 1.0, 1.0, 1.0, 1.0, 50.0, 1.0, 1.0, 1.0, f64::INFINITY];
     let error = bundle.score_batch(&rows, &mut output).unwrap_err();
     assert!(matches!(error, BatchError::Row { row: 1, .. }), "{error}");
-    assert!(
-        error
-            .to_string()
-            .starts_with("row 1: return_on_assets must be between")
+    assert_eq!(
+        error.to_string(),
+        "row 1: return_on_assets must be a finite number, got inf"
     );
     let error = bundle.score_batch(&rows[..7], &mut output).unwrap_err();
     assert_eq!(
@@ -341,6 +347,142 @@ fn rows_of_the_wrong_width_or_out_of_range_are_typed_errors() {
             }
         }
     );
+}
+
+fn warning_texts(bundle: &Bundle, row: &[f64]) -> Vec<String> {
+    let warnings = bundle.range_warnings(row);
+    assert_eq!(
+        bundle.has_range_warning(row),
+        !warnings.is_empty(),
+        "{row:?}"
+    );
+    warnings.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn values_outside_the_fitted_range_are_scored_by_the_outer_bins_with_a_warning_each() {
+    let id = "accunode-v1-annual";
+    let bundle = Bundle::load(&bundle_dir(id)).unwrap();
+    let original = Original::new(&original_json(id));
+
+    // Negative equity puts long-term debt / total capital above 100 %: its
+    // last bin runs to +inf, so the original scored it too.
+    let distressed = [113.5, 2.5, 8.0, 6.0, 5.0];
+    let scored = bundle.score(&distressed).unwrap();
+    assert!((scored.score.probability - original.probability(&distressed)).abs() <= TOLERANCE);
+    assert_eq!(
+        bundle.range_warnings(&distressed),
+        [RangeWarning {
+            feature: "long_term_debt_to_total_capital".into(),
+            value: 113.5,
+            min: Some(0.0),
+            max: Some(100.0),
+        }]
+    );
+    assert_eq!(
+        warning_texts(&bundle, &distressed),
+        ["outside_fitted_range: long_term_debt_to_total_capital=113.5 (fitted 0–100)"]
+    );
+
+    // Far below: a value below a finite first edge (ebit_to_interest_expense
+    // starts at 0.007, total_debt_to_ebitda at -1) takes the first bin, as a
+    // value inside the first bin does.
+    let below = [40.0, -3.2, -150.0, -5.0, -1e9];
+    let first_bins = [40.0, 1.0, -1.0, 1.0, -2.0];
+    assert_eq!(
+        bundle.score(&below).unwrap(),
+        bundle.score(&first_bins).unwrap()
+    );
+    assert_eq!(
+        warning_texts(&bundle, &below),
+        [
+            "outside_fitted_range: total_debt_to_ebitda=-3.2 (fitted at least 0)",
+            "outside_fitted_range: net_income_margin=-150 (fitted -100–100)",
+            "outside_fitted_range: ebit_to_interest_expense=-5 (fitted at least 0)",
+            "outside_fitted_range: return_on_assets=-1000000000 (fitted -100–100)",
+        ]
+    );
+    assert!(warning_texts(&bundle, &first_bins).is_empty());
+
+    // Far above: past a finite last edge (ebit_to_interest_expense ends at
+    // 275304) the last bin, as a value inside the last bin.
+    let above = [1e6, 1e9, 1e4, 1e12, 1e4];
+    let last_bins = [70.0, 6.0, 9.0, 100.0, 12.0];
+    assert_eq!(
+        bundle.score(&above).unwrap(),
+        bundle.score(&last_bins).unwrap()
+    );
+    assert_eq!(
+        warning_texts(&bundle, &above),
+        [
+            "outside_fitted_range: long_term_debt_to_total_capital=1000000 (fitted 0–100)",
+            "outside_fitted_range: net_income_margin=10000 (fitted -100–100)",
+            "outside_fitted_range: return_on_assets=10000 (fitted -100–100)",
+        ]
+    );
+
+    // The bounds are inclusive, and Missing never warns.
+    assert!(warning_texts(&bundle, &[0.0, 0.0, -100.0, 0.0, 100.0]).is_empty());
+    assert!(warning_texts(&bundle, &[f64::NAN; 5]).is_empty());
+    assert_eq!(
+        warning_texts(&bundle, &[100f64.next_up(), 0.0, 0.0, 0.0, 0.0]).len(),
+        1
+    );
+
+    // The batch path scores such rows, bit for bit as one by one.
+    let rows: Vec<f64> = [distressed, below, above].concat();
+    let mut output = BatchOutput::default();
+    bundle.score_batch(&rows, &mut output).unwrap();
+    for (row, score) in rows.chunks_exact(5).zip(&output.scores) {
+        assert_eq!(bundle.score(row).unwrap().score, *score);
+    }
+
+    // A one-sided range open below (no shipped feature has one).
+    let at_most = RangeWarning {
+        feature: "x".into(),
+        value: 7.5,
+        min: None,
+        max: Some(5.0),
+    };
+    assert_eq!(
+        at_most.to_string(),
+        "outside_fitted_range: x=7.5 (fitted at most 5)"
+    );
+}
+
+#[test]
+fn quarterly_and_lightgbm_bundles_score_values_outside_the_fitted_range_too() {
+    // Quarterly: only long-term debt / total capital has a fitted range.
+    let quarterly = Bundle::load(&bundle_dir("accunode-v1-quarterly")).unwrap();
+    let row = [-12.0, -50.0, -5.0, -300.0];
+    assert!(quarterly.score(&row).is_ok());
+    assert_eq!(
+        warning_texts(&quarterly, &row),
+        ["outside_fitted_range: long_term_debt_to_total_capital=-5 (fitted 0–100)"]
+    );
+
+    // LightGBM takes any finite value.
+    for id in ["accunode-ensemble-annual", "accunode-ensemble-quarterly"] {
+        let bundle = Bundle::load(&bundle_dir(id)).unwrap();
+        let rows: Vec<f64> = match bundle.feature_count() {
+            5 => [
+                [113.5, -3.2, -150.0, -5.0, -120.0],
+                [1e6, 1e9, 1e4, 1e12, 1e4],
+            ]
+            .concat(),
+            _ => [[-12.0, -50.0, -5.0, -300.0], [1e9, 1e4, 1e6, 1e4]].concat(),
+        };
+        let mut output = BatchOutput::default();
+        bundle.score_batch(&rows, &mut output).unwrap();
+        for (row, score) in rows
+            .chunks_exact(bundle.feature_count())
+            .zip(&output.scores)
+        {
+            assert!(!warning_texts(&bundle, row).is_empty(), "{id} {row:?}");
+            assert!(score.probability > 0.0 && score.probability < 1.0, "{id}");
+            assert_eq!(bundle.score(row).unwrap().score, *score, "{id} {row:?}");
+        }
+    }
 }
 
 /// Writes a bundle of two annual components with different intercepts.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use accunode_core::published_metrics;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
@@ -21,6 +22,8 @@ pub struct Definition {
     pub autoscaling: Autoscaling,
     pub database: Database,
     pub redis: Redis,
+    #[serde(default)]
+    pub bucket: Bucket,
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
     #[serde(rename = "alarm")]
@@ -92,6 +95,30 @@ pub struct Redis {
     pub resolved: String,
 }
 
+/// The stack's bucket: models, releases and, under `uploads/`, the bulk-upload
+/// files, which a lifecycle rule removes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    /// An uploaded file is deleted this many days after its upload.
+    pub uploads_expire_days: i32,
+    /// A replaced or deleted upload's old version is removed this many days later.
+    pub uploads_noncurrent_days: i32,
+    /// A multipart upload never completed (an API killed mid-upload) is aborted after this many days.
+    pub incomplete_upload_days: i32,
+}
+
+impl Default for Bucket {
+    /// What a definition without a `[bucket]` table gets (the built-in one says the same).
+    fn default() -> Self {
+        Bucket {
+            uploads_expire_days: 30,
+            uploads_noncurrent_days: 1,
+            incomplete_upload_days: 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Phase {
@@ -134,6 +161,9 @@ pub enum AlarmDimension {
     LoadBalancer,
     ApiGroup,
     WorkerGroup,
+    /// `Stack=<stack name>`, the one dimension of every metric the API and
+    /// the worker publish (`accunode_core::published_metrics`).
+    Stack,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +194,8 @@ const COMPARISONS: [&str; 4] = [
     "LessThanThreshold",
     "LessThanOrEqualToThreshold",
 ];
+/// The namespaces of the metrics the API and the worker publish.
+const OWN_NAMESPACES: &str = "AccuNode/";
 /// The scaling policies an alarm may trigger (see `spec::desired`).
 pub const ALARM_ACTIONS: [&str; 2] = ["worker-scale-up", "worker-scale-down"];
 
@@ -318,9 +350,63 @@ impl Definition {
             if alarm.period_secs < 60 || alarm.period_secs % 60 != 0 {
                 bail!("alarm {}: period_secs must be a multiple of 60", alarm.name);
             }
+            check_published(alarm)?;
+        }
+        let bucket = &self.bucket;
+        for (field, days) in [
+            ("bucket.uploads_expire_days", bucket.uploads_expire_days),
+            (
+                "bucket.uploads_noncurrent_days",
+                bucket.uploads_noncurrent_days,
+            ),
+            (
+                "bucket.incomplete_upload_days",
+                bucket.incomplete_upload_days,
+            ),
+        ] {
+            if days < 1 {
+                bail!("{field}: must be at least 1 day (S3 lifecycle rules count whole days)");
+            }
         }
         Ok(())
     }
+}
+
+/// An alarm on our own metrics (namespaces `AccuNode/…`) must read a metric the
+/// API or the worker publishes, with the dimension they publish it with; the
+/// `Stack` dimension belongs to those metrics only.
+fn check_published(alarm: &Alarm) -> anyhow::Result<()> {
+    if alarm.namespace.starts_with(OWN_NAMESPACES) {
+        if !published_metrics::is_published(&alarm.namespace, &alarm.metric) {
+            let published: Vec<String> = published_metrics::API_METRICS
+                .iter()
+                .chain(published_metrics::WORKER_METRICS)
+                .map(|m| format!("{} {}", m.namespace, m.name))
+                .collect();
+            bail!(
+                "alarm {}: {} {} is not a metric the API or the worker publishes (they publish {})",
+                alarm.name,
+                alarm.namespace,
+                alarm.metric,
+                published.join(", ")
+            );
+        }
+        if alarm.dimension != Some(AlarmDimension::Stack) {
+            bail!(
+                "alarm {}: {} metrics are published with the dimension {}: set dimension = \"stack\"",
+                alarm.name,
+                alarm.namespace,
+                published_metrics::STACK_DIMENSION
+            );
+        }
+    } else if alarm.dimension == Some(AlarmDimension::Stack) {
+        bail!(
+            "alarm {}: only {OWN_NAMESPACES}* metrics carry the dimension {}",
+            alarm.name,
+            published_metrics::STACK_DIMENSION
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -351,5 +437,56 @@ mod tests {
         let unknown = BUILT_IN.replace("api_port = 8000", "api_port = 8000\nport = 1");
         let error = format!("{:#}", Definition::parse(&unknown).unwrap_err());
         assert!(error.contains("unknown field `port`"), "{error}");
+    }
+
+    #[test]
+    fn an_alarm_on_our_metrics_must_read_a_published_one_by_stack() {
+        let misspelt = BUILT_IN.replace("metric = \"TaskWaitTime\"", "metric = \"TaskWaitTimes\"");
+        let error = Definition::parse(&misspelt).unwrap_err().to_string();
+        assert!(
+            error.contains(
+                "alarm WorkerWaitScaleUp: AccuNode/Workers TaskWaitTimes is not a metric"
+            ),
+            "{error}"
+        );
+
+        let without = BUILT_IN.replace(
+            "threshold = 60.0\ncomparison = \"GreaterThanThreshold\"\ndimension = \"stack\"\n",
+            "threshold = 60.0\ncomparison = \"GreaterThanThreshold\"\n",
+        );
+        let error = Definition::parse(&without).unwrap_err().to_string();
+        assert!(
+            error.contains("alarm WorkerWaitScaleUp") && error.contains("dimension = \"stack\""),
+            "{error}"
+        );
+
+        let aws_by_stack =
+            BUILT_IN.replace("dimension = \"worker_group\"", "dimension = \"stack\"");
+        let error = Definition::parse(&aws_by_stack).unwrap_err().to_string();
+        assert!(
+            error.contains("alarm WorkerHighCpu: only AccuNode/"),
+            "{error}"
+        );
+
+        // A definition written before the [bucket] table gets the built-in's values.
+        let start = BUILT_IN.find("[bucket]\n").unwrap();
+        let end = start + BUILT_IN[start..].find("\n\n").unwrap();
+        let older = Definition::parse(&BUILT_IN.replace(&BUILT_IN[start..end], "")).unwrap();
+        let built_in = Definition::parse(BUILT_IN).unwrap().bucket;
+        assert_eq!(
+            (
+                older.bucket.uploads_expire_days,
+                older.bucket.uploads_noncurrent_days,
+                older.bucket.incomplete_upload_days
+            ),
+            (
+                built_in.uploads_expire_days,
+                built_in.uploads_noncurrent_days,
+                built_in.incomplete_upload_days
+            )
+        );
+        let zero = BUILT_IN.replace("uploads_expire_days = 30", "uploads_expire_days = 0");
+        let error = Definition::parse(&zero).unwrap_err().to_string();
+        assert!(error.contains("bucket.uploads_expire_days"), "{error}");
     }
 }

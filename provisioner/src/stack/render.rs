@@ -4,14 +4,19 @@
 
 use std::collections::BTreeMap;
 
+use accunode_core::published_metrics::{
+    ACTIVE_CONNECTIONS, ERROR_RATE, PublishedMetric, QUEUE_LENGTH, RESPONSE_TIME, STACK_DIMENSION,
+    TASK_DURATION, TASK_WAIT_TIME, TASKS_PROCESSED,
+};
 use sha2::{Digest, Sha256};
 
 const USER_DATA: &str = include_str!("../../../launch-templates/user-data.sh");
 const API_UNIT: &str = include_str!("../../../launch-templates/systemd/accunode-api.service");
 const WORKER_UNIT: &str = include_str!("../../../launch-templates/systemd/accunode-worker.service");
 
-/// The boot script of a tier's instances.
-pub fn user_data(tier: &str, stack: &str, region: &str, bucket: &str) -> String {
+/// The boot script of a tier's instances; `uploads` is the bucket's uploads
+/// prefix as an `s3://` URL (`BULK_UPLOAD_PATH`).
+pub fn user_data(tier: &str, stack: &str, region: &str, bucket: &str, uploads: &str) -> String {
     let (binary, unit) = if tier == "api" {
         ("accunode-api", API_UNIT)
     } else {
@@ -22,12 +27,15 @@ pub fn user_data(tier: &str, stack: &str, region: &str, bucket: &str) -> String 
         .replace("{{stack}}", stack)
         .replace("{{region}}", region)
         .replace("{{bucket}}", bucket)
+        .replace("{{uploads}}", uploads)
         .replace("{{binary}}", binary)
         .replace("{{unit}}", unit.trim_end())
 }
 
 /// The dashboard's JSON body. `refs` holds live identifiers by component
 /// (the load balancer's metric dimension); the rest follows from the names.
+/// Our own metrics (`AccuNode/…`) are read as the API and the worker publish
+/// them (`accunode_core::published_metrics`): with the one dimension `Stack`.
 pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>) -> String {
     let balancer = refs.get("load-balancer").cloned().unwrap_or_default();
     let api = format!("{stack}-api-asg");
@@ -40,6 +48,20 @@ pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>
             "properties": {"title": title, "region": region, "stat": "Average", "period": 300, "metrics": metrics}
         })
     };
+    // One of ours, as published, with rendering options (`{}`: none).
+    let own = |metric: &PublishedMetric, options: serde_json::Value| {
+        let mut line = vec![
+            serde_json::json!(metric.namespace),
+            serde_json::json!(metric.name),
+            serde_json::json!(STACK_DIMENSION),
+            serde_json::json!(stack),
+        ];
+        if options.as_object().is_some_and(|o| !o.is_empty()) {
+            line.push(options);
+        }
+        serde_json::Value::Array(line)
+    };
+    let none = || serde_json::json!({});
     let body = serde_json::json!({
         "widgets": [
             widget("API response time and requests", serde_json::json!([
@@ -50,14 +72,14 @@ pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>
             widget("API servers", serde_json::json!([
                 ["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", api],
                 ["CWAgent", "mem_used_percent", "AutoScalingGroupName", api],
-                ["AccuNode/API", "ActiveConnections"],
-                ["AccuNode/API", "ResponseTime"],
+                own(&ACTIVE_CONNECTIONS, none()),
+                own(&RESPONSE_TIME, none()),
             ]), 12, 0),
             widget("Workers and queue", serde_json::json!([
                 ["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", worker],
-                ["AccuNode/Workers", "QueueLength"],
-                ["AccuNode/Workers", "TasksProcessed", {"stat": "Sum"}],
-                ["AccuNode/Workers", "ErrorRate"],
+                own(&QUEUE_LENGTH, none()),
+                own(&TASKS_PROCESSED, serde_json::json!({"stat": "Sum"})),
+                own(&ERROR_RATE, none()),
             ]), 0, 6),
             widget("Database", serde_json::json!([
                 ["AWS/RDS", "CPUUtilization", "DBInstanceIdentifier", database],
@@ -71,6 +93,10 @@ pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>
                 ["AWS/ElastiCache", "CurrConnections", "CacheClusterId", redis],
                 ["AWS/ElastiCache", "EvictedKeys", "CacheClusterId", redis],
             ]), 0, 12),
+            widget("Worker tasks: duration (ms, left) and wait in queue (s, right)", serde_json::json!([
+                own(&TASK_DURATION, none()),
+                own(&TASK_WAIT_TIME, serde_json::json!({"yAxis": "right"})),
+            ]), 12, 12),
         ]
     });
     body.to_string()
@@ -82,4 +108,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_tiers_get_the_stack_the_uploads_and_the_metrics_interval() {
+        for tier in ["api", "worker"] {
+            let script = user_data(
+                tier,
+                "teststack",
+                "eu-west-1",
+                "the-bucket",
+                "s3://the-bucket/uploads",
+            );
+            assert!(!script.contains("{{"), "{script}");
+            let env = script
+                .split("<<ENV\n")
+                .nth(1)
+                .and_then(|rest| rest.split("\nENV\n").next())
+                .unwrap();
+            for line in [
+                "STACK_NAME=$STACK",
+                "BULK_UPLOAD_PATH=$UPLOADS",
+                "CLOUDWATCH_METRICS_SECS=60",
+            ] {
+                assert!(env.lines().any(|l| l == line), "{tier}: {line} in {env}");
+            }
+            assert!(script.contains("STACK=\"teststack\"\n"));
+            assert!(script.contains("UPLOADS=\"s3://the-bucket/uploads\"\n"));
+        }
+    }
 }

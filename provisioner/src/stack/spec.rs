@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use accunode_core::published_metrics;
 use serde::Serialize;
 
 use super::definition::{AlarmDimension, Definition, Phase};
@@ -153,6 +154,39 @@ pub mod names {
     pub fn parameter(stack: &str, key: &str) -> String {
         format!("/accunode/{stack}/{key}")
     }
+    /// The bucket's prefix for bulk-upload files (`BULK_UPLOAD_PATH`): the API
+    /// writes and reads them, workers read them, a lifecycle rule expires them.
+    pub const UPLOADS_PREFIX: &str = "uploads";
+    /// What both tiers read from the bucket besides uploads: the release binary
+    /// (`releases/current/<binary>`, at boot), the bundles synced at boot
+    /// (`bundles/`), and bundles published with `accunode model push` (`models/`,
+    /// for `ML_MODEL_PATH=s3://<bucket>/models`).
+    pub const INSTANCE_READS: &[&str] = &["releases", "bundles", "models"];
+}
+
+/// A bucket lifecycle rule as plans show it: what it applies to and after how
+/// many days it expires current objects, removes old versions and aborts
+/// unfinished multipart uploads (a part AWS does not have is left out).
+pub fn lifecycle_rule(
+    prefix: &str,
+    expire_days: Option<i32>,
+    noncurrent_days: Option<i32>,
+    incomplete_upload_days: Option<i32>,
+) -> String {
+    let parts: Vec<String> = [
+        ("expire", expire_days),
+        ("old versions", noncurrent_days),
+        ("unfinished uploads", incomplete_upload_days),
+    ]
+    .into_iter()
+    .filter_map(|(what, days)| days.map(|days| format!("{what} after {days} d")))
+    .collect();
+    let prefix = if prefix.is_empty() {
+        "(whole bucket)"
+    } else {
+        prefix
+    };
+    format!("{prefix}: {}", parts.join(", "))
 }
 
 struct Builder<'a> {
@@ -370,12 +404,32 @@ pub fn desired(
         );
     }
 
-    // IAM: the original design's policies, scoped to this stack's parameters and bucket.
+    // IAM: the original design's policies, scoped to this stack's parameters and
+    // bucket, and narrowed to the prefixes each tier reads or writes.
     let bucket = names::bucket(inputs.stack, inputs.account, inputs.region);
-    for (tier, s3_actions, metric_namespaces) in [
-        // The API publishes the original design's ActiveConnections and ResponseTime.
-        ("api", vec!["s3:GetObject"], vec!["AccuNode/API"]),
-        ("worker", vec!["s3:GetObject", "s3:PutObject"], vec![]),
+    let objects = |prefixes: &[&str]| -> Vec<String> {
+        prefixes
+            .iter()
+            .map(|prefix| format!("arn:aws:s3:::{bucket}/{prefix}/*"))
+            .collect()
+    };
+    for (tier, reads, writes, metric_namespace) in [
+        // The API reads what the instances run and serve, streams bulk uploads
+        // in (multipart) and their results back out, and publishes AccuNode/API.
+        (
+            "api",
+            [names::INSTANCE_READS, &[names::UPLOADS_PREFIX]].concat(),
+            vec![names::UPLOADS_PREFIX],
+            published_metrics::API_NAMESPACE,
+        ),
+        // Workers read the same and the uploaded files, write nothing to the
+        // bucket, and publish AccuNode/Workers.
+        (
+            "worker",
+            [names::INSTANCE_READS, &[names::UPLOADS_PREFIX]].concat(),
+            vec![],
+            published_metrics::WORKER_NAMESPACE,
+        ),
     ] {
         let mut statements = vec![
             serde_json::json!({
@@ -385,24 +439,31 @@ pub fn desired(
             }),
             serde_json::json!({
                 "Effect": "Allow",
-                "Action": s3_actions,
-                "Resource": format!("arn:aws:s3:::{bucket}/*"),
+                "Action": ["s3:GetObject"],
+                "Resource": objects(&reads),
             }),
+        ];
+        if !writes.is_empty() {
+            statements.push(serde_json::json!({
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                "Resource": objects(&writes),
+            }));
+        }
+        statements.extend([
             serde_json::json!({
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
                 "Resource": format!("arn:aws:s3:::{bucket}"),
             }),
-        ];
-        if !metric_namespaces.is_empty() {
             // PutMetricData takes no resource; the namespace condition scopes it.
-            statements.push(serde_json::json!({
+            serde_json::json!({
                 "Effect": "Allow",
                 "Action": ["cloudwatch:PutMetricData"],
                 "Resource": "*",
-                "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespaces}},
-            }));
-        }
+                "Condition": {"StringEquals": {"cloudwatch:namespace": [metric_namespace]}},
+            }),
+        ]);
         let policy = serde_json::json!({
             "Version": "2012-10-17",
             "Statement": statements,
@@ -433,6 +494,15 @@ pub fn desired(
             ("versioning", "Enabled".into()),
             ("encryption", "AES256".into()),
             ("public_access", "blocked".into()),
+            (
+                "lifecycle",
+                lifecycle_rule(
+                    &format!("{}/", names::UPLOADS_PREFIX),
+                    Some(definition.bucket.uploads_expire_days),
+                    Some(definition.bucket.uploads_noncurrent_days),
+                    Some(definition.bucket.incomplete_upload_days),
+                ),
+            ),
         ],
         &[],
     );
@@ -529,7 +599,8 @@ pub fn desired(
     let instances = &definition.instances;
     for tier in ["api", "worker"] {
         let bucket = names::bucket(inputs.stack, inputs.account, inputs.region);
-        let user_data = render::user_data(tier, inputs.stack, inputs.region, &bucket);
+        let uploads = format!("s3://{bucket}/{}", names::UPLOADS_PREFIX);
+        let user_data = render::user_data(tier, inputs.stack, inputs.region, &bucket, &uploads);
         b.add(
             &format!("launch-template-{tier}"),
             Kind::LaunchTemplate,
@@ -726,6 +797,11 @@ pub fn desired(
                 "AutoScalingGroupName=asg-worker".to_owned(),
                 vec!["asg-worker"],
             ),
+            // The value itself, not a component: the stack's name.
+            Some(AlarmDimension::Stack) => (
+                format!("{}={}", published_metrics::STACK_DIMENSION, inputs.stack),
+                vec![],
+            ),
             None => (String::new(), vec![]),
         };
         let action = alarm
@@ -796,4 +872,242 @@ pub fn dashboard_refs(existing: &BTreeMap<String, Existing>) -> BTreeMap<String,
                 .map(|d| (component.clone(), d.clone()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use accunode_core::published_metrics::{self, STACK_DIMENSION};
+
+    use super::*;
+    use crate::stack::definition::BUILT_IN;
+
+    const STACK: &str = "teststack";
+
+    fn inputs() -> Inputs<'static> {
+        Inputs {
+            stack: STACK,
+            region: "us-east-1",
+            account: "123456789012",
+            image_id: "ami-0123456789abcdef0",
+            admin_cidr: None,
+            certificate_arn: None,
+        }
+    }
+
+    /// A metric something reads: where, namespace, name, dimensions.
+    type Read = (String, String, String, Vec<(String, String)>);
+
+    /// Every metric line of the dashboard's widgets: `[namespace, name,
+    /// dimension, value, …, {options}]`.
+    fn widget_reads(body: &str) -> Vec<Read> {
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        let mut reads = Vec::new();
+        for widget in body["widgets"].as_array().unwrap() {
+            let title = widget["properties"]["title"].as_str().unwrap();
+            for line in widget["properties"]["metrics"].as_array().unwrap() {
+                let words: Vec<&str> = line
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .take_while(|item| !item.is_object())
+                    .map(|item| item.as_str().expect("a metric line holds strings"))
+                    .collect();
+                assert!(
+                    words.len() >= 2 && words.len().is_multiple_of(2),
+                    "widget {title}: {line}"
+                );
+                let dimensions = words[2..]
+                    .chunks(2)
+                    .map(|pair| (pair[0].to_owned(), pair[1].to_owned()))
+                    .collect();
+                reads.push((
+                    format!("widget {title:?}"),
+                    words[0].to_owned(),
+                    words[1].to_owned(),
+                    dimensions,
+                ));
+            }
+        }
+        reads
+    }
+
+    /// What an alarm reads, from its properties ("namespace name stat period xN",
+    /// dimensions "Name=value,…").
+    fn alarm_read(alarm: &Resource) -> Read {
+        let mut metric = alarm.props["metric"].split(' ');
+        let (namespace, name) = (metric.next().unwrap(), metric.next().unwrap());
+        let dimensions = alarm.props["dimensions"]
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                let (name, value) = d.split_once('=').unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        (
+            format!("alarm {}", alarm.name),
+            namespace.to_owned(),
+            name.to_owned(),
+            dimensions,
+        )
+    }
+
+    #[test]
+    fn every_own_metric_an_alarm_or_widget_reads_is_published_with_the_stack_dimension() {
+        let definition = Definition::parse(BUILT_IN).unwrap();
+        let none = BTreeMap::new();
+        for number in [1, 2, 3] {
+            let phase = definition.phase(number).unwrap();
+            let resources = desired(&definition, phase, &inputs(), &none);
+            let alarms: Vec<&Resource> =
+                resources.iter().filter(|r| r.kind == Kind::Alarm).collect();
+            let mut reads: Vec<Read> = alarms.iter().map(|alarm| alarm_read(alarm)).collect();
+
+            // Every step-scaling policy is triggered by alarms, which are among those read.
+            for policy in resources
+                .iter()
+                .filter(|r| r.kind == Kind::ScalingPolicy && r.props["type"] == "StepScaling")
+            {
+                let triggers: Vec<&&Resource> = alarms
+                    .iter()
+                    .filter(|a| a.props["actions"].split(',').any(|p| p == policy.component))
+                    .collect();
+                assert!(
+                    !triggers.is_empty(),
+                    "phase {number}: no alarm triggers {}",
+                    policy.component
+                );
+                for trigger in triggers {
+                    let (_, namespace, ..) = alarm_read(trigger);
+                    assert_eq!(
+                        namespace,
+                        published_metrics::WORKER_NAMESPACE,
+                        "phase {number}: {} scales workers on a worker metric",
+                        trigger.name
+                    );
+                }
+            }
+
+            // The dashboard, as the resource renders it (its digest says it is the same body).
+            let dashboard = resources
+                .iter()
+                .find(|r| r.kind == Kind::Dashboard)
+                .unwrap();
+            let body = render::dashboard_body(STACK, "us-east-1", &dashboard_refs(&none));
+            assert_eq!(
+                dashboard.props["body_sha256"],
+                render::sha256_hex(body.as_bytes())
+            );
+            reads.extend(widget_reads(&body));
+
+            let stack_only = vec![(STACK_DIMENSION.to_owned(), STACK.to_owned())];
+            for (place, namespace, name, dimensions) in &reads {
+                if namespace.starts_with("AccuNode/") {
+                    assert!(
+                        published_metrics::is_published(namespace, name),
+                        "phase {number}: {place} reads {namespace} {name}, which neither the API nor the worker publishes"
+                    );
+                    assert_eq!(
+                        dimensions, &stack_only,
+                        "phase {number}: {place} reads {namespace} {name} with other dimensions than the published Stack={STACK}"
+                    );
+                } else {
+                    assert!(
+                        dimensions.iter().all(|(d, _)| d != STACK_DIMENSION),
+                        "phase {number}: {place}: AWS metrics keep their own dimensions"
+                    );
+                }
+            }
+            // The worker metrics the issue names are all read somewhere.
+            for metric in published_metrics::WORKER_METRICS {
+                assert!(
+                    reads
+                        .iter()
+                        .any(|(_, ns, name, _)| ns == metric.namespace && name == metric.name),
+                    "phase {number}: nothing reads {} {}",
+                    metric.namespace,
+                    metric.name
+                );
+            }
+        }
+    }
+
+    /// The S3 statements of a tier's policy: action → resources.
+    fn s3_grants(resources: &[Resource], tier: &str) -> BTreeMap<String, Vec<String>> {
+        let role = resources
+            .iter()
+            .find(|r| r.component == format!("role-{tier}"))
+            .unwrap();
+        let policy: serde_json::Value = serde_json::from_str(&role.props["policy"]).unwrap();
+        let mut grants: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for statement in policy["Statement"].as_array().unwrap() {
+            let targets: Vec<String> = match &statement["Resource"] {
+                serde_json::Value::String(one) => vec![one.clone()],
+                many => many
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_owned())
+                    .collect(),
+            };
+            for action in statement["Action"].as_array().unwrap() {
+                let action = action.as_str().unwrap();
+                if action.starts_with("s3:") {
+                    grants
+                        .entry(action.to_owned())
+                        .or_default()
+                        .extend(targets.iter().cloned());
+                }
+            }
+        }
+        grants
+    }
+
+    #[test]
+    fn the_api_writes_uploads_and_both_tiers_read_only_their_prefixes() {
+        let definition = Definition::parse(BUILT_IN).unwrap();
+        let resources = desired(
+            &definition,
+            definition.phase(1).unwrap(),
+            &inputs(),
+            &BTreeMap::new(),
+        );
+        let bucket = names::bucket(STACK, "123456789012", "us-east-1");
+        let objects = |prefixes: &[&str]| -> Vec<String> {
+            prefixes
+                .iter()
+                .map(|p| format!("arn:aws:s3:::{bucket}/{p}/*"))
+                .collect()
+        };
+        let reads = objects(&["releases", "bundles", "models", "uploads"]);
+        let api = s3_grants(&resources, "api");
+        assert_eq!(api["s3:GetObject"], reads);
+        assert_eq!(api["s3:PutObject"], objects(&["uploads"]));
+        assert_eq!(api["s3:AbortMultipartUpload"], objects(&["uploads"]));
+        let worker = s3_grants(&resources, "worker");
+        assert_eq!(worker["s3:GetObject"], reads);
+        assert!(!worker.contains_key("s3:PutObject"), "{worker:?}");
+        assert!(
+            !worker.contains_key("s3:AbortMultipartUpload"),
+            "{worker:?}"
+        );
+        for grants in [&api, &worker] {
+            assert!(
+                grants
+                    .values()
+                    .flatten()
+                    .all(|arn| arn != &format!("arn:aws:s3:::{bucket}/*")),
+                "no tier gets every object of the bucket: {grants:?}"
+            );
+        }
+
+        let model_bucket = resources
+            .iter()
+            .find(|r| r.component == "model-bucket")
+            .unwrap();
+        assert_eq!(
+            model_bucket.props["lifecycle"],
+            "uploads/: expire after 30 d, old versions after 1 d, unfinished uploads after 1 d"
+        );
+    }
 }

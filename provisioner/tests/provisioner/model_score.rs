@@ -1,5 +1,6 @@
 //! `accunode model score` end to end: a CSV in, the same rows plus scores out;
-//! bad rows get an `error`, bad files a one-line error and no output.
+//! rows outside the fitted ranges are scored with `warnings`, bad rows get an
+//! `error`, bad files a one-line error and no output.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ BBB,Beta,2023,,NM,N/A,NaN,
 CCC,Gamma,2023,140,2.1,5.5,12.0,4.0
 DDD,Delta,2023,40.5,lots,5.5,12.0,4.0
 EEE,Epsilon,2023,40.5,2.1
+FFF,Phi,2023,40.5,inf,5.5,12.0,4.0
 ";
 
 #[test]
@@ -49,7 +51,7 @@ fn scores_every_row_and_marks_bad_ones_without_stopping() {
     );
     assert!(
         String::from_utf8_lossy(&result.stderr)
-            .contains("scored 5 rows with accunode-v1-annual 1.0.0"),
+            .contains("scored 6 rows with accunode-v1-annual 1.0.0"),
         "{}",
         String::from_utf8_lossy(&result.stderr)
     );
@@ -71,11 +73,12 @@ fn scores_every_row_and_marks_bad_ones_without_stopping() {
             "binned_logistic_probability",
             "model_id",
             "model_version",
+            "warnings",
             "error"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     let column = |row: &csv::StringRecord, name: &str| {
         row[headers.iter().position(|h| h == name).unwrap()].to_owned()
     };
@@ -89,6 +92,7 @@ fn scores_every_row_and_marks_bad_ones_without_stopping() {
     );
     assert_eq!(column(&rows[0], "risk_level"), expected.risk_level.as_str());
     assert_eq!(column(&rows[0], "model_version"), "1.0.0");
+    assert_eq!(column(&rows[0], "warnings"), "");
     assert_eq!(column(&rows[0], "error"), "");
 
     // Blank, NM, N/A and NaN are Missing.
@@ -98,13 +102,25 @@ fn scores_every_row_and_marks_bad_ones_without_stopping() {
         missing.probability
     );
 
+    // Outside the fitted range: scored, with a warning.
+    let distressed = bundle.score(&[140.0, 2.1, 5.5, 12.0, 4.0]).unwrap().score;
+    assert_eq!(
+        column(&rows[2], "probability").parse::<f64>().unwrap(),
+        distressed.probability
+    );
+    assert_eq!(
+        column(&rows[2], "warnings"),
+        "outside_fitted_range: long_term_debt_to_total_capital=140 (fitted 0–100)"
+    );
+    assert_eq!(column(&rows[2], "error"), "");
+
     for (row, problem) in [
-        (
-            2,
-            "line 4: long_term_debt_to_total_capital must be between 0 and 100, got 140",
-        ),
         (3, "line 5: total_debt_to_ebitda: \"lots\" is not a number"),
         (4, "line 6: the row has 5 fields, the header 8"),
+        (
+            5,
+            "line 7: total_debt_to_ebitda must be a finite number, got inf",
+        ),
     ] {
         assert!(
             column(&rows[row], "error").starts_with(problem),
@@ -112,6 +128,7 @@ fn scores_every_row_and_marks_bad_ones_without_stopping() {
             rows[row]
         );
         assert_eq!(column(&rows[row], "probability"), "");
+        assert_eq!(column(&rows[row], "warnings"), "");
         assert_eq!(rows[row].len(), headers.len(), "columns stay aligned");
     }
 }

@@ -619,6 +619,43 @@ async fn redis_node_type(aws: &Clients, stack: &str) -> String {
         .to_owned()
 }
 
+/// A policy document as IAM answers it, which may be URL-encoded.
+fn url_decoded(document: &str) -> String {
+    let mut bytes = Vec::with_capacity(document.len());
+    let mut rest = document.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        let escaped = (byte == b'%')
+            .then(|| tail.get(..2))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(decoded) => {
+                bytes.push(decoded);
+                rest = &tail[2..];
+            }
+            None => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The name of the stack's model bucket (it carries the account and region).
+async fn model_bucket(aws: &Clients, stack: &str) -> String {
+    let buckets = aws.s3.list_buckets().send().await.unwrap();
+    let prefix = format!("{stack}-ml-models-");
+    let names: Vec<&str> = buckets
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    names[0].to_owned()
+}
+
 /// Phase 1 from nothing; every setting read back with describe calls.
 async fn verify_phase_one(aws: &Clients, stack: &str) {
     assert_eq!(network_counts(aws, stack).await, ONE_OF_EACH);
@@ -850,6 +887,7 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
             .unwrap()
             .contains(db.endpoint().unwrap().address().unwrap())
     );
+    let bucket = model_bucket(aws, stack).await;
     let templates = aws
         .ec2
         .describe_launch_templates()
@@ -876,6 +914,16 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
             .unwrap();
         let script = String::from_utf8(script).unwrap();
         assert!(script.contains("get-parameter") && !script.contains(secret.value().unwrap()));
+        // Both tiers publish their metrics by stack and find the uploads.
+        for line in [
+            format!("STACK=\"{stack}\""),
+            format!("UPLOADS=\"s3://{bucket}/uploads\""),
+            "STACK_NAME=$STACK".to_owned(),
+            "BULK_UPLOAD_PATH=$UPLOADS".to_owned(),
+            "CLOUDWATCH_METRICS_SECS=60".to_owned(),
+        ] {
+            assert!(script.lines().any(|l| l == line), "{line} in {script}");
+        }
     }
 
     // The seed's alarms, with their thresholds.
@@ -894,7 +942,7 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
             .unwrap()
             .clone()
     };
-    assert_eq!(alarms.metric_alarms().len(), 7);
+    assert_eq!(alarms.metric_alarms().len(), 9);
     let response_time = alarm("HighResponseTime");
     assert_eq!(
         (
@@ -911,8 +959,78 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
         (Some(50.0), Some("AccuNode/Workers"))
     );
     assert_eq!(alarm("WorkerQueueScaleUp").alarm_actions().len(), 1);
+    let wait = alarm("WorkerWaitScaleUp");
+    assert_eq!(
+        (wait.metric_name(), wait.threshold()),
+        (Some("TaskWaitTime"), Some(60.0))
+    );
+    assert_eq!(
+        wait.alarm_actions(),
+        alarm("WorkerQueueScaleUp").alarm_actions(),
+        "queue length and wait time both add workers"
+    );
+    // Our own metrics are read as the API and worker publish them: Stack=<stack>;
+    // AWS metrics by their own dimensions.
+    for read in alarms.metric_alarms() {
+        let dimensions: Vec<(&str, &str)> = read
+            .dimensions()
+            .iter()
+            .map(|d| (d.name().unwrap(), d.value().unwrap()))
+            .collect();
+        let (namespace, metric) = (read.namespace().unwrap(), read.metric_name().unwrap());
+        if namespace.starts_with("AccuNode/") {
+            assert!(
+                accunode_core::published_metrics::is_published(namespace, metric),
+                "{namespace} {metric}"
+            );
+            assert_eq!(dimensions, [("Stack", stack)], "{namespace} {metric}");
+        } else {
+            assert!(
+                !dimensions.is_empty() && dimensions.iter().all(|(name, _)| *name != "Stack"),
+                "{namespace} {metric}: {dimensions:?}"
+            );
+        }
+    }
+    let dashboard = aws
+        .cloudwatch
+        .get_dashboard()
+        .dashboard_name(format!("{stack}-overview"))
+        .send()
+        .await
+        .unwrap();
+    let body = dashboard.dashboard_body().unwrap();
+    assert!(
+        body.contains(&format!(
+            r#"["AccuNode/Workers","QueueLength","Stack","{stack}"]"#
+        )),
+        "{body}"
+    );
 
-    // IAM: instance roles under the stack's path, workers may also write models.
+    // The bucket expires bulk uploads (and only them).
+    let lifecycle = aws
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let [rule] = lifecycle.rules() else {
+        panic!("one lifecycle rule: {lifecycle:?}")
+    };
+    assert_eq!(
+        rule.filter().and_then(|f| f.prefix()),
+        Some("uploads/"),
+        "{rule:?}"
+    );
+    assert_eq!(rule.expiration().and_then(|e| e.days()), Some(30));
+    assert_eq!(
+        rule.abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation()),
+        Some(1)
+    );
+
+    // IAM: instance roles under the stack's path; the API writes bulk uploads,
+    // workers only read them; each publishes to its own namespace.
     let roles = aws
         .iam
         .list_roles()
@@ -929,8 +1047,11 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
         .send()
         .await
         .unwrap();
-    assert!(worker_policy.policy_document().contains("PutObject"));
-    assert!(!worker_policy.policy_document().contains("PutMetricData"));
+    let document = url_decoded(worker_policy.policy_document());
+    assert!(!document.contains("PutObject"), "{document}");
+    assert!(document.contains("/uploads/*"), "{document}");
+    assert!(document.contains("AccuNode/Workers"), "{document}");
+    assert!(!document.contains("AccuNode/API"), "{document}");
     let api_policy = aws
         .iam
         .get_role_policy()
@@ -940,11 +1061,21 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
         .await
         .unwrap();
     // The API publishes its custom metrics, to its own namespace only.
-    // IAM may answer the document URL-encoded.
-    let document = api_policy.policy_document().replace("%2F", "/");
+    let document = url_decoded(api_policy.policy_document());
     assert!(document.contains("PutMetricData"), "{document}");
     assert!(document.contains("AccuNode/API"), "{document}");
-    assert!(!document.contains("PutObject"), "{document}");
+    assert!(!document.contains("AccuNode/Workers"), "{document}");
+    let policy: serde_json::Value = serde_json::from_str(&document).unwrap();
+    let put = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"].to_string().contains("s3:PutObject"))
+        .expect("the API may write uploads");
+    assert_eq!(
+        put["Resource"],
+        serde_json::json!([format!("arn:aws:s3:::{bucket}/uploads/*")])
+    );
 }
 
 #[tokio::test]
@@ -976,6 +1107,39 @@ async fn phases_from_nothing_converge_in_place_and_destroy_leaves_nothing() {
         &["provision", "--phase", "1", "--output", "json"],
     ));
     assert_eq!(again["calls"]["mutating"], 0, "{}", again["calls"]);
+
+    // A bucket whose uploads rule went missing (a stack from before it, or a
+    // hand edit): the plan shows it, provision puts it back, then no change.
+    let bucket = model_bucket(&aws, &stack).await;
+    aws.s3
+        .delete_bucket_lifecycle()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let drifted = accunode(&stack, &["plan", "--phase", "1", "--detailed-exitcode"]);
+    let shown = String::from_utf8_lossy(&drifted.stdout);
+    assert_eq!(drifted.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("lifecycle") && shown.contains("uploads/: expire after 30 d"),
+        "{shown}"
+    );
+    succeeded(&accunode(&stack, &["provision", "--phase", "1"]));
+    let rules = aws
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rules.rules().len(), 1);
+    let settled = accunode(&stack, &["plan", "--phase", "1", "--detailed-exitcode"]);
+    assert_eq!(
+        settled.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&settled.stdout)
+    );
 
     let vpc_before = network_counts(&aws, &stack).await;
     let db_before = database(&aws, &stack)
@@ -1332,8 +1496,11 @@ async fn an_apply_killed_at_any_point_converges_on_the_next_run() {
 
         let partial = inventory(&aws, &stack).await;
         let made = total(&partial);
+        // The abort comes before the next call is sent, not after the ones in
+        // flight are answered: at the earliest point, on a loaded machine,
+        // none of the first calls may have completed yet.
         assert!(
-            0 < made && made < whole_total,
+            (0 < made || percent < 20) && made < whole_total,
             "{point}: {made} of {whole_total} resources exist, not a partial stack: {partial:?}"
         );
         for (kind, found) in &partial {

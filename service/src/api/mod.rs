@@ -7,6 +7,7 @@
 mod auth;
 mod companies;
 mod health;
+mod jobs;
 mod models;
 mod organizations;
 mod predictions;
@@ -18,9 +19,10 @@ use poem_openapi::{OpenApiService, Tags};
 pub use auth::AuthApi;
 pub use companies::CompaniesApi;
 pub use health::HealthApi;
+pub use jobs::JobsApi;
 pub use models::ModelsApi;
 pub use organizations::OrganizationsApi;
-pub use predictions::PredictionsApi;
+pub use predictions::{BulkUploadApi, PredictionsApi};
 pub use users::UsersApi;
 
 /// Tags group operations in the document and in generated clients.
@@ -34,8 +36,10 @@ pub enum ApiTags {
     Organizations,
     /// Companies, within the caller's scopes.
     Companies,
-    /// Annual and quarterly default predictions.
+    /// Annual and quarterly default predictions, one at a time or by file.
     Predictions,
+    /// Bulk scoring jobs: status, cancel, row errors, results.
+    Jobs,
     /// Liveness and dependency state, for load balancers and operators.
     Health,
     /// The model bundles serving predictions.
@@ -49,6 +53,8 @@ pub type Apis = (
     OrganizationsApi,
     CompaniesApi,
     PredictionsApi,
+    BulkUploadApi,
+    JobsApi,
     HealthApi,
     ModelsApi,
 );

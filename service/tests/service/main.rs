@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod bulk;
 mod email;
 mod models;
 mod python_client;

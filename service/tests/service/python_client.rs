@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::TestApp;
+use crate::support::BulkRig;
 
 #[tokio::test]
 async fn a_generated_python_client_registers_signs_in_and_predicts() {
@@ -41,7 +41,9 @@ async fn a_generated_python_client_registers_signs_in_and_predicts() {
         String::from_utf8_lossy(&generated.stderr)
     );
 
-    let app = TestApp::start().await;
+    let mut rig = BulkRig::start(&[]).await;
+    rig.start_worker().await;
+    let app = &rig.app;
     let smoke = tokio::process::Command::new(bin.join("python"))
         .arg(root.join("scripts/client_smoke.py"))
         .arg(&app.base)
@@ -58,4 +60,8 @@ async fn a_generated_python_client_registers_signs_in_and_predicts() {
         String::from_utf8_lossy(&smoke.stderr)
     );
     assert!(stdout.contains("scored PYCL annual"), "{stdout}");
+    assert!(
+        stdout.contains("bulk job completed: 3 rows, 1 failed"),
+        "{stdout}"
+    );
 }

@@ -1,6 +1,6 @@
 //! Companies and predictions through the API against real PostgreSQL and
-//! Redis: scoring, duplicates, validation, lists and filters, the prediction
-//! cache, ETags, quotas and feature flags.
+//! Redis: scoring, fitted-range warnings, duplicates, validation, lists and
+//! filters, the prediction cache, ETags, quotas and feature flags.
 
 use std::path::Path;
 
@@ -53,6 +53,7 @@ async fn an_annual_prediction_is_scored_by_the_serving_bundle_and_stored() {
     assert_eq!(body["reporting_year"], "2024");
     assert_eq!(body["access_level"], "personal");
     assert_eq!(body["ratios"]["total_debt_to_ebitda"], 2.5);
+    assert_eq!(body["warnings"], json!([]), "always present");
 
     // Same company, year and scope again: 409, and the company is reused.
     let duplicate = app
@@ -110,25 +111,6 @@ async fn missing_ratios_are_scored_as_missing_and_bad_ones_named() {
         expected.score.probability
     );
     assert_eq!(created.body["ratios"]["net_income_margin"], Value::Null);
-
-    let mut out_of_range = annual("BAD", "2023");
-    out_of_range["long_term_debt_to_total_capital"] = json!(140);
-    let answer = app
-        .post(
-            "/api/v1/predictions/annual",
-            Some(&user.token),
-            out_of_range,
-        )
-        .await;
-    assert_eq!(answer.status, 422, "{}", answer.body);
-    assert_eq!(
-        answer.fields(),
-        vec!["body.long_term_debt_to_total_capital"]
-    );
-    assert_eq!(
-        answer.body["details"][0]["problem"],
-        "must be between 0 and 100, got 140"
-    );
 
     let mut many = annual("", "24");
     many["market_cap"] = json!(-5);
@@ -604,9 +586,111 @@ async fn companies_list_search_sort_page_update_and_delete() {
 }
 
 #[tokio::test]
+async fn a_ratio_outside_the_fitted_range_is_scored_with_a_warning_stored_and_read_back() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("dora@example.com").await;
+    // Negative equity: long-term debt above total capital.
+    let mut request = annual("NEGEQ", "2024");
+    request["long_term_debt_to_total_capital"] = json!(113.5);
+    let created = app
+        .post("/api/v1/predictions/annual", Some(&user.token), request)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let warnings =
+        json!(["outside_fitted_range: long_term_debt_to_total_capital=113.5 (fitted 0–100)"]);
+    assert_eq!(created.body["warnings"], warnings);
+    let expected = bundle("accunode-v1-annual")
+        .score(&[113.5, 2.5, 8.0, 6.0, 5.0])
+        .unwrap();
+    assert_eq!(
+        created.body["probability"].as_f64().unwrap(),
+        expected.score.probability
+    );
+    assert_eq!(
+        created.body["risk_level"],
+        expected.score.risk_level.as_str()
+    );
+    assert_eq!(
+        created.body["ratios"]["long_term_debt_to_total_capital"],
+        113.5
+    );
+
+    // Stored: read back from the database, then from the cache, and listed.
+    let id = created.body["id"].as_str().unwrap();
+    let path = format!("/api/v1/predictions/annual/{id}");
+    for _ in 0..2 {
+        let read = app.get(&path, &user.token).await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        assert_eq!(read.body["warnings"], warnings);
+        assert_eq!(read.body, created.body);
+    }
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT warnings FROM annual_predictions WHERE id = $1::uuid")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, [warnings[0].as_str().unwrap()]);
+    let listed = app.get("/api/v1/predictions/annual", &user.token).await;
+    assert_eq!(listed.body["items"][0]["warnings"], warnings);
+
+    // Negative EBITDA and coverage, a loss beyond -100 %: one warning each,
+    // in the order of the ratios.
+    let mut request = annual("LOSS", "2024");
+    request["total_debt_to_ebitda"] = json!(-3.2);
+    request["net_income_margin"] = json!(-150);
+    request["ebit_to_interest_expense"] = json!(-5);
+    let created = app
+        .post("/api/v1/predictions/annual", Some(&user.token), request)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.body["warnings"],
+        json!([
+            "outside_fitted_range: total_debt_to_ebitda=-3.2 (fitted at least 0)",
+            "outside_fitted_range: net_income_margin=-150 (fitted -100–100)",
+            "outside_fitted_range: ebit_to_interest_expense=-5 (fitted at least 0)"
+        ])
+    );
+    let expected = bundle("accunode-v1-annual")
+        .score(&[35.0, -3.2, -150.0, -5.0, 5.0])
+        .unwrap();
+    assert_eq!(
+        created.body["probability"].as_f64().unwrap(),
+        expected.score.probability
+    );
+
+    // Quarterly: only long-term debt / total capital has a fitted range.
+    let mut request = quarterly("QNEG", "2024", "Q3");
+    request["long_term_debt_to_total_capital"] = json!(-4);
+    request["total_debt_to_ebitda"] = json!(-7.5);
+    let created = app
+        .post("/api/v1/predictions/quarterly", Some(&user.token), request)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.body["warnings"],
+        json!(["outside_fitted_range: long_term_debt_to_total_capital=-4 (fitted 0–100)"])
+    );
+}
+
+#[tokio::test]
 async fn the_prediction_quota_is_enforced() {
     let app = TestApp::start_with(&[("MAX_PREDICTIONS_PER_USER", "2")]).await;
     let user = app.signed_up("hal@example.com").await;
+    // A prediction of a bulk job does not count: jobs have their own bound.
+    let bulk = app
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual("Q", "2020"),
+        )
+        .await;
+    assert_eq!(bulk.status, 201);
+    sqlx::query("UPDATE annual_predictions SET bulk_job_id = gen_random_uuid(), bulk_row = 1")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     for year in ["2021", "2022"] {
         let created = app
             .post(
@@ -615,7 +699,7 @@ async fn the_prediction_quota_is_enforced() {
                 annual("Q", year),
             )
             .await;
-        assert_eq!(created.status, 201);
+        assert_eq!(created.status, 201, "{}", created.body);
     }
     let third = app
         .post(

@@ -1,9 +1,15 @@
-//! An in-process API on its own database, and a client that signs users in.
+//! An in-process API on its own database, a client that signs users in, and
+//! the API with a worker, a Redis and a bucket of their own for bulk jobs.
 
 use accunode_core::config::{Settings, Sources};
 use accunode_service::startup::Application;
-use accunode_testkit::{TestDatabase, redis_url, test_env};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use accunode_testkit::{RedisServer, TestDatabase, create_bucket, redis_url, s3_client, test_env};
+use accunode_worker::Worker;
 use reqwest::Method;
+use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -277,4 +283,158 @@ pub fn quarterly(symbol: &str, year: &str, quarter: &str) -> Value {
         "long_term_debt_to_total_capital": 40.0,
         "return_on_capital": 7.0
     })
+}
+
+/// The API and (optionally) a worker sharing a database, a Redis and a bucket.
+pub struct BulkRig {
+    pub app: TestApp,
+    pub bucket: String,
+    pub redis: RedisServer,
+    worker_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    extra: Vec<(String, String)>,
+}
+
+pub fn bulk_env(bucket: &str) -> Vec<(String, String)> {
+    [
+        ("BULK_UPLOAD_PATH", format!("s3://{bucket}/uploads")),
+        ("AWS_ENDPOINT_URL", accunode_testkit::aws_endpoint_url()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("BULK_CHUNK_ROWS", "1000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
+impl BulkRig {
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let bucket = create_bucket().await;
+        let redis = RedisServer::start().await;
+        let mut env = bulk_env(&bucket);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let borrowed: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let app = TestApp::start_on(TestDatabase::create().await, &redis.url(), &borrowed).await;
+        Self {
+            app,
+            bucket,
+            redis,
+            worker_stop: None,
+            extra: env,
+        }
+    }
+
+    pub async fn start_worker(&mut self) {
+        let mut env = test_env(&self.app.database.url, &self.redis.url());
+        env.extend(self.extra.iter().cloned());
+        let settings = Settings::load(&Sources {
+            file: None,
+            dotenv: None,
+            env,
+        })
+        .expect("valid worker settings");
+        let worker = Worker::build(settings).await.expect("build the worker");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            worker
+                .run_until_stopped(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("the worker runs");
+        });
+        self.worker_stop = Some(stop);
+    }
+
+    pub async fn upload(
+        &self,
+        user: &TestUser,
+        name: &str,
+        bytes: Vec<u8>,
+        kind: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let form = Form::new()
+            .part("file", Part::bytes(bytes).file_name(name.to_owned()))
+            .text("prediction_type", kind.to_owned());
+        let mut request = self
+            .app
+            .client
+            .post(format!("{}/api/v1/predictions/bulk-upload", self.app.base))
+            .bearer_auth(&user.token)
+            .multipart(form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("upload");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn wait_finished(&self, user: &TestUser, job: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let answer = self
+                .app
+                .get(&format!("/api/v1/jobs/{job}"), &user.token)
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            let body = answer.body;
+            assert_eq!(
+                body["processed_rows"].as_i64().unwrap(),
+                body["succeeded_rows"].as_i64().unwrap() + body["failed_rows"].as_i64().unwrap(),
+                "counts add up at every read: {body}"
+            );
+            if !matches!(body["status"].as_str(), Some("queued" | "processing")) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job did not finish: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn results(&self, user: &TestUser, job: &str) -> Vec<HashMap<String, String>> {
+        let response = self
+            .app
+            .client
+            .get(format!("{}/api/v1/jobs/{job}/results", self.app.base))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let text = response.text().await.unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        reader
+            .records()
+            .map(|record| {
+                let record = record.unwrap();
+                headers
+                    .iter()
+                    .zip(record.iter())
+                    .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub async fn stored_objects(&self) -> usize {
+        s3_client()
+            .await
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap()
+            .key_count()
+            .unwrap_or(0) as usize
+    }
 }

@@ -2,6 +2,8 @@
 //! HTTP and as a Redis heartbeat, a dependency going away, configuration
 //! errors, and a clean stop on SIGTERM.
 
+mod bulk_faults;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -110,11 +112,18 @@ fn a_config_error_is_one_line_on_stderr_and_exit_code_2() {
 }
 
 #[test]
-fn help_says_job_processing_is_not_there_yet() {
+fn help_describes_the_job_flow() {
     let output = std::process::Command::new(WORKER)
         .arg("--help")
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
-    assert!(help.contains("Not yet processing jobs"), "{help}");
+    for part in [
+        "accunode:bulk:chunks",
+        "WORKER_CONCURRENCY",
+        "WORKER_MAX_DELIVERIES",
+        "dead-letter",
+    ] {
+        assert!(help.contains(part), "{part}: {help}");
+    }
 }

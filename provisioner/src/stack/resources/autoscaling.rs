@@ -1,5 +1,7 @@
 //! The API and worker Auto Scaling groups and their scaling policies: target
-//! tracking on CPU for the API, step scaling on the queue length for workers.
+//! tracking on CPU for the API, step scaling for workers, triggered by the
+//! definition's alarms on the workers' queue length and task wait time
+//! (`AccuNode/Workers`, dimension `Stack`).
 //! Sizes change in place with UpdateAutoScalingGroup.
 
 use anyhow::{Context, bail};

@@ -120,7 +120,8 @@ fn data(
     };
     let bucket = names::bucket(&ctx.stack, &ctx.account, ctx.region());
     let instances = &ctx.definition.instances;
-    let script = user_data(tier, &ctx.stack, ctx.region(), &bucket);
+    let uploads = format!("s3://{bucket}/{}", names::UPLOADS_PREFIX);
+    let script = user_data(tier, &ctx.stack, ctx.region(), &bucket, &uploads);
     Ok(RequestLaunchTemplateData::builder()
         .image_id(&p["image"])
         .instance_type(p["instance_type"].as_str().into())

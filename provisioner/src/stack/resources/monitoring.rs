@@ -1,6 +1,9 @@
 //! CloudWatch: the alarms of the definition file (some of which trigger the
 //! worker scaling policies) and one dashboard with the original design's metrics.
+//! Alarms on the API's and the worker's own metrics (`AccuNode/…`) read them
+//! with the dimension they are published with, `Stack=<stack>`.
 
+use accunode_core::published_metrics::STACK_DIMENSION;
 use anyhow::Context;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
 
@@ -128,6 +131,10 @@ pub async fn put_alarm(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow:
         .filter(|d| !d.is_empty())
         .map(|d| {
             let (name, component) = d.split_once('=').context("malformed dimension")?;
+            if name == STACK_DIMENSION {
+                // The value is the stack's name itself, not a component.
+                return Ok(Dimension::builder().name(name).value(&ctx.stack).build());
+            }
             let value = match known.get(component) {
                 Some(e) => e
                     .attrs

@@ -1,12 +1,16 @@
-//! The S3 model bucket: versioned, encrypted, public access blocked. Its name
-//! carries the stack, account and region, so discovery asks for it by name.
+//! The S3 model bucket: versioned, encrypted, public access blocked, with a
+//! lifecycle rule that expires the bulk-upload files under `uploads/` (and
+//! aborts multipart uploads left unfinished). Its name carries the stack,
+//! account and region, so discovery asks for it by name.
 //! S3 cannot tag a bucket in the call that creates it: an untagged bucket of
 //! that name is taken as an interrupted create only while it is empty;
 //! otherwise it is refused, never touched.
 
 use anyhow::{Context, bail};
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
+    BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
     ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging, VersioningConfiguration,
@@ -14,10 +18,12 @@ use aws_sdk_s3::types::{
 
 use super::{Ctx, created, existing, tagged};
 use crate::stack::aws::{aws_error, error_code};
-use crate::stack::spec::{Existing, Kind, Resource, names};
+use crate::stack::spec::{Existing, Kind, Resource, lifecycle_rule, names};
 
 /// The bucket's component name (see `spec::desired`).
 const MODEL_BUCKET: &str = "model-bucket";
+/// The id of the lifecycle rule that expires uploads.
+const UPLOADS_RULE: &str = "accunode-uploads-expire";
 
 fn bucket_name(ctx: &Ctx) -> String {
     names::bucket(&ctx.stack, &ctx.account, ctx.region())
@@ -58,10 +64,11 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         ),
     };
     let tagged = (!tags.is_empty()).to_string();
-    let (versioning, encryption, public_access) = tokio::join!(
+    let (versioning, encryption, public_access, lifecycle) = tokio::join!(
         s3.get_bucket_versioning().bucket(&name).send(),
         s3.get_bucket_encryption().bucket(&name).send(),
         s3.get_public_access_block().bucket(&name).send(),
+        s3.get_bucket_lifecycle_configuration().bucket(&name).send(),
     );
     let versioning = match versioning {
         Ok(versioning) => versioning
@@ -115,6 +122,30 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         }
         Err(error) => return Err(aws_error(error)),
     };
+    let lifecycle = match lifecycle {
+        Ok(configuration) => configuration
+            .rules()
+            .iter()
+            .map(|rule| {
+                let text = lifecycle_rule(
+                    rule.filter().and_then(|f| f.prefix()).unwrap_or_default(),
+                    rule.expiration().and_then(|e| e.days()),
+                    rule.noncurrent_version_expiration()
+                        .and_then(|e| e.noncurrent_days()),
+                    rule.abort_incomplete_multipart_upload()
+                        .and_then(|a| a.days_after_initiation()),
+                );
+                if rule.status() == &ExpirationStatus::Enabled {
+                    text
+                } else {
+                    format!("{text} (disabled)")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(error) if error_code(&error) == Some("NoSuchLifecycleConfiguration") => String::new(),
+        Err(error) => return Err(aws_error(error)),
+    };
     Ok(vec![existing(
         component,
         Kind::Bucket,
@@ -125,6 +156,7 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             ("versioning", versioning),
             ("encryption", encryption),
             ("public_access", public_access),
+            ("lifecycle", lifecycle),
         ],
     )])
 }
@@ -215,7 +247,50 @@ pub async fn update(
         .send()
         .await
         .map_err(aws_error)?;
+    put_lifecycle(ctx, &current.id).await?;
     Ok(created(resource, current.id.clone()))
+}
+
+/// The bucket's one lifecycle rule (replacing any other): uploads expire.
+async fn put_lifecycle(ctx: &Ctx, bucket: &str) -> anyhow::Result<()> {
+    let days = &ctx.definition.bucket;
+    let rule = LifecycleRule::builder()
+        .id(UPLOADS_RULE)
+        .status(ExpirationStatus::Enabled)
+        .filter(
+            LifecycleRuleFilter::builder()
+                .prefix(format!("{}/", names::UPLOADS_PREFIX))
+                .build(),
+        )
+        .expiration(
+            LifecycleExpiration::builder()
+                .days(days.uploads_expire_days)
+                .build(),
+        )
+        .noncurrent_version_expiration(
+            NoncurrentVersionExpiration::builder()
+                .noncurrent_days(days.uploads_noncurrent_days)
+                .build(),
+        )
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(days.incomplete_upload_days)
+                .build(),
+        )
+        .build()?;
+    ctx.aws
+        .s3
+        .put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()?,
+        )
+        .send()
+        .await
+        .map_err(aws_error)?;
+    Ok(())
 }
 
 /// Empties the bucket (every version and delete marker) and removes it.

@@ -5,8 +5,14 @@
 //! ratio shapes differ (see [`wire`]). A request is scored by the one bundle
 //! serving its kind at that moment (taken once, so a model swap mid-request
 //! cannot mix versions), and the answer names that bundle's id and version.
+//! Every finite ratio is scored: one outside the range the bundle was fitted
+//! on is not refused but named in the prediction's `warnings`, which are
+//! stored with it.
 
+mod bulk;
 mod wire;
+
+pub use self::bulk::BulkUploadApi;
 
 use accunode_core::domain::predictions::{self, PredictionQuery};
 use accunode_core::domain::{Caller, PredictionId, scope_key};
@@ -122,6 +128,9 @@ fn quarterly_enabled(state: &AppState) -> Result<(), ApiError> {
 #[OpenApi(prefix_path = "/api/v1/predictions", tag = "ApiTags::Predictions")]
 impl PredictionsApi {
     /// Scores an annual report and stores the prediction.
+    ///
+    /// A ratio outside the range the model was fitted on is scored, and named
+    /// in `warnings`.
     #[oai(
         path = "/annual",
         method = "post",
@@ -208,6 +217,9 @@ impl PredictionsApi {
     }
 
     /// Scores a quarterly report and stores the prediction.
+    ///
+    /// A ratio outside the range the model was fitted on is scored, and named
+    /// in `warnings`.
     #[oai(
         path = "/quarterly",
         method = "post",

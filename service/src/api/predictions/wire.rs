@@ -58,6 +58,12 @@ pub struct PredictionFields {
     /// 0.5 to 1: how far the probability is from a coin toss.
     pub confidence: f64,
     pub components: Vec<ComponentProbability>,
+    /// One warning per ratio outside the range the model was fitted on, e.g.
+    /// `outside_fitted_range: long_term_debt_to_total_capital=113.5 (fitted 0–100)`
+    /// (`(fitted at least 0)` for a one-sided range). Such a ratio is scored
+    /// all the same: the warning is for the reader, who may trust the
+    /// probability less. Always present, usually empty.
+    pub warnings: Vec<String>,
     pub model: PredictionModel,
     /// `personal`, `organization` or `system`.
     pub access_level: String,
@@ -104,7 +110,8 @@ pub struct QuarterlyPrediction {
 
 /// Scores an annual report and stores the prediction. The company is created,
 /// or reused by symbol, in the caller's scope. A ratio that is `null` or
-/// absent is scored as Missing.
+/// absent is scored as Missing. Any other finite number is scored; one outside
+/// the range the model was fitted on comes back with a warning in `warnings`.
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(example)]
 pub struct AnnualPredictionRequest {
@@ -123,26 +130,33 @@ pub struct AnnualPredictionRequest {
     /// `Q1` to `Q4`, when the annual figures are as of a quarter.
     #[oai(validator(pattern = r"^Q[1-4]$"))]
     pub reporting_quarter: Option<String>,
-    /// Percent, 0 to 100.
+    /// Percent; the models were fitted on 0 to 100: a value outside (above 100
+    /// with negative equity) is scored, with a warning.
     #[oai(nullable)]
     pub long_term_debt_to_total_capital: Option<f64>,
-    /// Multiple, at least 0.
+    /// Multiple; the models were fitted on at least 0: a negative value
+    /// (negative EBITDA) is scored, with a warning.
     #[oai(nullable)]
     pub total_debt_to_ebitda: Option<f64>,
-    /// Percent, -100 to 100.
+    /// Percent; the models were fitted on -100 to 100: a value outside is
+    /// scored, with a warning.
     #[oai(nullable)]
     pub net_income_margin: Option<f64>,
-    /// Multiple, at least 0.
+    /// Multiple; the models were fitted on at least 0: a negative value is
+    /// scored, with a warning.
     #[oai(nullable)]
     pub ebit_to_interest_expense: Option<f64>,
-    /// Percent, -100 to 100.
+    /// Percent; the models were fitted on -100 to 100: a value outside is
+    /// scored, with a warning.
     #[oai(nullable)]
     pub return_on_assets: Option<f64>,
 }
 
 /// Scores a quarterly report and stores the prediction. The company is
 /// created, or reused by symbol, in the caller's scope. A ratio that is `null`
-/// or absent is scored as Missing.
+/// or absent is scored as Missing. Any other finite number is scored; one
+/// outside the range the model was fitted on comes back with a warning in
+/// `warnings`.
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(example)]
 pub struct QuarterlyPredictionRequest {
@@ -165,7 +179,8 @@ pub struct QuarterlyPredictionRequest {
     /// Percent.
     #[oai(nullable)]
     pub sga_margin: Option<f64>,
-    /// Percent, 0 to 100.
+    /// Percent; the models were fitted on 0 to 100: a value outside (above 100
+    /// with negative equity) is scored, with a warning.
     #[oai(nullable)]
     pub long_term_debt_to_total_capital: Option<f64>,
     /// Percent.
@@ -255,7 +270,8 @@ impl PredictionRequest for QuarterlyPredictionRequest {
     }
 }
 
-/// Checks every field but the ratio ranges, which the serving bundle decides.
+/// Checks every field but the ratios: every finite ratio is scored, and the
+/// serving bundle warns about one outside the range it was fitted on.
 fn check_request(request: &impl PredictionRequest, problems: &mut Problems) {
     let (symbol, name, market_cap, sector) = request.company();
     check_company(
@@ -331,6 +347,7 @@ fn fields_of(prediction: &predictions::Prediction) -> PredictionFields {
                 probability: *probability,
             })
             .collect(),
+        warnings: prediction.warnings.clone(),
         model: PredictionModel {
             id: prediction.model_id.clone(),
             version: prediction.model_version.clone(),

@@ -1,0 +1,406 @@
+//! The worker binary under faults, on real PostgreSQL, Redis and moto's S3: a
+//! 100,000-row job whose workers are SIGKILLed at random points ten times, a
+//! job during which Redis restarts and one during which PostgreSQL goes away
+//! and comes back, each ending with exactly one outcome per row — none
+//! missing, none written twice.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use accunode_core::config::UploadLocation;
+use accunode_core::domain::bulk::{self, JobStatus, NewJob, queue};
+use accunode_core::domain::{Caller, JobId, Role, SessionId, UserId};
+use accunode_core::scoring::{Bundle, ModelKind};
+use accunode_core::uploads::UploadStore;
+use accunode_testkit::{
+    RedisServer, SpawnedBinary, TestDatabase, aws_endpoint_url, create_bucket, models_dir, test_env,
+};
+use sqlx::PgPool;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_accunode-worker");
+const CHUNK_ROWS: usize = 2_000;
+
+/// A job of `rows` annual rows (every 997th with a bad ratio) for a new user,
+/// stored and queued as the API would.
+async fn queued_job(pool: &PgPool, redis: &RedisServer, bucket: &str, rows: usize) -> JobId {
+    queued_job_scored_by(pool, redis, bucket, rows, None).await
+}
+
+/// [`queued_job`], recorded as scored by bundle version `version` when given.
+async fn queued_job_scored_by(
+    pool: &PgPool,
+    redis: &RedisServer,
+    bucket: &str,
+    rows: usize,
+    version: Option<&str>,
+) -> JobId {
+    accunode_core::db::migrate(pool).await.expect("migrate");
+    let user: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash) VALUES ('faults@example.com', 'x') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let caller = Caller {
+        user_id: UserId(user),
+        session_id: SessionId(uuid::Uuid::new_v4()),
+        email: "faults@example.com".into(),
+        role: Role::User,
+        organization_id: None,
+        organization_global_access: false,
+    };
+    let header = "company_symbol,company_name,reporting_year,long_term_debt_to_total_capital,total_debt_to_ebitda,net_income_margin,ebit_to_interest_expense,return_on_assets\n";
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(header.as_bytes()).unwrap();
+    let mut offset = header.len() as i64;
+    let mut offsets = Vec::new();
+    for row in 0..rows {
+        if row % CHUNK_ROWS == 0 {
+            offsets.push(offset);
+        }
+        let ratio = if row % 997 == 0 {
+            "bad".to_owned()
+        } else {
+            format!("{}", (row % 100) as f64 * 0.9)
+        };
+        let line = format!(
+            "S{row},Company {row},2020,{ratio},{},{},{},{}\n",
+            row % 7,
+            (row % 50) as f64 - 20.0,
+            row % 30,
+            (row % 40) as f64 - 10.0
+        );
+        file.write_all(line.as_bytes()).unwrap();
+        offset += line.len() as i64;
+    }
+    offsets.push(offset);
+    file.flush().unwrap();
+    let location: UploadLocation = format!("s3://{bucket}/uploads").parse().unwrap();
+    let store = UploadStore::connect(location, Some(&aws_endpoint_url()), Some("us-east-1")).await;
+    let id = JobId(uuid::Uuid::new_v4());
+    let key = store.key_for(id);
+    store.put_file(&key, file.path()).await.unwrap();
+    let bundle = Bundle::load(&models_dir().join("accunode-v1-annual")).unwrap();
+    let (job, _) = bulk::create(
+        pool,
+        &caller,
+        &NewJob {
+            id,
+            kind: ModelKind::Annual,
+            file_name: "faults.csv".into(),
+            object_key: key,
+            columns: header.trim().split(',').map(str::to_owned).collect(),
+            total_rows: rows as i32,
+            chunk_rows: CHUNK_ROWS as i32,
+            chunk_offsets: offsets,
+            model_id: bundle.id().into(),
+            model_version: version.unwrap_or(bundle.version()).into(),
+            idempotency_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    queue::enqueue(&mut connection, &job).await.unwrap();
+    id
+}
+
+fn worker_env(database: &str, redis: &str, bucket: &str) -> Vec<(String, String)> {
+    let mut env = test_env(database, redis);
+    env.extend(
+        [
+            ("BULK_UPLOAD_PATH", format!("s3://{bucket}/uploads")),
+            ("AWS_ENDPOINT_URL", aws_endpoint_url()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ("WORKER_CONCURRENCY", "2".to_owned()),
+        ]
+        .map(|(key, value)| (key.to_owned(), value)),
+    );
+    env
+}
+
+async fn spawn_worker(env: &[(String, String)], workdir: &Path) -> SpawnedBinary {
+    let mut worker = SpawnedBinary::spawn(Path::new(WORKER), &[], env, workdir);
+    worker
+        .wait_for_log("worker started", Duration::from_secs(30))
+        .await;
+    worker
+}
+
+/// Waits for the job to end and checks that every row has exactly one outcome.
+async fn assert_complete_exactly_once(pool: &PgPool, id: JobId, rows: i64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let job = loop {
+        let job = bulk::find(pool, id).await.unwrap().unwrap();
+        if !job.status.is_running() {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job did not finish: {} of {rows} rows",
+            job.processed_rows
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(i64::from(job.processed_rows), rows);
+    let (outcomes, distinct, predictions, errors): (i64, i64, i64, i64) = sqlx::query_as(
+        "WITH outcome AS (SELECT bulk_row AS row FROM annual_predictions WHERE bulk_job_id = $1 \
+                          UNION ALL SELECT row_number FROM bulk_job_errors WHERE job_id = $1) \
+         SELECT (SELECT count(*) FROM outcome), (SELECT count(DISTINCT row) FROM outcome), \
+                (SELECT count(*) FROM annual_predictions WHERE bulk_job_id = $1), \
+                (SELECT count(*) FROM bulk_job_errors WHERE job_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((outcomes, distinct), (rows, rows), "one outcome per row");
+    assert_eq!(predictions, i64::from(job.succeeded_rows));
+    assert_eq!(errors, i64::from(job.failed_rows));
+    assert_eq!(errors, (rows - 1) / 997 + 1, "only the bad rows failed");
+}
+
+#[tokio::test]
+async fn a_job_completes_exactly_once_through_ten_sigkilled_workers() {
+    let database = TestDatabase::create().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    let redis = RedisServer::start().await;
+    let bucket = create_bucket().await;
+    let rows = 100_000;
+    let id = queued_job(&pool, &redis, &bucket, rows).await;
+    let env = worker_env(&database.url, &redis.url(), &bucket);
+    let workdir = tempfile::tempdir().unwrap();
+    // A fixed-seed generator: random-looking kill points, the same every run.
+    let mut seed: u64 = 0x5eed_1234_abcd_ef01;
+    let mut kills = 0;
+    while kills < 10 {
+        let mut worker = spawn_worker(&env, workdir.path()).await;
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(200 + (seed >> 33) % 1500)).await;
+        worker.signal("KILL");
+        worker.wait(Duration::from_secs(10)).await;
+        kills += 1;
+        let job = bulk::find(&pool, id).await.unwrap().unwrap();
+        if !job.status.is_running() {
+            break;
+        }
+    }
+    assert_eq!(kills, 10, "the job outlived ten kills");
+    let _survivor = spawn_worker(&env, workdir.path()).await;
+    assert_complete_exactly_once(&pool, id, rows as i64).await;
+}
+
+#[tokio::test]
+async fn a_job_completes_exactly_once_across_a_redis_restart() {
+    let database = TestDatabase::create().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    let mut redis = RedisServer::start().await;
+    let bucket = create_bucket().await;
+    let rows = 30_000;
+    let id = queued_job(&pool, &redis, &bucket, rows).await;
+    let env = worker_env(&database.url, &redis.url(), &bucket);
+    let workdir = tempfile::tempdir().unwrap();
+    let _worker = spawn_worker(&env, workdir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bulk::find(&pool, id).await.unwrap().unwrap().chunks_done == 0 {
+        assert!(Instant::now() < deadline, "no chunk was committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let job = bulk::find(&pool, id).await.unwrap().unwrap();
+    assert!(job.status.is_running(), "Redis must stop mid-job: {job:?}");
+    let port = redis.port;
+    redis.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _restarted = RedisServer::start_on(port).await;
+    assert_complete_exactly_once(&pool, id, rows as i64).await;
+}
+
+#[tokio::test]
+async fn a_job_completes_exactly_once_across_a_postgres_outage() {
+    let database = TestDatabase::create().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    let redis = RedisServer::start().await;
+    let bucket = create_bucket().await;
+    let rows = 30_000;
+    let id = queued_job(&pool, &redis, &bucket, rows).await;
+    let env = worker_env(&database.url, &redis.url(), &bucket);
+    let workdir = tempfile::tempdir().unwrap();
+    let _worker = spawn_worker(&env, workdir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let job = bulk::find(&pool, id).await.unwrap().unwrap();
+        if job.chunks_done > 0 {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "no chunk was committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        job.status.is_running(),
+        "PostgreSQL must go away mid-job: {job:?}"
+    );
+    pool.close().await;
+    database.refuse_connections().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    database.allow_connections().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    assert_complete_exactly_once(&pool, id, rows as i64).await;
+}
+
+#[tokio::test]
+async fn a_chunk_that_keeps_failing_is_dead_lettered_and_fails_its_job_with_the_reason() {
+    let database = TestDatabase::create().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    let redis = RedisServer::start().await;
+    let bucket = create_bucket().await;
+    // Recorded as scored by a bundle version no folder holds: every attempt fails.
+    let id = queued_job_scored_by(&pool, &redis, &bucket, 3_000, Some("9.9.9")).await;
+    let mut env = worker_env(&database.url, &redis.url(), &bucket);
+    env.push(("WORKER_MAX_DELIVERIES".into(), "2".into()));
+    let workdir = tempfile::tempdir().unwrap();
+    let _worker = spawn_worker(&env, workdir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let job = bulk::find(&pool, id).await.unwrap().unwrap();
+        if !job.status.is_running() {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job did not fail: {job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job.status, JobStatus::Failed);
+    let reason = job.error.unwrap();
+    assert!(
+        reason.contains("failed 2 times") && reason.contains("9.9.9"),
+        "{reason}"
+    );
+    assert_eq!(
+        (job.processed_rows, job.succeeded_rows, job.failed_rows),
+        (0, 0, 0)
+    );
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let dead: usize = redis::cmd("XLEN")
+        .arg(queue::DEAD_LETTER_STREAM)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(dead >= 1, "the chunk is in the dead-letter stream");
+    // The job's other chunk is dropped once a worker sees the job failed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: usize = redis::cmd("XLEN")
+            .arg(queue::STREAM)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} entries of the failed job are still queued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_entry_read_for_a_worker_whose_answer_was_lost_is_taken_again() {
+    let database = TestDatabase::create().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    let redis = RedisServer::start().await;
+    let bucket = create_bucket().await;
+    let env = worker_env(&database.url, &redis.url(), &bucket);
+    let workdir = tempfile::tempdir().unwrap();
+    let mut worker = SpawnedBinary::spawn(Path::new(WORKER), &[], &env, workdir.path());
+    let started = worker
+        .wait_for_log("worker started", Duration::from_secs(30))
+        .await;
+    let consumer = started["worker_id"].as_str().unwrap().to_owned();
+    let id = queued_job(&pool, &redis, &bucket, 6_000).await;
+    // Delivered to the worker's consumer, as a read whose answer never arrived.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(queue::GROUP)
+        .arg(&consumer)
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(queue::STREAM)
+        .arg(">")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_complete_exactly_once(&pool, id, 6_000).await;
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_chunks_being_scored_and_a_replacement_completes_the_job() {
+    let database = TestDatabase::create().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    let redis = RedisServer::start().await;
+    let bucket = create_bucket().await;
+    let rows = 40_000;
+    let id = queued_job(&pool, &redis, &bucket, rows).await;
+    let env = worker_env(&database.url, &redis.url(), &bucket);
+    let workdir = tempfile::tempdir().unwrap();
+    let mut worker = SpawnedBinary::spawn(Path::new(WORKER), &[], &env, workdir.path());
+    let started = worker
+        .wait_for_log("worker started", Duration::from_secs(30))
+        .await;
+    let consumer = started["worker_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bulk::find(&pool, id).await.unwrap().unwrap().chunks_done == 0 {
+        assert!(Instant::now() < deadline, "no chunk was committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.terminate();
+    let status = worker.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "a clean stop: {status:?}");
+    let job = bulk::find(&pool, id).await.unwrap().unwrap();
+    assert!(job.status.is_running(), "stopped mid-job: {job:?}");
+    // Each slot finished and acknowledged the chunk it held: nothing is left
+    // pending under the stopped worker for others to wait for.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let held: redis::Value = redis::cmd("XPENDING")
+        .arg(queue::STREAM)
+        .arg(queue::GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .arg(&consumer)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        redis::Value::Array(vec![]),
+        "chunks left held by the stopped worker"
+    );
+    let _replacement = spawn_worker(&env, workdir.path()).await;
+    assert_complete_exactly_once(&pool, id, rows as i64).await;
+}
