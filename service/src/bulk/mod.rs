@@ -82,6 +82,7 @@ pub async fn accept(
         total_rows: i32::try_from(scanned.total_rows).unwrap_or(i32::MAX),
         chunk_rows: i32::try_from(limits.chunk_rows).unwrap_or(i32::MAX),
         chunk_offsets: scanned.chunk_offsets.clone(),
+        repeats: scanned.repeats.clone(),
         model_id: bundle.id().to_owned(),
         model_version: bundle.version().to_owned(),
         idempotency_key,

@@ -1,7 +1,7 @@
 //! Receiving a bulk upload: the multipart form streamed to a temporary file
 //! (never held whole in memory, refused as soon as it passes the size limit),
-//! then read once to check the header, count the rows and find where each
-//! chunk starts. A CSV upload is stored as it is; an XLSX upload's first sheet
+//! then read once to check the header, count the rows, find where each chunk
+//! starts and which valid rows repeat an earlier one's company and period. A CSV upload is stored as it is; an XLSX upload's first sheet
 //! is converted to CSV first. Nothing is stored or queued for a file that
 //! fails any check.
 
@@ -203,6 +203,9 @@ pub struct ScannedUpload {
     pub total_rows: u32,
     /// Byte offset of each chunk's first row, then the end of the file.
     pub chunk_offsets: Vec<i64>,
+    /// Valid rows that repeat an earlier valid row's company and period:
+    /// (row, the earlier row).
+    pub repeats: Vec<(i32, i32)>,
 }
 
 /// What the limits and the split are.
@@ -302,9 +305,11 @@ fn scan_csv(
         return Err(UploadError::Empty);
     }
     let header: Vec<&str> = record.iter().collect();
-    let (_, columns) = Columns::from_header(kind, &header)?;
+    let (layout, columns) = Columns::from_header(kind, &header)?;
     let mut offsets = Vec::new();
     let mut rows: u32 = 0;
+    let mut periods = Periods::default();
+    let mut repeats = Vec::new();
     loop {
         let position = reader.position().byte() + start;
         if !reader.read_record(&mut record).map_err(not_csv)? {
@@ -324,6 +329,12 @@ fn scan_csv(
                 limit: limits.max_rows,
             });
         }
+        // Invalid rows are the worker's to report; only a valid row can be repeated.
+        if let Ok(input) = layout.parse_row(&record)
+            && let Some(first) = periods.first_of(&input, rows)
+        {
+            repeats.push((rows as i32, first as i32));
+        }
     }
     if rows == 0 {
         return Err(UploadError::NoRows);
@@ -334,7 +345,43 @@ fn scan_csv(
         columns,
         total_rows: rows,
         chunk_offsets: offsets,
+        repeats,
     })
+}
+
+/// The company and period of each valid row seen so far, as 128-bit hashes
+/// (two independent 64-bit ones: a false match is as good as impossible at a
+/// million rows), with the row that first had it: 24 bytes a period (about
+/// 30 MB at a million), instead of the rows' text.
+#[derive(Default)]
+struct Periods {
+    first_rows: std::collections::HashMap<[u64; 2], u32>,
+    hashers: (std::hash::RandomState, std::hash::RandomState),
+}
+
+impl Periods {
+    /// The earlier row with `input`'s company and period, or `None` (and `row`
+    /// is now the first with it).
+    fn first_of(
+        &mut self,
+        input: &accunode_core::domain::predictions::NewPredictionInput,
+        row: u32,
+    ) -> Option<u32> {
+        use std::hash::BuildHasher;
+        let key = (
+            input.company.symbol.as_str(),
+            input.reporting_year,
+            input.reporting_quarter.map(|quarter| quarter.as_str()),
+        );
+        let hash = [self.hashers.0.hash_one(key), self.hashers.1.hash_one(key)];
+        match self.first_rows.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(row);
+                None
+            }
+        }
+    }
 }
 
 /// Writes the first sheet of the XLSX at `path` to `out` as CSV, cell by cell.

@@ -97,22 +97,32 @@ async fn sample_files_upload_as_they_are_and_score_bit_for_bit_like_single_predi
         let results = rig.results(&uploader, &job).await;
         assert_eq!(results.len() as i64, rows, "every input row, in order");
         let mut compared = 0;
-        let mut seen = std::collections::HashSet::new();
+        let mut first_rows = HashMap::new();
+        let mut repeats = 0;
         for (index, row) in results.iter().enumerate() {
             let key = (
                 row["company_symbol"].trim().to_uppercase(),
                 row["reporting_year"].clone(),
                 row.get("reporting_quarter").cloned(),
             );
-            let first = seen.insert(key);
-            if !row["error"].is_empty() {
+            let first = *first_rows.entry(key).or_insert(index + 1);
+            if first != index + 1 {
+                // Always the later row, whatever order the chunks committed in.
+                let expected = format!("duplicate: row {first} of the file is ");
                 assert!(
-                    row["error"].starts_with("duplicate") && !first,
-                    "row {}: only repeats of earlier rows fail in the samples: {row:?}",
+                    row["error"].starts_with(&expected),
+                    "row {}: {row:?}",
                     index + 1
                 );
+                repeats += 1;
                 continue;
             }
+            assert_eq!(
+                row["error"],
+                "",
+                "row {}: only repeats fail in the samples",
+                index + 1
+            );
             if index % step != 0 {
                 continue;
             }
@@ -144,6 +154,11 @@ async fn sample_files_upload_as_they_are_and_score_bit_for_bit_like_single_predi
             compared += 1;
         }
         assert!(compared > 250, "compared {compared} rows of {file}");
+        assert_eq!(
+            finished["failed_rows"].as_i64().unwrap(),
+            repeats,
+            "{finished}"
+        );
     }
 }
 
@@ -368,11 +383,50 @@ async fn jobs_are_private_cancellable_idempotent_and_explain_their_row_errors() 
     assert!(!results[4]["probability"].is_empty() && results[4]["error"].is_empty());
     assert!(results[1]["probability"].is_empty() && results[1]["error"].contains("twelve"));
 
+    assert!(
+        items[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("duplicate: row 1 of the file"),
+        "{}",
+        errors.body
+    );
+
+    // The same file again: its valid rows are in the scope already.
+    let (_, third) = rig
+        .upload(&owner, "c.csv", csv.as_bytes().to_vec(), "annual", &[])
+        .await;
+    let third = third["job_id"].as_str().unwrap().to_owned();
+    let finished = rig.wait_finished(&owner, &third).await;
+    assert_eq!(
+        (
+            finished["succeeded_rows"].as_i64(),
+            finished["failed_rows"].as_i64()
+        ),
+        (Some(0), Some(5)),
+        "{finished}"
+    );
+    let errors = rig
+        .app
+        .get(&format!("/api/v1/jobs/{third}/errors"), &owner.token)
+        .await;
+    let messages: Vec<&str> = errors.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages[0].ends_with("already exists in this scope")
+            && messages[4].ends_with("already exists in this scope"),
+        "{messages:?}"
+    );
+
     let listed = rig
         .app
         .get("/api/v1/jobs?status=completed", &owner.token)
         .await;
-    assert_eq!(listed.body["total"], 1, "{}", listed.body);
+    assert_eq!(listed.body["total"], 2, "{}", listed.body);
     assert_eq!(
         rig.app.get("/api/v1/jobs", &stranger.token).await.body["total"],
         0

@@ -97,6 +97,7 @@ async fn queued_job_scored_by(
             model_id: bundle.id().into(),
             model_version: version.unwrap_or(bundle.version()).into(),
             idempotency_key: None,
+            repeats: Vec::new(),
         },
     )
     .await

@@ -13,7 +13,9 @@
 //! - A cancelled or failed job takes no more chunks: the commit re-reads the
 //!   job's status under its row lock and writes nothing unless it is running.
 //! - A row whose company and period already have a prediction in the scope,
-//!   or that repeats a row committed earlier, is a `duplicate` row error.
+//!   or that repeats an earlier valid row of its file (found when the file was
+//!   accepted, so the earlier row wins whatever order chunks commit in), is a
+//!   `duplicate` row error.
 //!
 //! Bulk predictions do not count towards `MAX_PREDICTIONS_PER_USER`, which
 //! governs the single-prediction routes; a job is bounded by `BULK_MAX_ROWS`
@@ -30,7 +32,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use self::rows::{RowError, ScoredChunk};
+use self::rows::{RowError, ScoredChunk, ScoredRow};
 use super::predictions::{Quarter, kind_name, ratio_names, table};
 use super::{
     AccessLevel, Caller, DomainError, JobId, OrganizationId, Page, UserId, offset_limit,
@@ -200,6 +202,9 @@ pub struct NewJob {
     pub model_id: String,
     pub model_version: String,
     pub idempotency_key: Option<String>,
+    /// Rows that repeat an earlier valid row's company and period: (row, the
+    /// earlier row), found when the file was accepted.
+    pub repeats: Vec<(i32, i32)>,
 }
 
 /// The caller's job accepted earlier with this idempotency key, if any.
@@ -226,6 +231,7 @@ pub async fn create(
     job: &NewJob,
 ) -> Result<(Job, bool), DomainError> {
     let scope = caller.write_scope();
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(&format!(
         "INSERT INTO bulk_jobs (id, kind, created_by, access_level, organization_id, file_name, \
          object_key, columns, total_rows, chunk_rows, chunk_offsets, model_id, model_version, \
@@ -246,18 +252,31 @@ pub async fn create(
     .bind(&job.model_id)
     .bind(&job.model_version)
     .bind(&job.idempotency_key)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    match row {
-        Some(row) => Ok((Job::from_row(&row)?, true)),
-        None => {
-            let key = job.idempotency_key.as_deref().unwrap_or_default();
-            let existing = find_by_idempotency_key(pool, caller, key)
-                .await?
-                .ok_or(DomainError::NotFound { what: "job" })?;
-            Ok((existing, false))
-        }
+    let Some(row) = row else {
+        tx.rollback().await?;
+        let key = job.idempotency_key.as_deref().unwrap_or_default();
+        let existing = find_by_idempotency_key(pool, caller, key)
+            .await?
+            .ok_or(DomainError::NotFound { what: "job" })?;
+        return Ok((existing, false));
+    };
+    if !job.repeats.is_empty() {
+        let (rows, firsts): (Vec<i32>, Vec<i32>) = job.repeats.iter().copied().unzip();
+        sqlx::query(
+            "INSERT INTO bulk_job_repeats (job_id, row_number, first_row) \
+             SELECT $1, * FROM unnest($2::int[], $3::int[])",
+        )
+        .bind(job.id)
+        .bind(&rows)
+        .bind(&firsts)
+        .execute(&mut *tx)
+        .await?;
     }
+    let created = Job::from_row(&row)?;
+    tx.commit().await?;
+    Ok((created, true))
 }
 
 /// How many running jobs were accepted before this one: its place in the queue.
@@ -465,16 +484,29 @@ pub async fn commit_chunk(
     if claimed == 0 {
         return Ok(ChunkCommit::AlreadyDone);
     }
-    upsert_companies(&mut tx, job, scored).await?;
-    let inserted = insert_predictions(&mut tx, job, scored, component_names).await?;
+    let repeats = repeats_between(&mut tx, job, scored).await?;
     let mut errors: Vec<(i32, RowError, &'static str)> = scored
         .errors
         .iter()
         .map(|(row, error)| (*row, error.clone(), "invalid"))
         .collect();
+    let (repeated, fresh): (Vec<&ScoredRow>, Vec<&ScoredRow>) = scored
+        .scored
+        .iter()
+        .partition(|row| repeats.contains_key(&row.row_number));
+    for row in repeated {
+        let first = repeats[&row.row_number];
+        errors.push((
+            row.row_number,
+            repeat_error(job.kind, row, first),
+            "duplicate",
+        ));
+    }
+    upsert_companies(&mut tx, job, &fresh).await?;
+    let inserted = insert_predictions(&mut tx, job, &fresh, component_names).await?;
     let mut succeeded = 0;
     let mut warned = 0;
-    for row in &scored.scored {
+    for row in fresh {
         if inserted.contains(&row.row_number) {
             succeeded += 1;
             warned += i32::from(!row.warnings.is_empty());
@@ -482,6 +514,7 @@ pub async fn commit_chunk(
             errors.push((row.row_number, duplicate_error(job.kind, row), "duplicate"));
         }
     }
+    errors.sort_by_key(|(row, _, _)| *row);
     insert_errors(&mut tx, job.id, &errors).await?;
     let failed = i32::try_from(errors.len()).unwrap_or(i32::MAX);
     sqlx::query("UPDATE bulk_job_chunks SET rows = $3, succeeded = $4, failed = $5 WHERE job_id = $1 AND chunk = $2")
@@ -523,22 +556,70 @@ pub async fn commit_chunk(
     Ok(ChunkCommit::Committed { succeeded, failed })
 }
 
-fn duplicate_error(kind: ModelKind, row: &rows::ScoredRow) -> RowError {
+fn period(kind: ModelKind, row: &ScoredRow) -> String {
     let input = &row.input;
+    format!(
+        "a {} prediction for {} {}{}",
+        kind_name(kind),
+        input.company.symbol,
+        input.reporting_year,
+        input
+            .reporting_quarter
+            .map(|quarter| format!(" {quarter}"))
+            .unwrap_or_default()
+    )
+}
+
+fn duplicate_error(kind: ModelKind, row: &ScoredRow) -> RowError {
     RowError {
         column: None,
         value: None,
         message: format!(
-            "duplicate: a {} prediction for {} {}{} already exists in this scope (or earlier in the file)",
-            kind_name(kind),
-            input.company.symbol,
-            input.reporting_year,
-            input
-                .reporting_quarter
-                .map(|quarter| format!(" {quarter}"))
-                .unwrap_or_default()
+            "duplicate: {} already exists in this scope",
+            period(kind, row)
         ),
     }
+}
+
+fn repeat_error(kind: ModelKind, row: &ScoredRow, first: i32) -> RowError {
+    RowError {
+        column: None,
+        value: None,
+        message: format!(
+            "duplicate: row {first} of the file is {} too",
+            period(kind, row)
+        ),
+    }
+}
+
+/// The chunk's rows that repeat an earlier row of the file, with that row.
+async fn repeats_between(
+    tx: &mut Transaction<'_, Postgres>,
+    job: &Job,
+    scored: &ScoredChunk,
+) -> Result<HashMap<i32, i32>, DomainError> {
+    let rows = scored
+        .scored
+        .iter()
+        .map(|row| row.row_number)
+        .chain(scored.errors.iter().map(|(row, _)| *row));
+    let (Some(first), Some(last)) = (rows.clone().min(), rows.max()) else {
+        return Ok(HashMap::new());
+    };
+    let found = sqlx::query(
+        "SELECT row_number, first_row FROM bulk_job_repeats \
+         WHERE job_id = $1 AND row_number BETWEEN $2 AND $3",
+    )
+    .bind(job.id)
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut **tx)
+    .await?;
+    found
+        .iter()
+        .map(|row| Ok((row.try_get("row_number")?, row.try_get("first_row")?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 /// Creates the chunk's companies in the job's scope, or fills a missing market
@@ -547,11 +628,11 @@ fn duplicate_error(kind: ModelKind, row: &rows::ScoredRow) -> RowError {
 async fn upsert_companies(
     tx: &mut Transaction<'_, Postgres>,
     job: &Job,
-    scored: &ScoredChunk,
+    rows: &[&ScoredRow],
 ) -> Result<(), DomainError> {
     let mut order: Vec<&str> = Vec::new();
     let mut companies: HashMap<&str, (&str, Option<f64>, Option<&str>)> = HashMap::new();
-    for row in &scored.scored {
+    for row in rows {
         let company = &row.input.company;
         let entry = companies.entry(company.symbol.as_str()).or_insert_with(|| {
             order.push(&company.symbol);
@@ -597,13 +678,12 @@ async fn upsert_companies(
 async fn insert_predictions(
     tx: &mut Transaction<'_, Postgres>,
     job: &Job,
-    scored: &ScoredChunk,
+    rows: &[&ScoredRow],
     component_names: &[String],
 ) -> Result<HashSet<i32>, DomainError> {
-    if scored.scored.is_empty() {
+    if rows.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows = &scored.scored;
     let ratio_columns = ratio_names(job.kind);
     let row_numbers: Vec<i32> = rows.iter().map(|row| row.row_number).collect();
     let symbols: Vec<&str> = rows
