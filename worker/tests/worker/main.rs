@@ -2,7 +2,7 @@
 //! HTTP and as a Redis heartbeat, a dependency going away, configuration
 //! errors, and a clean stop on SIGTERM.
 
-mod bulk_faults;
+mod bulk;
 
 use std::path::Path;
 use std::time::Duration;

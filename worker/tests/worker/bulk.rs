@@ -1,8 +1,9 @@
-//! The worker binary under faults, on real PostgreSQL, Redis and moto's S3: a
-//! 100,000-row job whose workers are SIGKILLed at random points ten times, a
-//! job during which Redis restarts and one during which PostgreSQL goes away
-//! and comes back, each ending with exactly one outcome per row — none
-//! missing, none written twice.
+//! The worker binary scoring bulk jobs on real PostgreSQL, Redis and moto's S3
+//! and CloudWatch, under faults: a 100,000-row job whose workers are SIGKILLed
+//! at random points ten times, a Redis restart, a PostgreSQL outage, a lost
+//! read, a SIGTERM mid-job, each ending with exactly one outcome per row — none
+//! missing, none written twice; a chunk that keeps failing is dead-lettered;
+//! the metrics the stack's alarms read reach CloudWatch with the Stack dimension.
 
 use std::io::Write;
 use std::path::Path;
@@ -404,4 +405,91 @@ async fn sigterm_finishes_the_chunks_being_scored_and_a_replacement_completes_th
     );
     let _replacement = spawn_worker(&env, workdir.path()).await;
     assert_complete_exactly_once(&pool, id, rows as i64).await;
+}
+
+#[tokio::test]
+async fn the_metrics_the_alarms_read_reach_cloudwatch_with_the_stack_dimension() {
+    use accunode_core::published_metrics::{STACK_DIMENSION, WORKER_METRICS, WORKER_NAMESPACE};
+    let database = TestDatabase::create().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    let redis = RedisServer::start().await;
+    let bucket = create_bucket().await;
+    let id = queued_job(&pool, &redis, &bucket, 20_000).await;
+    let stack = format!("metrics-{}", uuid::Uuid::new_v4().simple());
+    let mut env = worker_env(&database.url, &redis.url(), &bucket);
+    env.push(("CLOUDWATCH_METRICS_SECS".into(), "1".into()));
+    env.push(("STACK_NAME".into(), stack.clone()));
+    let workdir = tempfile::tempdir().unwrap();
+    let _worker = spawn_worker(&env, workdir.path()).await;
+    assert_complete_exactly_once(&pool, id, 20_000).await;
+
+    let config = accunode_core::aws::sdk_config(Some(&aws_endpoint_url()), Some("us-east-1")).await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
+    let ours = aws_sdk_cloudwatch::types::DimensionFilter::builder()
+        .name(STACK_DIMENSION)
+        .value(&stack)
+        .build();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = cloudwatch
+            .list_metrics()
+            .namespace(WORKER_NAMESPACE)
+            .dimensions(ours.clone())
+            .send()
+            .await
+            .unwrap();
+        let mut names: Vec<&str> = listed
+            .metrics()
+            .iter()
+            .filter_map(|m| m.metric_name())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut expected: Vec<&str> = WORKER_METRICS.iter().map(|m| m.name).collect();
+        expected.sort_unstable();
+        if names == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "published {names:?}, the alarms read {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Every committed chunk counted once, the last ones with the next publication.
+    let expected = (20_000 / CHUNK_ROWS) as f64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = std::time::SystemTime::now();
+        let processed = cloudwatch
+            .get_metric_statistics()
+            .namespace(WORKER_NAMESPACE)
+            .metric_name("TasksProcessed")
+            .dimensions(
+                aws_sdk_cloudwatch::types::Dimension::builder()
+                    .name(STACK_DIMENSION)
+                    .value(&stack)
+                    .build(),
+            )
+            .start_time((now - Duration::from_secs(600)).into())
+            .end_time((now + Duration::from_secs(60)).into())
+            .period(60)
+            .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .send()
+            .await
+            .unwrap();
+        let chunks: f64 = processed.datapoints().iter().filter_map(|p| p.sum()).sum();
+        assert!(
+            chunks <= expected,
+            "{chunks} chunks counted, {expected} committed"
+        );
+        if chunks == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{chunks} chunks counted, {expected} committed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
