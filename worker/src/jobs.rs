@@ -135,12 +135,10 @@ impl JobRunner {
                     continue;
                 }
             };
+            // Entries read are finished even when a stop came meanwhile: the
+            // read may have been answered after the stop (at most
+            // WORKER_PREFETCH entries a slot).
             for entry in entries {
-                // Entries taken but not started stay pending under this
-                // worker; once its heartbeat is gone the sweep elsewhere claims them.
-                if *stop.borrow() {
-                    return;
-                }
                 let id = entry.id.clone();
                 self.in_progress.lock().await.insert(id.clone());
                 self.handle(&mut redis, entry, &stop).await;

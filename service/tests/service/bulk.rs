@@ -623,3 +623,57 @@ async fn uploads_honour_the_switch_and_their_own_hourly_limit() {
         .await;
     assert_eq!(status, 202, "the limit is per user");
 }
+
+#[tokio::test]
+async fn a_job_cancelled_while_processing_keeps_what_was_written_and_says_how_much() {
+    let mut rig = BulkRig::start(&[]).await;
+    rig.start_worker().await;
+    let user = rig.app.signed_up("cancel@example.com").await;
+    let mut csv = String::from(
+        "company_symbol,company_name,reporting_year,long_term_debt_to_total_capital,total_debt_to_ebitda,net_income_margin,ebit_to_interest_expense,return_on_assets\n",
+    );
+    for n in 0..100_000 {
+        csv.push_str(&format!("C{n},Company {n},2021,{},2,3,4,5\n", n % 90));
+    }
+    let (status, accepted) = rig
+        .upload(&user, "big.csv", csv.into_bytes(), "annual", &[])
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = accepted["job_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/jobs/{job}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rig.app.get(&path, &user.token).await.body["processed_rows"] == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was processed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = rig
+        .app
+        .post(&format!("{path}/cancel"), Some(&user.token), json!({}))
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    let done = cancelled.body["processed_rows"].as_i64().unwrap();
+    assert!(
+        0 < done && done < 100_000,
+        "cancelled mid-job: {}",
+        cancelled.body
+    );
+    // Chunks being scored at the cancel are not written after it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = rig.app.get(&path, &user.token).await.body;
+    assert_eq!(later["processed_rows"].as_i64(), Some(done), "{later}");
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM annual_predictions WHERE bulk_job_id = $1::uuid")
+            .bind(&job)
+            .fetch_one(&rig.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        written,
+        later["succeeded_rows"].as_i64().unwrap(),
+        "what was written stays, and only that"
+    );
+}
