@@ -42,12 +42,8 @@ impl UploadStore {
         endpoint_url: Option<&str>,
         region: Option<&str>,
     ) -> Self {
-        let shared = crate::aws::sdk_config(endpoint_url, region).await;
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(endpoint_url.is_some())
-            .build();
         Self {
-            client: Client::from_conf(config),
+            client: crate::aws::s3_client(endpoint_url, region).await,
             location,
         }
     }

@@ -11,8 +11,10 @@
 //! number, an infinite value, the wrong number of fields) keeps its place, with
 //! only `error` set; it never stops the run. Rows are read and written as a
 //! stream and scored [`BATCH_ROWS`] at a time with [`Bundle::score_batch`], so
-//! memory does not grow with the file. This is the one implementation behind
-//! `accunode model score` and the worker's bulk scoring.
+//! memory does not grow with the file. This is `accunode model score`'s engine:
+//! a file of the bundle's own features, scored offline. The worker's bulk jobs
+//! (rows with companies and periods, stored as predictions) are scored by
+//! `domain::bulk::rows`, in the same batches.
 
 use std::fmt::Write as _;
 use std::io;

@@ -137,21 +137,40 @@ async fn spawn_worker(env: &[(String, String)], workdir: &Path) -> SpawnedBinary
     worker
 }
 
-/// Waits for the job to end and checks that every row has exactly one outcome.
-async fn assert_complete_exactly_once(pool: &PgPool, id: JobId, rows: i64) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let job = loop {
+/// The job once its first chunk is committed.
+async fn first_chunk_committed(pool: &PgPool, id: JobId) -> bulk::Job {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = bulk::find(pool, id).await.unwrap().unwrap();
+        if job.chunks_done > 0 {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "no chunk was committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The job once it has ended, within `limit`.
+async fn finished(pool: &PgPool, id: JobId, limit: Duration) -> bulk::Job {
+    let deadline = Instant::now() + limit;
+    loop {
         let job = bulk::find(pool, id).await.unwrap().unwrap();
         if !job.status.is_running() {
-            break job;
+            return job;
         }
         assert!(
             Instant::now() < deadline,
-            "the job did not finish: {} of {rows} rows",
-            job.processed_rows
+            "the job did not finish: {} of {} rows",
+            job.processed_rows,
+            job.total_rows
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for the job to end and checks that every row has exactly one outcome.
+async fn assert_complete_exactly_once(pool: &PgPool, id: JobId, rows: i64) {
+    let job = finished(pool, id, Duration::from_secs(300)).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     assert_eq!(i64::from(job.processed_rows), rows);
     let (outcomes, distinct, predictions, errors): (i64, i64, i64, i64) = sqlx::query_as(
@@ -214,12 +233,7 @@ async fn a_job_completes_exactly_once_across_a_redis_restart() {
     let env = worker_env(&database.url, &redis.url(), &bucket);
     let workdir = tempfile::tempdir().unwrap();
     let _worker = spawn_worker(&env, workdir.path()).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while bulk::find(&pool, id).await.unwrap().unwrap().chunks_done == 0 {
-        assert!(Instant::now() < deadline, "no chunk was committed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let job = bulk::find(&pool, id).await.unwrap().unwrap();
+    let job = first_chunk_committed(&pool, id).await;
     assert!(job.status.is_running(), "Redis must stop mid-job: {job:?}");
     let port = redis.port;
     redis.stop().await;
@@ -239,15 +253,7 @@ async fn a_job_completes_exactly_once_across_a_postgres_outage() {
     let env = worker_env(&database.url, &redis.url(), &bucket);
     let workdir = tempfile::tempdir().unwrap();
     let _worker = spawn_worker(&env, workdir.path()).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
-        let job = bulk::find(&pool, id).await.unwrap().unwrap();
-        if job.chunks_done > 0 {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "no chunk was committed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job = first_chunk_committed(&pool, id).await;
     assert!(
         job.status.is_running(),
         "PostgreSQL must go away mid-job: {job:?}"
@@ -272,16 +278,8 @@ async fn a_chunk_that_keeps_failing_is_dead_lettered_and_fails_its_job_with_the_
     env.push(("WORKER_MAX_DELIVERIES".into(), "2".into()));
     let workdir = tempfile::tempdir().unwrap();
     let _worker = spawn_worker(&env, workdir.path()).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
-        let job = bulk::find(&pool, id).await.unwrap().unwrap();
-        if !job.status.is_running() {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "the job did not fail: {job:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(job.status, JobStatus::Failed);
+    let job = finished(&pool, id, Duration::from_secs(60)).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     let reason = job.error.unwrap();
     assert!(
         reason.contains("failed 2 times") && reason.contains("9.9.9"),
@@ -371,11 +369,7 @@ async fn sigterm_finishes_the_chunks_being_scored_and_a_replacement_completes_th
         .wait_for_log("worker started", Duration::from_secs(30))
         .await;
     let consumer = started["worker_id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while bulk::find(&pool, id).await.unwrap().unwrap().chunks_done == 0 {
-        assert!(Instant::now() < deadline, "no chunk was committed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    first_chunk_committed(&pool, id).await;
     worker.terminate();
     let status = worker.wait(Duration::from_secs(30)).await;
     assert!(status.success(), "a clean stop: {status:?}");
