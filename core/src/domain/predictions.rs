@@ -300,36 +300,73 @@ fn score(
 /// Stores a scored prediction in the caller's write scope, creating or reusing
 /// the company there, in one transaction. A second prediction for the same
 /// company, period and scope is a conflict (a unique index decides, so
-/// concurrent requests cannot both succeed).
+/// concurrent requests cannot both succeed). `max_per_user` bounds the
+/// caller's single predictions, counted in `prediction_usage` (see
+/// [`take_quota`]).
 async fn store(
     pool: &PgPool,
     caller: &Caller,
     prediction: &NewPrediction<'_>,
     max_per_user: i64,
 ) -> Result<Prediction, DomainError> {
-    let input = prediction.input;
-    let kind = input.kind;
-    let mut tx = pool.begin().await?;
-    // Serialises one user's creations so the quota check and insert are atomic.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
-        .bind(caller.user_id)
-        .execute(&mut *tx)
-        .await?;
-    // Single predictions only: a bulk job is bounded by BULK_MAX_ROWS instead.
-    let count: i64 = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM annual_predictions \
-                 WHERE created_by = $1 AND bulk_job_id IS NULL) \
-              + (SELECT count(*) FROM quarterly_predictions \
-                 WHERE created_by = $1 AND bulk_job_id IS NULL)",
-    )
-    .bind(caller.user_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if count >= max_per_user {
+    if !take_quota(pool, caller.user_id, max_per_user).await? {
         return Err(DomainError::QuotaExceeded {
             limit: max_per_user,
         });
     }
+    let stored = insert(pool, caller, prediction).await;
+    if stored.is_err() {
+        release_quota(pool, caller.user_id).await;
+    }
+    stored
+}
+
+/// Takes one of the user's `max_per_user` places in one statement of its own,
+/// so its row lock ends with it: one user's concurrent creates pass each
+/// other, and at the edge no more than `max_per_user` get a place. A place
+/// taken by a process that stops before its insert commits stays taken (the
+/// count errs on the safe side) until one of the user's predictions is deleted.
+async fn take_quota(pool: &PgPool, user: UserId, max_per_user: i64) -> Result<bool, DomainError> {
+    if max_per_user <= 0 {
+        return Ok(false);
+    }
+    let taken = sqlx::query(
+        "INSERT INTO prediction_usage (user_id, single_predictions) VALUES ($1, 1) \
+         ON CONFLICT (user_id) DO UPDATE \
+         SET single_predictions = prediction_usage.single_predictions + 1 \
+         WHERE prediction_usage.single_predictions < $2",
+    )
+    .bind(user)
+    .bind(max_per_user)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
+}
+
+/// Gives back a place taken for an insert that failed.
+async fn release_quota(pool: &PgPool, user: UserId) {
+    let released = sqlx::query(
+        "UPDATE prediction_usage SET single_predictions = single_predictions - 1 \
+         WHERE user_id = $1 AND single_predictions > 0",
+    )
+    .bind(user)
+    .execute(pool)
+    .await;
+    if let Err(error) = released {
+        tracing::warn!(%error, %user, "a quota place of a failed create stays taken");
+    }
+}
+
+/// The insert of [`store`], in one transaction.
+async fn insert(
+    pool: &PgPool,
+    caller: &Caller,
+    prediction: &NewPrediction<'_>,
+) -> Result<Prediction, DomainError> {
+    let input = prediction.input;
+    let kind = input.kind;
+    let mut tx = pool.begin().await?;
     let company = companies::find_or_create(&mut *tx, caller, &input.company).await?;
     let scope = caller.write_scope();
     let names = ratio_names(kind);

@@ -675,32 +675,48 @@ async fn a_ratio_outside_the_fitted_range_is_scored_with_a_warning_stored_and_re
 }
 
 #[tokio::test]
-async fn the_prediction_quota_is_enforced() {
-    let app = TestApp::start_with(&[("MAX_PREDICTIONS_PER_USER", "2")]).await;
+async fn the_prediction_quota_is_enforced_and_bulk_rows_do_not_count() {
+    let mut rig = crate::support::BulkRig::start(&[("MAX_PREDICTIONS_PER_USER", "2")]).await;
+    rig.start_worker().await;
+    let app = &rig.app;
     let user = app.signed_up("hal@example.com").await;
-    // A prediction of a bulk job does not count: jobs have their own bound.
-    let bulk = app
+    // Three rows of a bulk job: jobs are bounded by BULK_MAX_ROWS instead.
+    let file = "company_symbol,company_name,reporting_year,long_term_debt_to_total_capital,\
+                total_debt_to_ebitda,net_income_margin,ebit_to_interest_expense,return_on_assets\n\
+                B1,B,2020,1,2,3,4,5\nB2,B,2020,1,2,3,4,5\nB3,B,2020,1,2,3,4,5\n";
+    let (status, accepted) = rig
+        .upload(&user, "q.csv", file.as_bytes().to_vec(), "annual", &[])
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let finished = rig
+        .wait_finished(&user, accepted["job_id"].as_str().unwrap())
+        .await;
+    assert_eq!(finished["succeeded_rows"], 3, "{finished}");
+    // A create that fails (here a duplicate) gives its place back.
+    let first = app
         .post(
             "/api/v1/predictions/annual",
             Some(&user.token),
-            annual("Q", "2020"),
+            annual("Q", "2021"),
         )
         .await;
-    assert_eq!(bulk.status, 201);
-    sqlx::query("UPDATE annual_predictions SET bulk_job_id = gen_random_uuid(), bulk_row = 1")
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    for year in ["2021", "2022"] {
-        let created = app
-            .post(
-                "/api/v1/predictions/annual",
-                Some(&user.token),
-                annual("Q", year),
-            )
-            .await;
-        assert_eq!(created.status, 201, "{}", created.body);
-    }
+    assert_eq!(first.status, 201, "{}", first.body);
+    let duplicate = app
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual("Q", "2021"),
+        )
+        .await;
+    assert_eq!(duplicate.status, 409, "{}", duplicate.body);
+    let second = app
+        .post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual("Q", "2022"),
+        )
+        .await;
+    assert_eq!(second.status, 201, "{}", second.body);
     let third = app
         .post(
             "/api/v1/predictions/quarterly",
@@ -710,6 +726,63 @@ async fn the_prediction_quota_is_enforced() {
         .await;
     assert_eq!(third.status, 403, "{}", third.body);
     assert_eq!(third.body["error"], "prediction_quota_exceeded");
+    // Deleting a prediction gives its place back.
+    let deleted = app
+        .delete(
+            &format!(
+                "/api/v1/predictions/annual/{}",
+                first.body["id"].as_str().unwrap()
+            ),
+            &user.token,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let again = app
+        .post(
+            "/api/v1/predictions/quarterly",
+            Some(&user.token),
+            quarterly("Q", "2023", "Q1"),
+        )
+        .await;
+    assert_eq!(again.status, 201, "{}", again.body);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_creates_at_the_quota_edge_never_pass_it() {
+    let app = TestApp::start_with(&[
+        ("MAX_PREDICTIONS_PER_USER", "10"),
+        ("DATABASE_POOL_SIZE", "50"),
+    ])
+    .await;
+    let user = app.signed_up("edge@example.com").await;
+    let answers = futures::future::join_all((0..50).map(|n| {
+        app.post(
+            "/api/v1/predictions/annual",
+            Some(&user.token),
+            annual(&format!("E{n}"), "2024"),
+        )
+    }))
+    .await;
+    let created = answers.iter().filter(|a| a.status == 201).count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.status == 403 && a.body["error"] == "prediction_quota_exceeded")
+        .count();
+    assert_eq!(
+        (created, refused),
+        (10, 40),
+        "every answer is 201 or the quota's 403"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM annual_predictions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 10);
+    let companies: i64 = sqlx::query_scalar("SELECT count(*) FROM companies")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(companies, 10, "a refused create leaves no company behind");
 }
 
 #[tokio::test]
