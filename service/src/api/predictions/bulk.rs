@@ -36,6 +36,9 @@ pub enum PredictionType {
 /// or XLSX, first sheet) whose header row names the kind's columns (case and
 /// surrounding spaces ignored; other columns are kept and echoed in the
 /// results), and `prediction_type`.
+// Only its schema is used (by `BulkUploadBody`'s documentation): poem-openapi
+// would receive the whole file, however large, before any check, so the body
+// is parsed by `crate::bulk::upload` instead and the fields are never read.
 #[derive(Debug, Multipart)]
 #[allow(dead_code)]
 pub struct BulkUploadForm {
