@@ -29,13 +29,6 @@ pub(crate) fn table(kind: ModelKind) -> &'static str {
     }
 }
 
-pub(crate) fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Annual => "annual",
-        ModelKind::Quarterly => "quarterly",
-    }
-}
-
 /// The ratio column names of a kind, in the models' feature order.
 pub fn ratio_names(kind: ModelKind) -> Vec<String> {
     standard_features(kind)
@@ -248,14 +241,14 @@ fn score(
         return Err(DomainError::Unscorable(format!(
             "bundle {} does not score {} predictions",
             bundle.id(),
-            kind_name(kind)
+            kind.as_str()
         )));
     }
     let names = ratio_names(kind);
     if input.ratios.len() != names.len() {
         return Err(DomainError::Unscorable(format!(
             "a {} prediction has {} ratios, got {}",
-            kind_name(kind),
+            kind.as_str(),
             names.len(),
             input.ratios.len()
         )));
@@ -271,7 +264,7 @@ fn score(
                     "bundle {} takes {}, which a {} prediction does not have",
                     bundle.id(),
                     feature.name,
-                    kind_name(kind)
+                    kind.as_str()
                 ))
             })?;
         if value.is_some_and(|v| !v.is_finite()) {
@@ -412,7 +405,7 @@ async fn insert(
         if is_unique_violation(&error) {
             DomainError::Conflict(format!(
                 "a {} prediction for {} {}{} already exists in this scope",
-                kind_name(kind),
+                kind.as_str(),
                 company.symbol,
                 input.reporting_year,
                 input

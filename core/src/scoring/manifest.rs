@@ -13,6 +13,33 @@ pub enum ModelKind {
     Quarterly,
 }
 
+impl ModelKind {
+    /// The kind as the manifests, the API and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Annual => "annual",
+            Self::Quarterly => "quarterly",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads a kind as [`ModelKind::as_str`] writes it.
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Self::Annual, Self::Quarterly]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| format!("expected annual or quarterly, got {text:?}"))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentKind {

@@ -154,7 +154,7 @@ impl Models {
                         id: reference.id.clone(),
                         version: Some(store.latest_version(&reference.id).await.map_err(
                             |source| ModelsError::Store {
-                                kind: kind_name(kind),
+                                kind: kind.as_str(),
                                 reference: reference.to_string(),
                                 source,
                             },
@@ -198,19 +198,12 @@ fn label(bundle: &Bundle) -> String {
     format!("{} {}", bundle.id(), bundle.version())
 }
 
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Annual => "annual",
-        ModelKind::Quarterly => "quarterly",
-    }
-}
-
 async fn resolve(
     source: &Source,
     reference: &ModelRef,
     kind: ModelKind,
 ) -> Result<Bundle, ModelsError> {
-    let name = kind_name(kind);
+    let name = kind.as_str();
     let bundle = match source {
         Source::Folder(root) => {
             let dir = root.join(&reference.id);
@@ -259,7 +252,7 @@ async fn resolve(
     if bundle.manifest().kind != kind {
         return Err(mismatch(format!(
             "it is a {} bundle",
-            kind_name(bundle.manifest().kind)
+            bundle.manifest().kind.as_str()
         )));
     }
     Ok(bundle)

@@ -28,30 +28,20 @@ fn python(args: &[&str]) {
     );
 }
 
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Annual => "annual",
-        ModelKind::Quarterly => "quarterly",
-    }
-}
-
 /// Semi-synthetic rows of `kind`, some with missing ratios.
 fn labelled_data(dir: &Path, kind: ModelKind) -> PathBuf {
-    let data = dir.join(format!("labelled-{}.csv", kind_name(kind)));
+    let data = dir.join(format!("labelled-{}.csv", kind.as_str()));
     succeeded(&accunode([
         "model",
         "synth",
         "--bundle",
-        repo(&format!("models/accunode-v1-{}", kind_name(kind)))
+        repo(&format!("models/accunode-v1-{}", kind.as_str()))
             .to_str()
             .unwrap(),
         "--from",
-        repo(&format!(
-            "data/original-bulk-samples/{}.csv",
-            kind_name(kind)
-        ))
-        .to_str()
-        .unwrap(),
+        repo(&format!("data/original-bulk-samples/{}.csv", kind.as_str()))
+            .to_str()
+            .unwrap(),
         "--rows",
         "20000",
         "--seed",
@@ -130,7 +120,7 @@ fn bundle_around(model: &Path, dir: &Path, kind: ModelKind) -> Bundle {
     let manifest = serde_json::json!({
         "id": "python-trained",
         "version": "1.0.0",
-        "kind": kind_name(kind),
+        "kind": kind.as_str(),
         "description": "one LightGBM file",
         "features": standard_features(kind),
         "components": [{"name": "lightgbm", "type": "lightgbm", "file": "model.txt", "weight": 1.0}],

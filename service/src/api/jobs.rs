@@ -75,6 +75,15 @@ impl From<ModelKind> for JobKind {
     }
 }
 
+impl From<JobKind> for ModelKind {
+    fn from(kind: JobKind) -> Self {
+        match kind {
+            JobKind::Annual => Self::Annual,
+            JobKind::Quarterly => Self::Quarterly,
+        }
+    }
+}
+
 /// A bulk scoring job. `processed = succeeded + failed` always holds.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -235,10 +244,7 @@ impl JobsApi {
             page: page.0,
             limit: limit.0,
             status: status.0.map(Into::into),
-            kind: kind.0.map(|kind| match kind {
-                JobKind::Annual => ModelKind::Annual,
-                JobKind::Quarterly => ModelKind::Quarterly,
-            }),
+            kind: kind.0.map(Into::into),
         };
         let listed = bulk::list(&state.dependencies.pool, &auth.0, &query).await?;
         let pages = listed.pages();

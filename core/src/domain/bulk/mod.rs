@@ -33,7 +33,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use self::rows::{RowError, ScoredChunk, ScoredRow};
-use super::predictions::{Quarter, kind_name, ratio_names, table};
+use super::predictions::{Quarter, ratio_names, table};
 use super::{
     AccessLevel, Caller, DomainError, JobId, OrganizationId, Page, UserId, offset_limit,
     parse_column,
@@ -93,14 +93,6 @@ impl FromStr for JobStatus {
     }
 }
 
-fn parse_kind(text: &str) -> Result<ModelKind, String> {
-    match text {
-        "annual" => Ok(ModelKind::Annual),
-        "quarterly" => Ok(ModelKind::Quarterly),
-        other => Err(format!("expected annual or quarterly, got {other:?}")),
-    }
-}
-
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -139,13 +131,9 @@ const JOB_COLUMNS: &str = "id, kind, status, created_by, access_level, organizat
 
 impl Job {
     fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
-        let kind: String = row.try_get("kind")?;
         Ok(Self {
             id: row.try_get("id")?,
-            kind: parse_kind(&kind).map_err(|problem| sqlx::Error::ColumnDecode {
-                index: "kind".into(),
-                source: problem.into(),
-            })?,
+            kind: parse_column(row, "kind")?,
             status: parse_column(row, "status")?,
             created_by: row.try_get("created_by")?,
             access_level: parse_column(row, "access_level")?,
@@ -239,7 +227,7 @@ pub async fn create(
          ON CONFLICT (created_by, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}"
     ))
     .bind(job.id)
-    .bind(kind_name(job.kind))
+    .bind(job.kind.as_str())
     .bind(caller.user_id)
     .bind(scope.access_level.as_str())
     .bind(scope.organization_id)
@@ -355,7 +343,7 @@ pub async fn list(
     let filter = "created_by = $1 AND ($2::text IS NULL OR status = $2) \
                   AND ($3::text IS NULL OR kind = $3)";
     let status = query.status.map(JobStatus::as_str);
-    let kind = query.kind.map(kind_name);
+    let kind = query.kind.map(ModelKind::as_str);
     let rows = sqlx::query(&format!(
         "SELECT {JOB_COLUMNS} FROM bulk_jobs WHERE {filter} \
          ORDER BY created_at DESC, id DESC OFFSET $4 LIMIT $5"
@@ -560,7 +548,7 @@ fn period(kind: ModelKind, row: &ScoredRow) -> String {
     let input = &row.input;
     format!(
         "a {} prediction for {} {}{}",
-        kind_name(kind),
+        kind.as_str(),
         input.company.symbol,
         input.reporting_year,
         input

@@ -61,13 +61,6 @@ pub enum HeaderError {
     BadName(usize),
 }
 
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Annual => "annual",
-        ModelKind::Quarterly => "quarterly",
-    }
-}
-
 /// The columns of a kind's file: required ones, then optional ones.
 pub fn known_columns(kind: ModelKind) -> (Vec<String>, Vec<String>) {
     let mut required: Vec<String> = ["company_symbol", "company_name", "reporting_year"]
@@ -121,7 +114,7 @@ impl Columns {
             .collect();
         if !missing.is_empty() {
             return Err(HeaderError::Missing {
-                kind: kind_name(kind),
+                kind: kind.as_str(),
                 missing,
                 needed: required.join(", "),
             });

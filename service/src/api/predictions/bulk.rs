@@ -235,7 +235,7 @@ impl BulkUploadApi {
             Json(BulkUploadAccepted {
                 job_id: job.id.0,
                 status: job.status.to_string(),
-                prediction_type: kind_text(job.kind).to_owned(),
+                prediction_type: job.kind.to_string(),
                 file_name: job.file_name,
                 total_rows: job.total_rows,
                 queue_position: accepted.queue_position,
@@ -245,12 +245,5 @@ impl BulkUploadApi {
             }),
             location,
         ))
-    }
-}
-
-fn kind_text(kind: accunode_core::scoring::ModelKind) -> &'static str {
-    match kind {
-        accunode_core::scoring::ModelKind::Annual => "annual",
-        accunode_core::scoring::ModelKind::Quarterly => "quarterly",
     }
 }
