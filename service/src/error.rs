@@ -170,6 +170,9 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidRatio { ratio, problem } => {
                 Self::invalid_field(&format!("body.{ratio}"), problem)
             }
+            DomainError::InvalidParameter { parameter, problem } => {
+                Self::invalid_field(&format!("query.{parameter}"), problem)
+            }
             DomainError::Unscorable(_) => Self::internal(error),
             DomainError::Database(error) => Self::internal(error),
         }

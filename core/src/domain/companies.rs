@@ -2,11 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Row};
 
+use super::listing::{KeyKind, ListStatements, Walk};
 use super::{
-    AccessLevel, Caller, CompanyId, DomainError, OrganizationId, Page, PredictionId, UserId,
-    is_unique_violation, offset_limit, parse_column,
+    AccessLevel, Caller, CompanyId, DomainError, OrganizationId, Page, PageStart, PredictionId,
+    UserId, is_unique_violation, parse_column,
 };
 
 const COLUMNS: &str = "id, symbol, name, market_cap, sector, access_level, organization_id, \
@@ -70,19 +71,38 @@ pub enum CompanySort {
 }
 
 impl CompanySort {
-    fn column(self) -> &'static str {
-        match self {
-            Self::Name => "name",
-            Self::Symbol => "symbol",
-            Self::MarketCap => "market_cap",
-            Self::CreatedAt => "created_at",
+    /// The walk of this sort: its key is the leading column (after
+    /// `scope_key`) of the index serving it (see the keyset migration).
+    fn walk(self, descending: bool) -> Walk<'static> {
+        let (sort, key, key_kind) = match self {
+            Self::Name => ("name", "c.name", KeyKind::Text),
+            Self::Symbol => ("symbol", "c.symbol", KeyKind::Text),
+            Self::MarketCap if descending => (
+                "market_cap",
+                "coalesce(c.market_cap, '-Infinity'::float8)",
+                KeyKind::NumberMissingLast,
+            ),
+            Self::MarketCap => (
+                "market_cap",
+                "coalesce(c.market_cap, 'Infinity'::float8)",
+                KeyKind::NumberMissingLast,
+            ),
+            Self::CreatedAt => ("created_at", "c.created_at", KeyKind::Time),
+        };
+        Walk {
+            table: "companies",
+            alias: "c",
+            sort,
+            key,
+            key_kind,
+            descending,
         }
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct CompanyQuery {
-    pub page: u32,
+    pub start: PageStart,
     pub limit: u32,
     pub sector: Option<String>,
     /// Matches symbol or name, case-insensitively, anywhere.
@@ -100,54 +120,55 @@ pub(crate) fn contains_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// The companies the caller can see, filtered, sorted and paged.
+/// The companies the caller can see, filtered, sorted and paged (see
+/// [`listing`](super::listing)).
 pub async fn list(
     pool: &PgPool,
     caller: &Caller,
     query: &CompanyQuery,
 ) -> Result<Page<Company>, DomainError> {
-    let (offset, limit) = offset_limit(query.page, query.limit);
-    let filter = "scope_key = ANY($1) \
-                  AND ($2::text IS NULL OR lower(sector) = lower($2)) \
-                  AND ($3::text IS NULL OR symbol ILIKE $3 OR name ILIKE $3)";
+    let statements = list_statements("", caller, query)?;
+    query
+        .sort
+        .walk(query.descending)
+        .read_page(
+            pool,
+            statements,
+            (&query.start, query.limit),
+            Company::from_row,
+        )
+        .await
+}
+
+/// The statements [`list`] runs, after `prefix` (`EXPLAIN …` to see their plans).
+pub fn list_statements(
+    prefix: &str,
+    caller: &Caller,
+    query: &CompanyQuery,
+) -> Result<ListStatements, DomainError> {
+    let sector = query.sector.clone();
     let search = query.search.as_deref().map(contains_pattern);
-    let scopes = caller.visible_scope_keys();
-    let order = if query.descending { "DESC" } else { "ASC" };
-    let sql = format!(
-        "SELECT {COLUMNS}, count(*) OVER () AS total FROM companies WHERE {filter} \
-         ORDER BY {} {order} NULLS LAST, id {order} OFFSET $4 LIMIT $5",
-        query.sort.column()
-    );
-    let rows = sqlx::query(&sql)
-        .bind(&scopes)
-        .bind(&query.sector)
-        .bind(&search)
-        .bind(offset)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-    let total = match rows.first() {
-        Some(row) => row.try_get("total")?,
-        // Past the last page the window count is not there: count on its own.
-        None if offset > 0 => {
-            sqlx::query_scalar(&format!("SELECT count(*) FROM companies WHERE {filter}"))
-                .bind(&scopes)
-                .bind(&query.sector)
-                .bind(&search)
-                .fetch_one(pool)
-                .await?
+    let filters = move |sql: &mut QueryBuilder<'_, Postgres>| {
+        if let Some(sector) = &sector {
+            sql.push(" AND lower(c.sector) = lower(")
+                .push_bind(sector.clone())
+                .push(")");
         }
-        None => 0,
+        if let Some(search) = &search {
+            sql.push(" AND (c.symbol ILIKE ")
+                .push_bind(search.clone())
+                .push(" OR c.name ILIKE ")
+                .push_bind(search.clone())
+                .push(")");
+        }
     };
-    Ok(Page {
-        items: rows
-            .iter()
-            .map(Company::from_row)
-            .collect::<Result<_, _>>()?,
-        total,
-        page: query.page.max(1),
-        limit: query.limit,
-    })
+    query.sort.walk(query.descending).statements(
+        prefix,
+        &caller.visible_scope_keys(),
+        &filters,
+        (&query.start, query.limit),
+        ("", ""),
+    )
 }
 
 /// One company, when the caller can see it.

@@ -8,11 +8,13 @@
 //! - [`sessions`]: sign-in sessions and their rotating refresh tokens.
 //! - [`email`]: one-time e-mail tokens and the outbox of mail to send.
 //! - [`companies`], [`predictions`]: the scored data, within the caller's scopes.
+//! - [`listing`]: paging of their lists by keyset cursor, with capped totals.
 
 pub mod bulk;
 pub mod companies;
 pub mod email;
 pub mod ids;
+pub mod listing;
 pub mod organizations;
 pub mod predictions;
 pub mod sessions;
@@ -21,11 +23,11 @@ pub mod users;
 
 use std::str::FromStr;
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 pub use self::ids::{CompanyId, JobId, OrganizationId, PredictionId, SessionId, UserId};
+pub use self::listing::{Page, PageStart};
 pub use self::tenancy::{AccessLevel, Caller, Role, WriteScope, scope_key};
 
 /// Why a domain operation did not happen. Rows the caller may not see are
@@ -56,33 +58,15 @@ pub enum DomainError {
     /// the code that chose it, not of the input's values.
     #[error("cannot score: {0}")]
     Unscorable(String),
+    /// A query parameter the caller got wrong in a way only the domain can
+    /// tell (a cursor of another sort, a page past the numbered ones).
+    #[error("{parameter} {problem}")]
+    InvalidParameter {
+        parameter: &'static str,
+        problem: String,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-/// One page of a list, with what a client needs to page on.
-#[derive(Debug, Clone, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: i64,
-    pub page: u32,
-    pub limit: u32,
-}
-
-impl<T> Page<T> {
-    pub fn pages(&self) -> u32 {
-        u32::try_from((self.total.max(0) as u64).div_ceil(u64::from(self.limit.max(1))))
-            .unwrap_or(u32::MAX)
-    }
-
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            total: self.total,
-            page: self.page,
-            limit: self.limit,
-        }
-    }
 }
 
 /// Page and page size as SQL `OFFSET` and `LIMIT`.

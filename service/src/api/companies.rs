@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::shared::{
-    NoContent, check_company, default_limit, default_page, new_company, non_blank,
+    NoContent, Paging, check_company, default_limit, new_company, non_blank, page_start,
 };
 use crate::auth::BearerAuth;
 use crate::body::{JsonBody, Problems, Validate};
@@ -61,10 +61,8 @@ impl From<companies::Company> for Company {
 #[derive(Debug, Clone, Object)]
 pub struct CompanyPage {
     pub items: Vec<Company>,
-    pub total: i64,
-    pub page: u32,
-    pub limit: u32,
-    pub pages: u32,
+    #[oai(flatten)]
+    pub paging: Paging,
 }
 
 #[derive(Debug, Clone, Object, Deserialize)]
@@ -154,9 +152,13 @@ impl CompaniesApi {
         &self,
         auth: BearerAuth,
         state: Data<&AppState>,
-        /// Page number, from 1.
-        #[oai(default = "default_page", validator(minimum(value = "1")))]
-        page: Query<u32>,
+        /// Page number, from 1 (1 when absent), within the first 10,000 rows;
+        /// further on, page with `cursor`.
+        #[oai(validator(minimum(value = "1")))]
+        page: Query<Option<u32>>,
+        /// The `next_cursor` of the page before; not with `page`.
+        #[oai(validator(max_length = 2048))]
+        cursor: Query<Option<String>>,
         /// Items per page, 1 to 100.
         #[oai(
             default = "default_limit",
@@ -173,7 +175,7 @@ impl CompaniesApi {
         order: Query<Option<SortOrder>>,
     ) -> Result<Json<CompanyPage>, ApiError> {
         let query = CompanyQuery {
-            page: page.0,
+            start: page_start(page.0, cursor.0)?,
             limit: limit.0,
             sector: non_blank(sector.0),
             search: non_blank(search.0),
@@ -186,12 +188,8 @@ impl CompaniesApi {
             descending: matches!(order.0.unwrap_or_default(), SortOrder::Desc),
         };
         let listed = companies::list(&state.dependencies.pool, &auth.0, &query).await?;
-        let pages = listed.pages();
         Ok(Json(CompanyPage {
-            total: listed.total,
-            page: listed.page,
-            limit: listed.limit,
-            pages,
+            paging: Paging::from(&listed),
             items: listed.items.into_iter().map(Company::from).collect(),
         }))
     }

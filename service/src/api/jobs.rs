@@ -251,7 +251,7 @@ impl JobsApi {
         Ok(JobPageResponse::Ok(Json(JobPage {
             items: listed.items.iter().map(JobView::from).collect(),
             total: listed.total,
-            page: listed.page,
+            page: listed.page.unwrap_or(1),
             limit: listed.limit,
             pages,
         })))
@@ -312,7 +312,7 @@ impl JobsApi {
         Ok(RowErrorPageResponse::Ok(Json(RowErrorPage {
             items: listed.items.into_iter().map(RowErrorView::from).collect(),
             total: listed.total,
-            page: listed.page,
+            page: listed.page.unwrap_or(1),
             limit: listed.limit,
             pages,
         })))

@@ -1,5 +1,5 @@
 //! What more than one resource's handlers use: the empty answer, paging
-//! defaults, e-mail and name checks and normalisation, the company fields that
+//! parameters and answers, e-mail and name checks and normalisation, the company fields that
 //! companies and predictions share, and the user and organisation wire objects
 //! that several resources answer with. Imports no resource module, so resource
 //! modules never import each other.
@@ -7,17 +7,65 @@
 use accunode_core::domain::companies::NewCompany;
 use accunode_core::domain::organizations;
 use accunode_core::domain::users;
+use accunode_core::domain::{Page, PageStart};
 use chrono::{DateTime, Utc};
 use poem_openapi::{ApiResponse, Object};
 use uuid::Uuid;
 
 use crate::body::Problems;
+use crate::error::ApiError;
 
 #[derive(ApiResponse)]
 pub enum NoContent {
     /// Done.
     #[oai(status = 204)]
     Done,
+}
+
+/// Where a page sits in its list and how to ask for the next one; flattened
+/// into every list's page.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Paging {
+    /// The matching rows: exactly when `total_exact`, otherwise at least this
+    /// many (counting stops at 10,000).
+    pub total: i64,
+    /// Whether `total` is the exact count.
+    pub total_exact: bool,
+    /// The page number asked for; absent on a page asked for by `cursor`.
+    pub page: Option<u32>,
+    pub limit: u32,
+    /// Pages of `limit` rows the total fills (at least, when not exact).
+    pub pages: u32,
+    /// Pass as `cursor` to read the next page; absent on the last page.
+    /// Rows created between two pages do not shift the next one.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> From<&Page<T>> for Paging {
+    fn from(page: &Page<T>) -> Self {
+        Self {
+            total: page.total,
+            total_exact: page.total_exact,
+            page: page.page,
+            limit: page.limit,
+            pages: page.pages(),
+            next_cursor: page.next_cursor.clone(),
+        }
+    }
+}
+
+/// A list's `page` and `cursor` parameters as where its page starts: page 1
+/// when neither is given; both at once is a mistake.
+pub fn page_start(page: Option<u32>, cursor: Option<String>) -> Result<PageStart, ApiError> {
+    match (page, cursor) {
+        (Some(_), Some(_)) => Err(ApiError::invalid_field(
+            "query.cursor",
+            "give either `page` or `cursor`, not both",
+        )),
+        (_, Some(cursor)) => Ok(PageStart::After(cursor)),
+        (page, None) => Ok(PageStart::Number(page.unwrap_or(1))),
+    }
 }
 
 pub fn default_page() -> u32 {

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod bulk;
 mod email;
+mod lists;
 mod models;
 mod python_client;
 mod rate_limits;

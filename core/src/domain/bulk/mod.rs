@@ -364,8 +364,10 @@ pub async fn list(
     Ok(Page {
         items: rows.iter().map(Job::from_row).collect::<Result<_, _>>()?,
         total,
-        page: query.page.max(1),
+        total_exact: true,
+        page: Some(query.page.max(1)),
         limit: query.limit,
+        next_cursor: None,
     })
 }
 
@@ -613,6 +615,10 @@ async fn repeats_between(
 /// Creates the chunk's companies in the job's scope, or fills a missing market
 /// cap or sector of existing ones, as single predictions do: the first row of
 /// a symbol names it, the first row with a value gives each optional field.
+/// Every company of the chunk stays locked until the chunk commits (`ON
+/// CONFLICT DO UPDATE` locks a conflicting row even when its `WHERE` is
+/// false): a change of its sector waits, then rewrites the copy the chunk's
+/// predictions take (`company_sector`).
 async fn upsert_companies(
     tx: &mut Transaction<'_, Postgres>,
     job: &Job,
@@ -718,11 +724,11 @@ async fn insert_predictions(
     let sql = format!(
         "INSERT INTO {table} (company_id, reporting_year, reporting_quarter, probability, risk_level, \
          confidence, component_probabilities, model_id, model_version, access_level, organization_id, \
-         created_by, warnings, bulk_job_id, bulk_row, {ratio_list}) \
+         created_by, warnings, bulk_job_id, bulk_row, company_sector, {ratio_list}) \
          SELECT c.id, t.reporting_year, t.reporting_quarter, t.probability, t.risk_level, t.confidence, \
                 t.components::jsonb, $9, $10, $11, $12, $13_user, \
                 CASE WHEN t.warnings = '' THEN '{{}}'::text[] ELSE string_to_array(t.warnings, E'\\n') END, \
-                $14_job, t.row_number, {ratio_selected} \
+                $14_job, t.row_number, lower(c.sector), {ratio_selected} \
          FROM unnest($1::int[], $2::text[], $3::int[], $4::text[], $5::float8[], $6::text[], \
                      $7::float8[], $8::text[], $X_warnings::text[], {ratio_params}) \
               AS t(row_number, symbol, reporting_year, reporting_quarter, probability, risk_level, \
@@ -841,8 +847,10 @@ pub async fn errors(
             })
             .collect::<Result<_, sqlx::Error>>()?,
         total: i64::from(job.failed_rows),
-        page: page.max(1),
+        total_exact: true,
+        page: Some(page.max(1)),
         limit,
+        next_cursor: None,
     })
 }
 

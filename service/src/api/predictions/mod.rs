@@ -29,7 +29,7 @@ use self::wire::{
     QuarterlyPredictionPage, QuarterlyPredictionRequest, RiskLevel,
 };
 use super::ApiTags;
-use super::shared::{NoContent, default_limit, default_page, non_blank};
+use super::shared::{NoContent, default_limit, non_blank, page_start};
 use crate::auth::BearerAuth;
 use crate::body::JsonBody;
 use crate::cache::CachedPrediction;
@@ -157,7 +157,13 @@ impl PredictionsApi {
         &self,
         auth: BearerAuth,
         state: Data<&AppState>,
-        #[oai(default = "default_page", validator(minimum(value = "1")))] page: Query<u32>,
+        /// Page number, from 1 (1 when absent), within the first 10,000 rows;
+        /// further on, page with `cursor`.
+        #[oai(validator(minimum(value = "1")))]
+        page: Query<Option<u32>>,
+        /// The `next_cursor` of the page before; not with `page`.
+        #[oai(validator(max_length = 2048))]
+        cursor: Query<Option<String>>,
         #[oai(
             default = "default_limit",
             validator(minimum(value = "1"), maximum(value = "100"))
@@ -172,7 +178,7 @@ impl PredictionsApi {
         risk_level: Query<Option<RiskLevel>>,
     ) -> Result<Json<AnnualPredictionPage>, ApiError> {
         let query = PredictionQuery {
-            page: page.0,
+            start: page_start(page.0, cursor.0)?,
             limit: limit.0,
             company_symbol: non_blank(company_symbol.0),
             reporting_year: reporting_year.0,
@@ -247,7 +253,13 @@ impl PredictionsApi {
         &self,
         auth: BearerAuth,
         state: Data<&AppState>,
-        #[oai(default = "default_page", validator(minimum(value = "1")))] page: Query<u32>,
+        /// Page number, from 1 (1 when absent), within the first 10,000 rows;
+        /// further on, page with `cursor`.
+        #[oai(validator(minimum(value = "1")))]
+        page: Query<Option<u32>>,
+        /// The `next_cursor` of the page before; not with `page`.
+        #[oai(validator(max_length = 2048))]
+        cursor: Query<Option<String>>,
         #[oai(
             default = "default_limit",
             validator(minimum(value = "1"), maximum(value = "100"))
@@ -263,7 +275,7 @@ impl PredictionsApi {
     ) -> Result<Json<QuarterlyPredictionPage>, ApiError> {
         quarterly_enabled(&state)?;
         let query = PredictionQuery {
-            page: page.0,
+            start: page_start(page.0, cursor.0)?,
             limit: limit.0,
             company_symbol: non_blank(company_symbol.0),
             reporting_year: reporting_year.0,

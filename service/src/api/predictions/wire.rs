@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, Enum, Object};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::api::shared::{check_company, new_company};
+use crate::api::shared::{Paging, check_company, new_company};
 use crate::body::{Problems, Validate};
 use crate::error::ApiError;
 
@@ -373,10 +373,7 @@ impl PredictionView for AnnualPrediction {
     type Page = AnnualPredictionPage;
     fn page(listed: Page<Self>) -> Self::Page {
         AnnualPredictionPage {
-            pages: listed.pages(),
-            total: listed.total,
-            page: listed.page,
-            limit: listed.limit,
+            paging: Paging::from(&listed),
             items: listed.items,
         }
     }
@@ -400,10 +397,7 @@ impl PredictionView for QuarterlyPrediction {
     type Page = QuarterlyPredictionPage;
     fn page(listed: Page<Self>) -> Self::Page {
         QuarterlyPredictionPage {
-            pages: listed.pages(),
-            total: listed.total,
-            page: listed.page,
-            limit: listed.limit,
+            paging: Paging::from(&listed),
             items: listed.items,
         }
     }
@@ -424,19 +418,15 @@ impl PredictionView for QuarterlyPrediction {
 #[derive(Debug, Clone, Object)]
 pub struct AnnualPredictionPage {
     pub items: Vec<AnnualPrediction>,
-    pub total: i64,
-    pub page: u32,
-    pub limit: u32,
-    pub pages: u32,
+    #[oai(flatten)]
+    pub paging: Paging,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct QuarterlyPredictionPage {
     pub items: Vec<QuarterlyPrediction>,
-    pub total: i64,
-    pub page: u32,
-    pub limit: u32,
-    pub pages: u32,
+    #[oai(flatten)]
+    pub paging: Paging,
 }
 
 // No doc comments on these two: they would become the schemas' descriptions.
