@@ -1,7 +1,8 @@
 """Drives a running AccuNode API through the Python client generated from
 service/openapi.json: register, verify, sign in, create a company, create an
 annual and a quarterly prediction, list them, upload a file of rows and poll
-its job to the end, then read its row errors. Exits non-zero on any surprise.
+its job to the end, read its row errors, then page through the predictions
+by cursor. Exits non-zero on any surprise.
 
     python client_smoke.py BASE_URL DATABASE_URL
 
@@ -26,7 +27,7 @@ from accunode_client.api.predictions import (
     list_annual_predictions,
     list_quarterly_predictions,
 )
-from accunode_client.types import File
+from accunode_client.types import UNSET, File
 from accunode_client.models import (
     AnnualPrediction,
     AnnualPredictionRequest,
@@ -127,6 +128,18 @@ def main(base_url, database_url):
     errors = list_job_errors.sync(client=client, id=accepted.job_id)
     assert [(e.row, e.column) for e in errors.items] == [(3, "long_term_debt_to_total_capital")], errors
     print(f"python client: bulk job completed: {job.total_rows} rows, {job.failed_rows} failed")
+
+    # Page through the annual predictions one at a time by cursor.
+    seen, cursor = [], UNSET
+    while True:
+        page = list_annual_predictions.sync(client=client, limit=1, cursor=cursor)
+        assert page.total == 3 and page.total_exact, page
+        seen += [item.company.symbol for item in page.items]
+        if not isinstance(page.next_cursor, str):
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == ["BLK1", "BLK2", "PYCL"], seen
+    print(f"python client: paged by cursor through {seen}")
 
 
 if __name__ == "__main__":

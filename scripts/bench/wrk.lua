@@ -1,5 +1,6 @@
 -- wrk script for scripts/bench-api. Mode from BENCH_MODE:
---   get      GET the URL's path with a bearer token, rotating over BENCH_TOKENS
+--   get      GET the URL's path (with its query: wrk keeps it) with a bearer
+--            token, rotating over BENCH_TOKENS (one line: always that user)
 --   annual   POST /api/v1/predictions/annual with a new company each request
 --   login    POST /api/v1/auth/login, rotating over BENCH_CREDENTIALS
 -- BENCH_THINK_MS > 0 makes each connection wait between its requests (users

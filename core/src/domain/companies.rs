@@ -162,10 +162,11 @@ pub fn list_statements(
                 .push(")");
         }
     };
+    let filter_key = format!("{:?} {:?}", query.sector, query.search);
     query.sort.walk(query.descending).statements(
         prefix,
         &caller.visible_scope_keys(),
-        &filters,
+        (&filters, filter_key),
         (&query.start, query.limit),
         ("", ""),
     )

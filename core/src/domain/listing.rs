@@ -8,9 +8,15 @@
 //! - A list walks each visible scope's rows in sort order through an index
 //!   that begins with `scope_key` ([`Walk`]), then merges the scopes' first
 //!   rows: a caller sees at most three scopes, so a page reads at most three
-//!   times its size, never a whole scope.
+//!   times its size, never a whole scope. Its statements are shaped so that
+//!   PostgreSQL keeps a generic plan for them ([`push_scopes`]).
 //! - The total is counted up to [`EXACT_TOTAL_UP_TO`] rows; above, it says
-//!   "at least" ([`Total`]).
+//!   "at least" ([`Total`]), and a list known to be that large is not counted
+//!   again for a few seconds ([`SATURATED`]).
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -83,6 +89,44 @@ impl<T> Page<T> {
 pub struct ListStatements {
     pub page: QueryBuilder<'static, Postgres>,
     pub count: QueryBuilder<'static, Postgres>,
+    /// What the count depends on: the table, the visible scopes, the filters.
+    count_key: String,
+}
+
+/// Counts that reached the cap, by [`ListStatements::count_key`], and until
+/// when that is taken as still true. Counting the same 10,001 index entries
+/// again for every page of a large list would be most of what its pages cost
+/// (and with the newest rows not yet vacuumed, 10,001 heap reads); "at least
+/// 10,000" stays true as rows come and go, unless most of the list is deleted
+/// within these seconds. Counts under the cap are never remembered: they stay
+/// exact.
+static SATURATED: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Default::default);
+const SATURATED_FOR: Duration = Duration::from_secs(10);
+/// Bounds the memory of [`SATURATED`]: past this many lists, expired ones go,
+/// and if none has expired, all.
+const SATURATED_LISTS: usize = 10_000;
+
+fn known_saturated(key: &str) -> bool {
+    let saturated = SATURATED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    saturated
+        .get(key)
+        .is_some_and(|until| *until > Instant::now())
+}
+
+fn remember_saturated(key: String) {
+    let mut saturated = SATURATED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let now = Instant::now();
+    if saturated.len() >= SATURATED_LISTS {
+        saturated.retain(|_, until| *until > now);
+        if saturated.len() >= SATURATED_LISTS {
+            saturated.clear();
+        }
+    }
+    saturated.insert(key, now + SATURATED_FOR);
 }
 
 /// A counted total: exact, or at least [`EXACT_TOTAL_UP_TO`].
@@ -281,11 +325,12 @@ impl Walk<'_> {
     /// page's rows to other tables; their columns are every column of the
     /// table and the sort key as `sort_key`, in sort order), and the count.
     /// `prefix` goes before both (`EXPLAIN …` to see their plans).
+    /// `filter_key` tells the filters' values apart (their `Debug` text).
     pub(crate) fn statements(
         &self,
         prefix: &str,
         scopes: &[String],
-        filters: &Filters<'_>,
+        (filters, filter_key): (&Filters<'_>, String),
         (start, limit): (&PageStart, u32),
         around: (&str, &str),
     ) -> Result<ListStatements, DomainError> {
@@ -294,7 +339,12 @@ impl Walk<'_> {
         page.push(around.1);
         let mut count = QueryBuilder::new(prefix);
         self.push_count(&mut count, scopes, filters);
-        Ok(ListStatements { page, count })
+        let count_key = format!("{}\u{1f}{scopes:?}\u{1f}{filter_key}", self.table);
+        Ok(ListStatements {
+            page,
+            count,
+            count_key,
+        })
     }
 
     /// Reads a page with its [`statements`](Self::statements): its rows, its
@@ -317,14 +367,20 @@ impl Walk<'_> {
         }
         let total = if *start == PageStart::Number(1) && next_cursor.is_none() {
             Total::from_capped(rows.len() as i64)
+        } else if known_saturated(&statements.count_key) {
+            Total::from_capped(EXACT_TOTAL_UP_TO + 1)
         } else {
-            Total::from_capped(
+            let total = Total::from_capped(
                 statements
                     .count
                     .build_query_scalar()
                     .fetch_one(pool)
                     .await?,
-            )
+            );
+            if !total.exact {
+                remember_saturated(statements.count_key);
+            }
+            total
         };
         Ok(Page {
             items: rows.iter().map(from_row).collect::<Result<_, _>>()?,
@@ -360,12 +416,12 @@ impl Walk<'_> {
             Start::Offset(offset) => offset,
             Start::After(..) => 0,
         };
-        sql.push("SELECT walked.* FROM unnest(")
-            .push_bind(scopes.to_vec())
-            .push(format!(
-                "::text[]) AS scope(key) CROSS JOIN LATERAL (SELECT {alias}.*, {key} AS sort_key \
-                 FROM {table} {alias} WHERE {alias}.scope_key = scope.key"
-            ));
+        sql.push("SELECT walked.* FROM ");
+        push_scopes(sql, scopes);
+        sql.push(format!(
+            " CROSS JOIN LATERAL (SELECT {alias}.*, {key} AS sort_key \
+             FROM {table} {alias} WHERE {alias}.scope_key = scope.key"
+        ));
         filters(sql);
         if let Start::After(after_key, after_id) = start {
             let comparison = if self.descending { "<" } else { ">" };
@@ -373,16 +429,15 @@ impl Walk<'_> {
             after_key.push_bind(sql);
             sql.push(", ").push_bind(after_id).push(")");
         }
+        // Literal numbers (ours, never a client's text): a bound LIMIT is
+        // planned as a tenth of the table, which makes the generic plan a
+        // hash join over every company.
         sql.push(format!(
-            " ORDER BY {key} {direction}, {alias}.id {direction} LIMIT "
-        ))
-        .push_bind(offset + i64::from(limit) + 1)
-        .push(format!(
-            ") walked ORDER BY walked.sort_key {direction}, walked.id {direction} OFFSET "
-        ))
-        .push_bind(offset)
-        .push(" LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+            " ORDER BY {key} {direction}, {alias}.id {direction} LIMIT {}) walked \
+             ORDER BY walked.sort_key {direction}, walked.id {direction} OFFSET {offset} LIMIT {}",
+            offset + i64::from(limit) + 1,
+            i64::from(limit) + 1
+        ));
         Ok(())
     }
 
@@ -401,19 +456,159 @@ impl Walk<'_> {
             table, alias, key, ..
         } = *self;
         let direction = self.direction();
-        sql.push("SELECT count(*) FROM (SELECT 1 FROM unnest(")
-            .push_bind(scopes.to_vec())
-            .push(format!(
-                "::text[]) AS scope(key) CROSS JOIN LATERAL (SELECT 1 FROM {table} {alias} \
-                 WHERE {alias}.scope_key = scope.key"
-            ));
-        filters(sql);
+        sql.push("SELECT count(*) FROM (SELECT 1 FROM ");
+        push_scopes(sql, scopes);
         sql.push(format!(
-            " ORDER BY {key} {direction}, {alias}.id {direction} LIMIT "
-        ))
-        .push_bind(EXACT_TOTAL_UP_TO + 1)
-        .push(") walked LIMIT ")
-        .push_bind(EXACT_TOTAL_UP_TO + 1)
-        .push(") counted");
+            " CROSS JOIN LATERAL (SELECT 1 FROM {table} {alias} WHERE {alias}.scope_key = scope.key"
+        ));
+        filters(sql);
+        let rows = EXACT_TOTAL_UP_TO + 1;
+        sql.push(format!(
+            " ORDER BY {key} {direction}, {alias}.id {direction} LIMIT {rows}) walked \
+             LIMIT {rows}) counted"
+        ));
+    }
+}
+
+/// The most scopes a caller sees: their own, their organisation's, the system's.
+const SCOPE_SLOTS: usize = 3;
+
+/// Pushes the visible scopes as the relation `scope(key)`: always
+/// [`SCOPE_SLOTS`] bound rows, unused ones NULL (which match no row). A
+/// fixed row count is planned alike whatever the values, so PostgreSQL soon
+/// keeps one generic plan per list statement instead of planning each
+/// request anew (`unnest` of a bound array is planned as 10 rows, one scope
+/// as 1: the generic plan never looked as cheap, and planning cost twice the
+/// page's execution).
+fn push_scopes(sql: &mut QueryBuilder<'_, Postgres>, scopes: &[String]) {
+    sql.push("(VALUES ");
+    for slot in 0..scopes.len().max(SCOPE_SLOTS) {
+        if slot > 0 {
+            sql.push(", ");
+        }
+        sql.push("(")
+            .push_bind(scopes.get(slot).cloned())
+            .push("::text)");
+    }
+    sql.push(") AS scope(key)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(key_kind: KeyKind, descending: bool) -> Walk<'static> {
+        Walk {
+            table: "t",
+            alias: "t",
+            sort: "k",
+            key: "t.k",
+            key_kind,
+            descending,
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_each_kind_of_key() {
+        let id = Uuid::from_u128(7);
+        let time = DateTime::parse_from_rfc3339("2026-11-27T22:35:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for (walk, key) in [
+            (walk(KeyKind::Time, true), SortKey::Time(time)),
+            (
+                walk(KeyKind::Text, false),
+                SortKey::Text("Ünïcode | \"name\"".into()),
+            ),
+            (
+                walk(KeyKind::NumberMissingLast, false),
+                SortKey::Number(1.5e12),
+            ),
+            // Missing caps: +infinity ascending, -infinity descending.
+            (
+                walk(KeyKind::NumberMissingLast, false),
+                SortKey::Number(f64::INFINITY),
+            ),
+            (
+                walk(KeyKind::NumberMissingLast, true),
+                SortKey::Number(f64::NEG_INFINITY),
+            ),
+        ] {
+            let cursor = walk.cursor_after(key.clone(), id);
+            assert!(
+                cursor
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+            assert_eq!(walk.decode(&cursor), Ok((key, id)));
+        }
+    }
+
+    #[test]
+    fn cursors_of_another_sort_or_not_ours_are_refused() {
+        let ascending = walk(KeyKind::Text, false);
+        let cursor = ascending.cursor_after(SortKey::Text("a".into()), Uuid::nil());
+        let problem = walk(KeyKind::Text, true).decode(&cursor).unwrap_err();
+        assert!(problem.contains("sort=k order=asc"), "{problem}");
+        let time_cursor =
+            walk(KeyKind::Time, false).cursor_after(SortKey::Time(Utc::now()), Uuid::nil());
+        for text in [
+            "",
+            "not base64!",
+            "bm90IGpzb24",
+            &time_cursor[..time_cursor.len() - 2],
+            &"A".repeat(MAX_CURSOR_CHARS + 1),
+        ] {
+            assert!(ascending.decode(text).is_err(), "{text:?}");
+        }
+        // A time cursor whose key is not a time.
+        let forged = URL_SAFE_NO_PAD.encode(br#"{"sort":"k","order":"asc","key":"yesterday","id":"00000000-0000-0000-0000-000000000000"}"#);
+        assert!(walk(KeyKind::Time, false).decode(&forged).is_err());
+    }
+
+    #[test]
+    fn page_numbers_reach_the_first_rows_only() {
+        let walk = walk(KeyKind::Time, true);
+        assert!(matches!(
+            walk.start(&PageStart::Number(100), 100),
+            Ok(Start::Offset(9_900))
+        ));
+        assert!(matches!(
+            walk.start(&PageStart::Number(101), 100),
+            Err(DomainError::InvalidParameter {
+                parameter: "page",
+                ..
+            })
+        ));
+        assert!(matches!(
+            walk.start(&PageStart::Number(u32::MAX), 100),
+            Err(DomainError::InvalidParameter {
+                parameter: "page",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn totals_past_the_cap_say_at_least_and_are_remembered() {
+        assert_eq!(
+            Total::from_capped(10_000),
+            Total {
+                count: 10_000,
+                exact: true
+            }
+        );
+        assert_eq!(
+            Total::from_capped(10_001),
+            Total {
+                count: 10_000,
+                exact: false
+            }
+        );
+        let key = format!("test {}", Uuid::new_v4());
+        assert!(!known_saturated(&key));
+        remember_saturated(key.clone());
+        assert!(known_saturated(&key));
+        assert!(!known_saturated(&format!("{key} other filters")));
     }
 }

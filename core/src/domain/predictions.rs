@@ -517,10 +517,18 @@ pub fn list_statements(
         ") {} ORDER BY p.sort_key DESC, p.id DESC",
         select_from(kind, "page", ", p.sort_key")
     );
+    let filter_key = format!(
+        "{:?} {:?} {:?} {:?} {:?}",
+        query.company_symbol,
+        query.reporting_year,
+        query.reporting_quarter,
+        query.sector,
+        query.risk_level
+    );
     newest_first(kind).statements(
         prefix,
         &caller.visible_scope_keys(),
-        &filters,
+        (&filters, filter_key),
         (&query.start, query.limit),
         ("WITH page AS (", &join_companies),
     )

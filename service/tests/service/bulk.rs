@@ -154,6 +154,24 @@ async fn sample_files_upload_as_they_are_and_score_bit_for_bit_like_single_predi
             compared += 1;
         }
         assert!(compared > 250, "compared {compared} rows of {file}");
+        // The rows took their company's sector: the sector filter finds them.
+        let technology: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {kind}_predictions p JOIN companies c ON c.id = p.company_id \
+             WHERE lower(c.sector) = 'technology' AND p.created_by = $1"
+        ))
+        .bind(uploader.id)
+        .fetch_one(&rig.app.pool)
+        .await
+        .unwrap();
+        assert!(technology > 0, "{file} has technology rows");
+        let listed = rig
+            .app
+            .get(
+                &format!("/api/v1/predictions/{kind}?sector=Technology&limit=1"),
+                &uploader.token,
+            )
+            .await;
+        assert_eq!(listed.body["total"], technology, "{}", listed.body);
         assert_eq!(
             finished["failed_rows"].as_i64().unwrap(),
             repeats,

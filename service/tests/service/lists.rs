@@ -359,6 +359,7 @@ async fn explain(app: &TestApp, statements: ListStatements) -> (Reads, Reads) {
     let ListStatements {
         mut page,
         mut count,
+        ..
     } = statements;
     let mut measured = Vec::new();
     for statement in [&mut page, &mut count] {
@@ -553,4 +554,58 @@ async fn every_list_reads_a_page_not_the_tenant_and_never_scans_a_large_table() 
         )
         .await;
     assert_eq!(sector.body["total"], ROWS / 100, "{}", sector.body);
+}
+
+#[tokio::test]
+async fn a_change_of_a_company_sector_moves_its_predictions_between_sector_filters() {
+    let app = TestApp::start().await;
+    let user = app.signed_up("sectors@example.com").await;
+    let mut body = annual("MOVE", "2024");
+    body["sector"] = json!("Energy");
+    let created = app
+        .post("/api/v1/predictions/annual", Some(&user.token), body)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let company = created.body["company"]["id"].as_str().unwrap().to_owned();
+    let in_sector = |sector: &'static str| {
+        let app = &app;
+        let token = user.token.clone();
+        async move {
+            let answer = app
+                .get(
+                    &format!("/api/v1/predictions/annual?sector={sector}"),
+                    &token,
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            answer.body["total"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(
+        (in_sector("eNeRgY").await, in_sector("Utilities").await),
+        (1, 0)
+    );
+
+    let changed = app
+        .put(
+            &format!("/api/v1/companies/{company}"),
+            &user.token,
+            json!({"sector": "Utilities"}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(
+        (in_sector("Energy").await, in_sector("UTILITIES").await),
+        (0, 1)
+    );
+    // Renaming the company leaves its predictions alone.
+    let renamed = app
+        .put(
+            &format!("/api/v1/companies/{company}"),
+            &user.token,
+            json!({"name": "Moved Inc"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(in_sector("utilities").await, 1);
 }
