@@ -42,6 +42,33 @@ impl HealthReport {
     }
 }
 
+/// How long one probe answers every caller of [`HealthProbe::report`].
+pub const PROBE_REUSE: Duration = Duration::from_secs(1);
+
+/// The last probe of the dependencies and when it was taken: a health
+/// endpoint anyone may call costs the dependencies one probe a second,
+/// however many ask.
+#[derive(Debug, Default)]
+pub struct HealthProbe {
+    last: tokio::sync::Mutex<Option<(Instant, HealthReport)>>,
+}
+
+impl HealthProbe {
+    /// The dependencies' health, probed again only when the last probe is
+    /// older than [`PROBE_REUSE`]; concurrent callers wait for one probe.
+    pub async fn report(&self, pool: &PgPool, redis: &ConnectionManager) -> HealthReport {
+        let mut last = self.last.lock().await;
+        if let Some((taken, report)) = last.as_ref()
+            && taken.elapsed() < PROBE_REUSE
+        {
+            return report.clone();
+        }
+        let report = check(pool, redis).await;
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+}
+
 /// Probes PostgreSQL and Redis concurrently, each bounded by a timeout.
 pub async fn check(pool: &PgPool, redis: &ConnectionManager) -> HealthReport {
     let mut redis = redis.clone();

@@ -31,7 +31,14 @@ impl Problems {
 
     /// Checks a required text's length in characters, after trimming.
     pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
-        let length = value.trim().chars().count();
+        self.stored_text(field, value.trim(), min, max);
+    }
+
+    /// Checks the length of a text as it will be stored (trimmed, and for
+    /// a symbol upper-cased: `ß` becomes `SS`, so the limit holds for what is
+    /// stored, not for what was sent).
+    pub fn stored_text(&mut self, field: &str, stored: &str, min: usize, max: usize) {
+        let length = stored.chars().count();
         if length < min || length > max {
             self.add(
                 field,
@@ -96,6 +103,13 @@ poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwn
 pub fn parse<T: DeserializeOwned + Validate>(data: &[u8]) -> Result<T, ApiError> {
     if data.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("The request needs a JSON body."));
+    }
+    // Before the typed parse, so that no handler ever sees such a string.
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) {
+        let fields = crate::control_characters::fields_in_json(&json);
+        if !fields.is_empty() {
+            return Err(crate::control_characters::refused(&fields));
+        }
     }
     let mut deserializer = serde_json::Deserializer::from_slice(data);
     let value: T = match serde_path_to_error::deserialize(&mut deserializer) {

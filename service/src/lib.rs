@@ -9,6 +9,7 @@ pub mod body;
 pub mod bulk;
 pub mod cache;
 pub mod cloudwatch;
+pub mod control_characters;
 pub mod email;
 pub mod error;
 pub mod framework_errors;

@@ -17,6 +17,7 @@ use accunode_core::config::RateLimitSettings;
 use poem::http::HeaderValue;
 use poem::web::RemoteAddr;
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
+use poem_openapi::auth::{Bearer, BearerAuthorization};
 use poem_openapi::payload::Json;
 use redis::aio::ConnectionManager;
 
@@ -74,12 +75,11 @@ impl RateLimiter {
                 limit: self.settings.auth_per_ip_per_minute,
             });
         }
-        let user = request
-            .headers()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .and_then(|token| self.sessions.user_of(token));
+        // The security scheme's own parser: any spelling it accepts
+        // (`bearer`, `BEARER`, extra spaces) counts against the user.
+        let user = Bearer::from_request(request)
+            .ok()
+            .and_then(|bearer| self.sessions.user_of(&bearer.token));
         Some(Bucket {
             class: "user",
             subject: match user {

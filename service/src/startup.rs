@@ -1,7 +1,7 @@
 //! Builds the API from settings: connects, migrates, binds, then serves until told to stop.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +33,14 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(30);
 /// How often queued mail is looked at when a mail server is configured.
 const MAIL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// A built API, bound to its port but not yet serving.
+/// A built API, bound to its ports but not yet serving.
 pub struct Application {
     acceptor: TcpAcceptor,
     address: SocketAddr,
+    /// The operations listener on 127.0.0.1: metrics and detailed health,
+    /// never behind the load balancer.
+    ops_acceptor: TcpAcceptor,
+    ops_address: SocketAddr,
     state: AppState,
     mailer: Option<OutboxSender>,
 }
@@ -61,16 +65,13 @@ impl Application {
             );
         }
         let dependencies = Dependencies::connect(&settings).await?;
-        let requested = SocketAddr::new(settings.api.host, settings.api.port);
-        let acceptor = TcpListener::bind(requested)
-            .into_acceptor()
-            .await
-            .with_context(|| format!("binding {requested}"))?;
-        let address = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
-            .context("the listener reported no local address")?;
+        let (acceptor, address) =
+            bind(SocketAddr::new(settings.api.host, settings.api.port)).await?;
+        let (ops_acceptor, ops_address) = bind(SocketAddr::new(
+            Ipv4Addr::LOCALHOST.into(),
+            settings.api.ops_port,
+        ))
+        .await?;
         let sessions = Sessions::new(
             dependencies.pool.clone(),
             dependencies.redis.clone(),
@@ -106,6 +107,8 @@ impl Application {
         Ok(Self {
             acceptor,
             address,
+            ops_acceptor,
+            ops_address,
             mailer,
             state: AppState {
                 dependencies,
@@ -115,6 +118,7 @@ impl Application {
                 sessions: Arc::new(sessions),
                 passwords: Passwords::new(),
                 prediction_cache,
+                health: Arc::default(),
             },
         })
     }
@@ -122,6 +126,11 @@ impl Application {
     /// The bound address (with the real port when port 0 was asked for).
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The operations listener's address (127.0.0.1): `/metrics`, `/health`.
+    pub fn ops_address(&self) -> SocketAddr {
+        self.ops_address
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
@@ -144,18 +153,56 @@ impl Application {
         let mailer = self
             .mailer
             .map(|mailer| tokio::spawn(mailer.run(MAIL_INTERVAL)));
+        let ops = ops_routes(self.state.clone(), metrics.clone());
         let app = routes(self.state, metrics);
-        tracing::info!(address = %self.address, "API listening");
+        tracing::info!(address = %self.address, ops_address = %self.ops_address, "API listening");
+        let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+        let ops_server = tokio::spawn(
+            Server::new_with_acceptor(self.ops_acceptor).run_with_graceful_shutdown(
+                ops,
+                async {
+                    let _ = ops_stopped.await;
+                },
+                Some(Duration::from_secs(1)),
+            ),
+        );
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(GRACEFUL_SHUTDOWN))
             .await
             .context("serving HTTP");
+        let _ = stop_ops.send(());
+        if let Ok(Err(error)) = ops_server.await {
+            tracing::warn!(%error, "the operations listener stopped with an error");
+        }
         reloader.abort();
         for task in [publisher, mailer].into_iter().flatten() {
             task.abort();
         }
         served
     }
+}
+
+/// Binds `requested`; also the address bound (the real port for port 0).
+async fn bind(requested: SocketAddr) -> anyhow::Result<(TcpAcceptor, SocketAddr)> {
+    let acceptor = TcpListener::bind(requested)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("binding {requested}"))?;
+    let address = acceptor
+        .local_addr()
+        .first()
+        .and_then(|addr| addr.as_socket_addr().copied())
+        .context("the listener reported no local address")?;
+    Ok((acceptor, address))
+}
+
+/// The operations listener's routes: the HTTP metrics and the detailed health.
+fn ops_routes(state: AppState, metrics: Arc<HttpMetrics>) -> impl poem::Endpoint {
+    Route::new()
+        .at("/metrics", metrics_endpoint)
+        .at("/health", crate::api::ops_health)
+        .data(state)
+        .data(metrics)
 }
 
 /// Reloads the model bundles on SIGHUP and, when configured, every `interval`.
@@ -207,8 +254,8 @@ async fn reload_models(models: Arc<Models>, interval: Option<Duration>) {
     }
 }
 
-/// The whole route tree: the OpenAPI operations, their document, Swagger UI and
-/// the metrics, inside the middleware in the original design's order: CORS, security
+/// The whole public route tree: the OpenAPI operations, their document and
+/// Swagger UI, inside the middleware in the original design's order: CORS, security
 /// headers, rate limiting, then (per operation) authentication. Outermost is
 /// the observing layer (request id, log line, metrics, JSON errors), so every
 /// answer, a 429 or a CORS preflight included, is logged and counted.
@@ -247,7 +294,6 @@ pub fn routes(state: AppState, metrics: Arc<HttpMetrics>) -> impl poem::Endpoint
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .at("/metrics", metrics_endpoint)
         // The bearer scheme reads the sessions alone, so `auth` needs no `AppState`.
         .data(state.sessions.clone())
         .data(state)
@@ -256,6 +302,7 @@ pub fn routes(state: AppState, metrics: Arc<HttpMetrics>) -> impl poem::Endpoint
             let limiter = limiter.clone();
             async move { limiter.check(endpoint, request).await }
         })
+        .around(crate::control_characters::refuse_in_query)
         .around(crate::headers::secure)
         .with_if(!origins.is_empty(), cors)
         .around(move |endpoint, request| {

@@ -1,6 +1,6 @@
 //! What every handler can reach through `Data<&AppState>`: connections,
 //! settings, the serving models, the uploads bucket, sessions, password
-//! hashing and the cache.
+//! hashing, the cache and the shared health probe.
 //!
 //! A module of its own so that handlers (`api`) and start-up (`startup`, which
 //! mounts the handlers) do not import each other.
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use accunode_core::config::Settings;
 use accunode_core::dependencies::Dependencies;
+use accunode_core::health::HealthProbe;
 use accunode_core::scoring::registry::Models;
 use accunode_core::uploads::UploadStore;
 
@@ -27,4 +28,6 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     pub passwords: Passwords,
     pub prediction_cache: PredictionCache,
+    /// The last probe of the dependencies, shared by every `/health`.
+    pub health: Arc<HealthProbe>,
 }

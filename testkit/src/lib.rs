@@ -225,6 +225,7 @@ pub fn test_env(database_url: &str, redis_url: &str) -> Vec<(String, String)> {
         ("APP_ENV", "test"),
         ("APP_HOST", "127.0.0.1"),
         ("APP_PORT", "0"),
+        ("OPS_PORT", "0"),
         ("DATABASE_URL", database_url),
         ("DATABASE_POOL_SIZE", "5"),
         ("DATABASE_CONNECT_TIMEOUT_SECS", "5"),

@@ -165,6 +165,11 @@ declare_keys! {
         read_by: Api,
         help: "port the API listens on (0: any free port)",
     }
+    OPS_PORT: u16 {
+        default: Always("8002"),
+        read_by: Api,
+        help: "port of the API's operations listener on 127.0.0.1: /metrics, and /health with each dependency's error (0: any free port)",
+    }
     CORS_ALLOWED_ORIGINS: Origins {
         default: Always(""),
         read_by: Api,

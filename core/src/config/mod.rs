@@ -97,6 +97,9 @@ pub struct ApiSettings {
     pub host: IpAddr,
     /// `0` asks the operating system for a free port (tests use it).
     pub port: u16,
+    /// The operations listener's port on 127.0.0.1 (metrics, detailed
+    /// health): never behind the load balancer.
+    pub ops_port: u16,
     /// Origins browsers may call the API from; empty: no cross-origin access.
     pub cors_allowed_origins: Vec<String>,
     /// Take the client address from the last `X-Forwarded-For` entry (behind
@@ -383,6 +386,7 @@ impl Settings {
             api: ApiSettings {
                 host: layers.get(&keys::APP_HOST)?,
                 port: layers.get(&keys::APP_PORT)?,
+                ops_port: layers.get(&keys::OPS_PORT)?,
                 cors_allowed_origins: layers.get(&keys::CORS_ALLOWED_ORIGINS)?,
                 trust_forwarded_for: layers.get(&keys::TRUST_FORWARDED_FOR)?,
                 auth: AuthSettings {

@@ -1,10 +1,16 @@
 //! `GET /health` and `GET /api/v1/health`: the API's dependencies, for the load
-//! balancer (200 or 503) and for people (which dependency is down, and why).
+//! balancer (200 or 503): which is up and which down, nothing more, to
+//! anyone. Why one is down (the driver's error text) and each probe's
+//! latency are on the operations listener's `/health` ([`ops_health`],
+//! 127.0.0.1 only). Probes are shared: one a second however many
+//! requests ask ([`HealthProbe`](accunode_core::health::HealthProbe)), so
+//! `/health` costs the dependencies nothing under load.
 
 use accunode_core::scoring::ModelKind;
+use poem::IntoResponse;
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
+use poem_openapi::types::{Example, ToJSON};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::ApiTags;
@@ -23,12 +29,13 @@ pub enum HealthStatus {
 
 /// One dependency's state.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DependencyCheck {
     pub status: DependencyStatus,
-    /// Round-trip time of the probe in milliseconds.
-    pub latency_ms: f64,
-    /// Why it is down; absent when up.
-    #[oai(skip_serializing_if_is_none)]
+    /// Round-trip time of the probe in milliseconds; on the operations
+    /// listener only.
+    pub latency_ms: Option<f64>,
+    /// Why it is down; on the operations listener only, and only when down.
     pub error: Option<String>,
 }
 
@@ -79,7 +86,7 @@ impl Example for HealthBody {
     fn example() -> Self {
         let up = || DependencyCheck {
             status: DependencyStatus::Up,
-            latency_ms: 0.4,
+            latency_ms: None,
             error: None,
         };
         HealthBody {
@@ -116,10 +123,10 @@ pub enum HealthResponse {
 
 #[OpenApi(tag = "ApiTags::Health")]
 impl HealthApi {
-    /// Health of the API and its dependencies.
+    /// Health of the API and its dependencies: up or down, for load balancers.
     #[oai(path = "/health", method = "get", operation_id = "get_health")]
     async fn health(&self, state: Data<&AppState>) -> HealthResponse {
-        report(&state).await
+        report(&state, Detail::Public).await
     }
 
     /// Health of the API and its dependencies (same as `/health`, under the API prefix).
@@ -129,20 +136,44 @@ impl HealthApi {
         operation_id = "get_health_v1"
     )]
     async fn health_v1(&self, state: Data<&AppState>) -> HealthResponse {
-        report(&state).await
+        report(&state, Detail::Public).await
     }
 }
 
-async fn report(state: &AppState) -> HealthResponse {
-    let report = state.dependencies.health().await;
+/// How much `/health` tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// Up or down: what anyone may know.
+    Public,
+    /// With latencies and error texts: for the host's operators.
+    Operators,
+}
+
+/// `/health` of the operations listener (127.0.0.1): every detail.
+#[poem::handler]
+pub async fn ops_health(state: Data<&AppState>) -> poem::Response {
+    let (status, body) = match report(&state, Detail::Operators).await {
+        HealthResponse::Healthy(body) => (poem::http::StatusCode::OK, body.0),
+        HealthResponse::Unavailable(body) => (poem::http::StatusCode::SERVICE_UNAVAILABLE, body.0),
+    };
+    poem::web::Json(body.to_json())
+        .with_status(status)
+        .into_response()
+}
+
+async fn report(state: &AppState, detail: Detail) -> HealthResponse {
+    let report = state
+        .health
+        .report(&state.dependencies.pool, &state.dependencies.redis)
+        .await;
     let check = |health: &accunode_core::health::DependencyHealth| DependencyCheck {
         status: if health.up {
             DependencyStatus::Up
         } else {
             DependencyStatus::Down
         },
-        latency_ms: health.latency_ms,
-        error: health.error.clone(),
+        latency_ms: (detail == Detail::Operators).then_some(health.latency_ms),
+        error: health.error.clone().filter(|_| detail == Detail::Operators),
     };
     let identity = |kind| {
         let bundle = state.models.get(kind);
@@ -172,7 +203,9 @@ async fn report(state: &AppState) -> HealthResponse {
     if report.all_up() {
         HealthResponse::Healthy(Json(body))
     } else {
-        tracing::warn!(down = ?body.down, "health check failed");
+        if detail == Detail::Public {
+            tracing::warn!(database = ?report.database, redis = ?report.redis, "health check failed");
+        }
         HealthResponse::Unavailable(Json(body))
     }
 }

@@ -18,7 +18,7 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use auth::AuthApi;
 pub use companies::CompaniesApi;
-pub use health::HealthApi;
+pub use health::{HealthApi, ops_health};
 pub use jobs::JobsApi;
 pub use models::ModelsApi;
 pub use organizations::OrganizationsApi;

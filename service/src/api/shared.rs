@@ -128,7 +128,7 @@ pub fn check_company(
     market_cap: Option<f64>,
     sector: Option<&str>,
 ) {
-    problems.text(symbol_field, symbol, 1, 20);
+    problems.stored_text(symbol_field, &symbol.trim().to_uppercase(), 1, 20);
     if symbol.trim().chars().any(char::is_whitespace) {
         problems.add(symbol_field, "must not contain spaces");
     }

@@ -18,22 +18,28 @@ use crate::support::TestApp;
 const API: &str = env!("CARGO_BIN_EXE_accunode-api");
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Starts the binary and returns it with its base URL, read from its "API listening" log line.
-async fn spawn_api(env: &[(String, String)], workdir: &Path) -> (SpawnedBinary, String) {
+/// Starts the binary and returns it with its base URL and its operations
+/// listener's, read from its "API listening" log line.
+async fn spawn_api(env: &[(String, String)], workdir: &Path) -> (SpawnedBinary, String, String) {
     let mut api = SpawnedBinary::spawn(Path::new(API), &[], env, workdir);
     let listening = api.wait_for_log("API listening", START_TIMEOUT).await;
-    let address = listening["address"]
-        .as_str()
-        .expect("address field")
-        .to_owned();
-    (api, format!("http://{address}"))
+    let url = |field: &str| {
+        format!(
+            "http://{}",
+            listening[field].as_str().expect("an address field")
+        )
+    };
+    let (base, ops) = (url("address"), url("ops_address"));
+    (api, base, ops)
 }
 
-/// Starts an in-process application and returns its base URL and a stopper.
+/// Starts an in-process application and returns its base URL, its operations
+/// listener's and a stopper.
 async fn start_in_process(
     database_url: &str,
     redis_url: &str,
 ) -> (
+    String,
     String,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
@@ -42,6 +48,7 @@ async fn start_in_process(
         .await
         .expect("build the application");
     let base = format!("http://{}", application.address());
+    let ops = format!("http://{}", application.ops_address());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         application
@@ -51,7 +58,7 @@ async fn start_in_process(
             .await
             .expect("serve");
     });
-    (base, stop, server)
+    (base, ops, stop, server)
 }
 
 async fn get_json(url: &str) -> (u16, Value) {
@@ -64,7 +71,7 @@ async fn get_json(url: &str) -> (u16, Value) {
 async fn health_is_200_when_postgres_and_redis_are_up() {
     let database = TestDatabase::create().await;
     let workdir = tempfile::tempdir().unwrap();
-    let (_api, base) = spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
+    let (_api, base, _) = spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
 
     for path in ["/health", "/api/v1/health"] {
         let (status, body) = get_json(&format!("{base}{path}")).await;
@@ -83,21 +90,39 @@ async fn health_is_503_naming_redis_while_redis_is_stopped_and_recovers_after() 
     let database = TestDatabase::create().await;
     let mut redis = RedisServer::start().await;
     let workdir = tempfile::tempdir().unwrap();
-    let (_api, base) = spawn_api(&test_env(&database.url, &redis.url()), workdir.path()).await;
+    let (_api, base, ops) = spawn_api(&test_env(&database.url, &redis.url()), workdir.path()).await;
     let health = format!("{base}/health");
     assert_eq!(get_json(&health).await.0, 200);
 
     redis.stop().await;
+    // A probe answers for a second; the next one sees Redis down.
+    accunode_testkit::wait_until(Duration::from_secs(5), "health to say 503", || async {
+        get_json(&health).await.0 == 503
+    })
+    .await;
     let (status, body) = get_json(&health).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["down"], serde_json::json!(["redis"]));
     assert_eq!(body["checks"]["database"]["status"], "up");
     assert_eq!(body["checks"]["redis"]["status"], "down");
+    // Anyone sees up or down; why, and how fast, only on 127.0.0.1's listener.
+    assert!(body["checks"]["redis"].get("error").is_none(), "{body}");
     assert!(
-        body["checks"]["redis"]["error"]
+        body["checks"]["redis"].get("latency_ms").is_none(),
+        "{body}"
+    );
+    let (status, detailed) = get_json(&format!("{ops}/health")).await;
+    assert_eq!(status, 503, "{detailed}");
+    assert!(
+        detailed["checks"]["redis"]["error"]
             .as_str()
-            .is_some_and(|e| !e.is_empty())
+            .is_some_and(|e| !e.is_empty()),
+        "{detailed}"
+    );
+    assert!(
+        detailed["checks"]["database"]["latency_ms"].is_number(),
+        "{detailed}"
     );
 
     // The same port again: the API reconnects by itself, no restart needed.
@@ -111,10 +136,14 @@ async fn health_is_503_naming_redis_while_redis_is_stopped_and_recovers_after() 
 #[tokio::test]
 async fn health_is_503_naming_the_database_when_postgres_refuses_connections() {
     let database = TestDatabase::create().await;
-    let (base, stop, server) = start_in_process(&database.url, &redis_url()).await;
+    let (base, _, stop, server) = start_in_process(&database.url, &redis_url()).await;
     assert_eq!(get_json(&format!("{base}/health")).await.0, 200);
 
     database.refuse_connections().await;
+    accunode_testkit::wait_until(Duration::from_secs(5), "health to say 503", || async {
+        get_json(&format!("{base}/api/v1/health")).await.0 == 503
+    })
+    .await;
     let (status, body) = get_json(&format!("{base}/api/v1/health")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["down"], serde_json::json!(["database"]));
@@ -258,7 +287,8 @@ async fn a_query_waits_on_a_lock(pool: &PgPool) -> bool {
 async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
     let database = TestDatabase::create().await;
     let workdir = tempfile::tempdir().unwrap();
-    let (mut api, base) = spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
+    let (mut api, base, _) =
+        spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
     let client = reqwest::Client::new();
     let credentials = json!({"email": "drain@example.com", "password": "drain-me-42"});
     let registered = client
@@ -342,7 +372,8 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
 async fn every_line_a_request_logs_carries_its_request_id() {
     let database = TestDatabase::create().await;
     let workdir = tempfile::tempdir().unwrap();
-    let (mut api, base) = spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
+    let (mut api, base, _) =
+        spawn_api(&test_env(&database.url, &redis_url()), workdir.path()).await;
 
     let response = reqwest::Client::new()
         .get(format!("{base}/health"))
@@ -381,7 +412,7 @@ async fn every_line_a_request_logs_carries_its_request_id() {
 #[tokio::test]
 async fn errors_are_json_bodies_never_plain_text() {
     let database = TestDatabase::create().await;
-    let (base, stop, server) = start_in_process(&database.url, &redis_url()).await;
+    let (base, _, stop, server) = start_in_process(&database.url, &redis_url()).await;
 
     let (status, body) = get_json(&format!("{base}/api/v1/no-such-route")).await;
     assert_eq!(status, 404);
@@ -433,7 +464,7 @@ async fn a_server_fault_answers_a_generic_500_that_names_nothing_internal() {
 #[tokio::test]
 async fn the_served_openapi_document_is_the_committed_one_and_swagger_ui_serves_it() {
     let database = TestDatabase::create().await;
-    let (base, stop, server) = start_in_process(&database.url, &redis_url()).await;
+    let (base, _, stop, server) = start_in_process(&database.url, &redis_url()).await;
 
     let served = reqwest::get(format!("{base}/openapi.json"))
         .await
@@ -466,7 +497,7 @@ async fn the_served_openapi_document_is_the_committed_one_and_swagger_ui_serves_
 #[tokio::test]
 async fn metrics_count_requests_by_route_pattern_and_status() {
     let database = TestDatabase::create().await;
-    let (base, stop, server) = start_in_process(&database.url, &redis_url()).await;
+    let (base, ops, stop, server) = start_in_process(&database.url, &redis_url()).await;
     for path in [
         "/health",
         "/health",
@@ -476,7 +507,10 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
         reqwest::get(format!("{base}{path}")).await.unwrap();
     }
 
-    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    // Not on the public listener (the load balancer's), only on 127.0.0.1's.
+    let public = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(public.status().as_u16(), 404);
+    let response = reqwest::get(format!("{ops}/metrics")).await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert!(
         response.headers()["content-type"]
@@ -488,10 +522,11 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
     for expected in [
         r#"accunode_http_requests_total{method="GET",route="/health",status="200"} 2"#,
         r#"accunode_http_requests_total{method="GET",route="/api/v1/health",status="200"} 1"#,
-        r#"accunode_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
+        // The route that does not exist, and /metrics asked of the public listener.
+        r#"accunode_http_requests_total{method="GET",route="unmatched",status="404"} 2"#,
         r#"accunode_http_request_duration_seconds_bucket{method="GET",route="/health",status="200",le="+Inf"} 2"#,
-        // The metrics request itself is the one in flight while it renders.
-        "accunode_http_requests_in_flight 1",
+        // The operations listener's own requests are not the API's traffic.
+        "accunode_http_requests_in_flight 0",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }

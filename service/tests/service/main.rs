@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod bulk;
 mod email;
+mod hardening;
 mod lists;
 mod models;
 mod python_client;

@@ -11,7 +11,7 @@ const API: &str = env!("CARGO_BIN_EXE_accunode-api");
 
 /// Waits until at least `needed` seconds remain in the current minute, so a
 /// test's requests all fall into one fixed window.
-async fn start_of_a_window(needed: u64) {
+pub(crate) async fn start_of_a_window(needed: u64) {
     let into_minute = accunode_service::auth::tokens::unix_now() % 60;
     if 60 - into_minute < needed {
         tokio::time::sleep(Duration::from_secs(60 - into_minute)).await;
