@@ -31,14 +31,7 @@ impl Problems {
 
     /// Checks a required text's length in characters, after trimming.
     pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
-        self.stored_text(field, value.trim(), min, max);
-    }
-
-    /// Checks the length of a text as it will be stored (trimmed, and for
-    /// a symbol upper-cased: `ß` becomes `SS`, so the limit holds for what is
-    /// stored, not for what was sent).
-    pub fn stored_text(&mut self, field: &str, stored: &str, min: usize, max: usize) {
-        let length = stored.chars().count();
+        let length = value.trim().chars().count();
         if length < min || length > max {
             self.add(
                 field,

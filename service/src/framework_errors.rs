@@ -1,7 +1,8 @@
 //! Errors raised by poem or poem-openapi themselves (unknown route, wrong
 //! method, a query parameter that does not parse, a missing bearer token) as
 //! the JSON error body of [`crate::error`], so no client ever sees a plain-text
-//! or HTML error, and a server fault never shows its internals.
+//! or HTML error, and a server fault never shows its internals. A 405 says in
+//! `Allow` which methods the route has.
 //!
 //! Apart from `error` because it reads the OpenAPI document, which is built
 //! from the handlers, which use `error`.
@@ -9,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use poem::http::StatusCode;
+use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
 use poem_openapi::error::{
     AuthorizationError, ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
@@ -50,20 +51,29 @@ pub fn into_json_response(error: poem::Error) -> Response {
     } else {
         ErrorBody::new(code_for(status), error.to_string())
     };
-    poem::web::Json(body).with_status(status).into_response()
+    let allow = (status == StatusCode::METHOD_NOT_ALLOWED)
+        .then(|| allowed_methods(error.data::<poem::PathPattern>().map(|p| p.0.as_ref())))
+        .flatten();
+    let mut response = poem::web::Json(body).with_status(status).into_response();
+    if let Some(allow) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
 }
 
-/// poem-openapi routes path parameters as `:param0`, `:param1`, … in order;
-/// the document keeps their names. Route pattern → names, from the document.
-static PATH_PARAMETER_NAMES: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
+/// What the document says of one route: its path parameters' names in order
+/// (poem-openapi routes them as `:param0`, `:param1`, …) and its methods.
+struct DocumentedRoute {
+    parameters: Vec<String>,
+    methods: Vec<String>,
+}
+
+/// Route pattern (poem-openapi's) → what the document says of it.
+static DOCUMENTED_ROUTES: LazyLock<HashMap<String, DocumentedRoute>> = LazyLock::new(|| {
     let spec: serde_json::Value =
         serde_json::from_str(&crate::api::service().spec()).unwrap_or_default();
-    let mut names = HashMap::new();
-    for path in spec["paths"]
-        .as_object()
-        .into_iter()
-        .flat_map(|paths| paths.keys())
-    {
+    let mut routes = HashMap::new();
+    for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
         let mut pattern = String::new();
         let mut parameters = Vec::new();
         for segment in path.split('/').filter(|s| !s.is_empty()) {
@@ -78,9 +88,21 @@ static PATH_PARAMETER_NAMES: LazyLock<HashMap<String, Vec<String>>> = LazyLock::
                 }
             }
         }
-        names.insert(pattern, parameters);
+        let methods = operations
+            .as_object()
+            .into_iter()
+            .flat_map(|operations| operations.keys())
+            .map(|method| method.to_uppercase())
+            .collect();
+        routes.insert(
+            pattern,
+            DocumentedRoute {
+                parameters,
+                methods,
+            },
+        );
     }
-    names
+    routes
 });
 
 /// The document's name of a path parameter that poem-openapi calls `internal`.
@@ -89,8 +111,20 @@ fn path_parameter_name(pattern: Option<&str>, internal: &str) -> String {
         .strip_prefix("param")
         .and_then(|index| index.parse::<usize>().ok())
         .zip(pattern)
-        .and_then(|(index, pattern)| PATH_PARAMETER_NAMES.get(pattern)?.get(index).cloned())
+        .and_then(|(index, pattern)| {
+            DOCUMENTED_ROUTES
+                .get(pattern)?
+                .parameters
+                .get(index)
+                .cloned()
+        })
         .unwrap_or_else(|| internal.to_owned())
+}
+
+/// The `Allow` header of a 405 on this route: the methods the document gives it.
+fn allowed_methods(pattern: Option<&str>) -> Option<HeaderValue> {
+    let route = DOCUMENTED_ROUTES.get(pattern?)?;
+    HeaderValue::from_str(&route.methods.join(", ")).ok()
 }
 
 fn code_for(status: StatusCode) -> &'static str {

@@ -261,7 +261,12 @@ async fn reload_models(models: Arc<Models>, interval: Option<Duration>) {
 /// answer, a 429 or a CORS preflight included, is logged and counted.
 pub fn routes(state: AppState, metrics: Arc<HttpMetrics>) -> impl poem::Endpoint {
     let api = crate::api::service();
-    let spec = api.spec_endpoint();
+    let document = crate::api::served_document();
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.clone())
+    });
     let docs = api.swagger_ui();
     let limiter = Arc::new(RateLimiter {
         settings: state.settings.api.rate_limits.clone(),

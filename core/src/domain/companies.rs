@@ -44,6 +44,19 @@ impl Company {
     }
 }
 
+/// What is wrong with a ticker as a client sent it, if anything: it must be
+/// 1 to 20 printable ASCII characters (letters, digits and punctuation such
+/// as `BRK.B`, `^GSPC`, `005930.KS`), no spaces; surrounding spaces are
+/// trimmed. ASCII also keeps its length when upper-cased (`ß` would not).
+pub fn symbol_problem(symbol: &str) -> Option<&'static str> {
+    let symbol = symbol.trim();
+    (symbol.is_empty() || symbol.len() > 20 || !symbol.bytes().all(|b| b.is_ascii_graphic()))
+        .then_some(
+            "must be 1 to 20 printable ASCII characters (letters, digits, punctuation), \
+             without spaces",
+        )
+}
+
 /// A company as a client describes it; the symbol is stored upper-case.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCompany {

@@ -31,10 +31,17 @@ const VERIFY_TOKEN_HOURS: i32 = 48;
 #[oai(example)]
 pub struct RegisterRequest {
     /// Used to sign in; compared case-insensitively.
-    #[oai(validator(max_length = 254))]
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^[^@\s\u0000-\u001F\u007F-\u009F]{1,64}@[^@\s.\u0000-\u001F\u007F-\u009F][^@\s\u0000-\u001F\u007F-\u009F]*\.[^@\s\u0000-\u001F\u007F-\u009F]*[^@\s.\u0000-\u001F\u007F-\u009F]$"
+    ))]
     pub email: String,
     /// 8 to 128 characters with at least one letter and one digit.
-    #[oai(validator(min_length = 8, max_length = 128))]
+    #[oai(validator(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[A-Za-z][^\u0000-\u001F\u007F-\u009F]*[0-9][^\u0000-\u001F\u007F-\u009F]*|[^\u0000-\u001F\u007F-\u009F]*[0-9][^\u0000-\u001F\u007F-\u009F]*[A-Za-z][^\u0000-\u001F\u007F-\u009F]*)$"
+    ))]
     pub password: String,
     #[oai(validator(max_length = 100))]
     pub first_name: Option<String>,
@@ -74,7 +81,11 @@ impl Validate for RegisterRequest {
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(example)]
 pub struct LoginRequest {
+    #[oai(validator(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    ))]
     pub email: String,
+    #[oai(validator(min_length = 1))]
     pub password: String,
 }
 
@@ -92,6 +103,10 @@ impl Validate for LoginRequest {
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct VerifyEmailRequest {
     /// The token from the verification mail.
+    #[oai(validator(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    ))]
     pub token: String,
 }
 
@@ -104,6 +119,10 @@ impl Validate for VerifyEmailRequest {
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct RefreshRequest {
     /// The refresh token of the last sign-in or refresh; it can be used once.
+    #[oai(validator(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    ))]
     pub refresh_token: String,
 }
 
@@ -115,9 +134,14 @@ impl Validate for RefreshRequest {
 
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct ChangePasswordRequest {
+    #[oai(validator(min_length = 1))]
     pub current_password: String,
     /// 8 to 128 characters with at least one letter and one digit.
-    #[oai(validator(min_length = 8, max_length = 128))]
+    #[oai(validator(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[A-Za-z][^\u0000-\u001F\u007F-\u009F]*[0-9][^\u0000-\u001F\u007F-\u009F]*|[^\u0000-\u001F\u007F-\u009F]*[0-9][^\u0000-\u001F\u007F-\u009F]*[A-Za-z][^\u0000-\u001F\u007F-\u009F]*)$"
+    ))]
     pub new_password: String,
 }
 

@@ -68,10 +68,13 @@ pub struct CompanyPage {
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(example)]
 pub struct CreateCompanyRequest {
-    /// 1 to 20 characters; stored upper-case.
-    #[oai(validator(min_length = 1, max_length = 20))]
+    /// A ticker: 1 to 20 printable ASCII characters, no spaces; stored upper-case.
+    #[oai(validator(pattern = r"^[!-~]{1,20}$"))]
     pub symbol: String,
-    #[oai(validator(min_length = 1, max_length = 255))]
+    #[oai(validator(
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    ))]
     pub name: String,
     /// Greater than 0.
     pub market_cap: Option<f64>,
@@ -95,7 +98,10 @@ impl Validate for CreateCompanyRequest {
 /// Fields to change; absent ones stay as they are.
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct UpdateCompanyRequest {
-    #[oai(validator(min_length = 1, max_length = 255))]
+    #[oai(validator(
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    ))]
     pub name: Option<String>,
     pub market_cap: Option<f64>,
     #[oai(validator(max_length = 100))]

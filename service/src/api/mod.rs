@@ -6,6 +6,7 @@
 
 mod auth;
 mod companies;
+mod document;
 mod health;
 mod jobs;
 mod models;
@@ -58,6 +59,11 @@ pub type Apis = (
     HealthApi,
     ModelsApi,
 );
+
+/// The document served at `/openapi.json` (see [`document`]).
+pub fn served_document() -> String {
+    document::with_request_string_patterns(&service().spec())
+}
 
 /// Every resource's operations, with the document's metadata.
 pub fn service() -> OpenApiService<Apis, ()> {

@@ -4,7 +4,7 @@
 //! that several resources answer with. Imports no resource module, so resource
 //! modules never import each other.
 
-use accunode_core::domain::companies::NewCompany;
+use accunode_core::domain::companies::{NewCompany, symbol_problem};
 use accunode_core::domain::organizations;
 use accunode_core::domain::users;
 use accunode_core::domain::{Page, PageStart};
@@ -87,9 +87,9 @@ fn email_problem(email: &str) -> Option<&'static str> {
     let Some((local, domain)) = email.split_once('@') else {
         return Some("must be an email address like name@example.com");
     };
-    if email.len() > 254
+    if email.chars().count() > 254
         || local.is_empty()
-        || local.len() > 64
+        || local.chars().count() > 64
         || domain.contains('@')
         || !domain.contains('.')
         || domain.starts_with('.')
@@ -128,9 +128,8 @@ pub fn check_company(
     market_cap: Option<f64>,
     sector: Option<&str>,
 ) {
-    problems.stored_text(symbol_field, &symbol.trim().to_uppercase(), 1, 20);
-    if symbol.trim().chars().any(char::is_whitespace) {
-        problems.add(symbol_field, "must not contain spaces");
+    if let Some(problem) = symbol_problem(symbol) {
+        problems.add(symbol_field, problem);
     }
     problems.text(name_field, name, 1, 255);
     if let Some(cap) = market_cap

@@ -426,8 +426,16 @@ async fn errors_are_json_bodies_never_plain_text() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers()["allow"], "GET");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "method_not_allowed");
+    let patch = reqwest::Client::new()
+        .patch(format!("{base}/api/v1/companies/{}", uuid::Uuid::nil()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status().as_u16(), 405);
+    assert_eq!(patch.headers()["allow"], "DELETE, GET, PUT");
 
     stop.send(()).unwrap();
     server.await.unwrap();

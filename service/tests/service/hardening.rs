@@ -145,15 +145,29 @@ async fn control_characters_and_expanding_case_are_refused_naming_the_field() {
         answer.body
     );
 
-    // Odd but printable text is stored as it is.
+    // Odd but printable text is stored as it is; a ticker is printable ASCII.
     let created = app
         .post(
             "/api/v1/companies",
             Some(&user.token),
-            json!({"symbol": "ẞ1", "name": "\u{202e}Ünïcödé 😀", "sector": "Énergie"}),
+            json!({"symbol": "brk.b", "name": "\u{202e}Ünïcödé 😀", "sector": "Énergie"}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["symbol"], "BRK.B");
+    let unicode_symbol = app
+        .post(
+            "/api/v1/companies",
+            Some(&user.token),
+            json!({"symbol": "ẞ1", "name": "Sharp"}),
+        )
+        .await;
+    assert_eq!(
+        unicode_symbol.fields(),
+        vec!["body.symbol"],
+        "{}",
+        unicode_symbol.body
+    );
 }
 
 #[tokio::test]

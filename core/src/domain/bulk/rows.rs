@@ -10,7 +10,7 @@
 
 use csv::StringRecord;
 
-use crate::domain::companies::NewCompany;
+use crate::domain::companies::{NewCompany, symbol_problem};
 use crate::domain::predictions::{NewPredictionInput, Quarter, ratio_names};
 use crate::scoring::csv_batch::BATCH_ROWS;
 use crate::scoring::input::parse_ratio;
@@ -159,11 +159,11 @@ impl Columns {
         let field = |index: usize| &record[index];
         let symbol = field(self.symbol).trim().to_uppercase();
         check_text("company_symbol", field(self.symbol), &symbol, 1, 20)?;
-        if symbol.chars().any(char::is_whitespace) {
+        if let Some(problem) = symbol_problem(field(self.symbol)) {
             return Err(RowError::field(
                 "company_symbol",
                 field(self.symbol),
-                "must not contain spaces",
+                problem,
             ));
         }
         let name = field(self.name).trim();

@@ -116,16 +116,19 @@ pub struct QuarterlyPrediction {
 #[oai(example)]
 pub struct AnnualPredictionRequest {
     /// 1 to 20 characters; stored upper-case.
-    #[oai(validator(min_length = 1, max_length = 20))]
+    #[oai(validator(pattern = r"^[!-~]{1,20}$"))]
     pub company_symbol: String,
-    #[oai(validator(min_length = 1, max_length = 255))]
+    #[oai(validator(
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    ))]
     pub company_name: String,
     /// Greater than 0.
     pub market_cap: Option<f64>,
     #[oai(validator(max_length = 100))]
     pub sector: Option<String>,
     /// `YYYY`.
-    #[oai(validator(pattern = r"^\d{4}$"))]
+    #[oai(validator(pattern = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)$"))]
     pub reporting_year: String,
     /// `Q1` to `Q4`, when the annual figures are as of a quarter.
     #[oai(validator(pattern = r"^Q[1-4]$"))]
@@ -160,15 +163,18 @@ pub struct AnnualPredictionRequest {
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(example)]
 pub struct QuarterlyPredictionRequest {
-    #[oai(validator(min_length = 1, max_length = 20))]
+    #[oai(validator(pattern = r"^[!-~]{1,20}$"))]
     pub company_symbol: String,
-    #[oai(validator(min_length = 1, max_length = 255))]
+    #[oai(validator(
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    ))]
     pub company_name: String,
     pub market_cap: Option<f64>,
     #[oai(validator(max_length = 100))]
     pub sector: Option<String>,
     /// `YYYY`.
-    #[oai(validator(pattern = r"^\d{4}$"))]
+    #[oai(validator(pattern = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)$"))]
     pub reporting_year: String,
     /// `Q1` to `Q4`.
     #[oai(validator(pattern = r"^Q[1-4]$"))]
