@@ -486,7 +486,15 @@ async fn sign_in_attempts_are_limited_per_address_from_any_client_address() {
     }
     let unknown = unknown.unwrap();
     assert_eq!(unknown.status, 429);
-    assert_eq!(unknown.body, limited.body);
+    // The same answer but for the seconds left, which depend on the clock.
+    let without_seconds = |body: &Value| {
+        let message = body["message"].as_str().unwrap();
+        json!([body["error"], message[..message.find("Retry in").unwrap()]])
+    };
+    assert_eq!(
+        without_seconds(&unknown.body),
+        without_seconds(&limited.body)
+    );
 
     // Other addresses keep their own budget.
     app.signed_up("bystander@example.com").await;
