@@ -74,7 +74,7 @@ def main(base_url, database_url):
     registered = register.sync_detailed(
         client=anonymous, body=RegisterRequest(email=email, password=PASSWORD, first_name="Py")
     )
-    assert registered.status_code == 201, registered
+    assert registered.status_code == 202, registered
     verify_email.sync(client=anonymous, body=VerifyEmailRequest(token=mailed_token(database_url, email)))
     tokens = expect(LoginResponse, login.sync(client=anonymous, body=LoginRequest(email=email, password=PASSWORD)))
     assert tokens.user.email_verified

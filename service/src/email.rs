@@ -4,7 +4,8 @@
 //! `accunode_core::domain::email`), written in the transaction of what caused
 //! it, so mail is never lost and a request never waits on a mail server.
 //! Without `SMTP_URL` the rows stay there (tests and operators read
-//! verification tokens from them). With it, an [`OutboxSender`] on every API
+//! verification and reset tokens from them); once a row is sent, a mail that
+//! carried a token keeps no readable body. With it, an [`OutboxSender`] on every API
 //! server delivers due rows; the domain gives each row to one server and
 //! retries failures with back-off.
 
@@ -30,6 +31,57 @@ pub fn verification_mail(recipient: &str, token: &str, valid_for_hours: i32) -> 
             "Welcome to AccuNode.\n\nVerify your address with this token (valid {valid_for_hours} hours):\n\n\
              verification token: {token}\n\nPOST /api/v1/auth/verify-email {{\"token\": \"{token}\"}}\n"
         ),
+        carries_token: true,
+    }
+}
+
+/// The mail to the owner of a verified account when someone registers their
+/// address again (the registration itself answers as if it were new).
+pub fn already_registered_mail(recipient: &str) -> OutgoingMail {
+    OutgoingMail {
+        recipient: recipient.to_owned(),
+        subject: "Someone tried to register your AccuNode address".into(),
+        body: "Someone tried to register a new AccuNode account with your email address, \
+               which already has an account. Nothing was changed.\n\n\
+               If it was you, sign in (POST /api/v1/auth/login), or reset your password if you \
+               forgot it (POST /api/v1/auth/forgot-password).\n\
+               If it was not you, you can ignore this mail.\n"
+            .into(),
+        carries_token: false,
+    }
+}
+
+/// The mail to an address whose unverified registration is still pending
+/// when someone registers it again.
+pub fn registration_pending_mail(recipient: &str) -> OutgoingMail {
+    OutgoingMail {
+        recipient: recipient.to_owned(),
+        subject: "Your AccuNode registration is pending".into(),
+        body: "Someone tried to register an AccuNode account with your email address, \
+               which has a registration waiting for verification. Nothing was changed.\n\n\
+               If you started that registration, verify it with the token of its mail.\n\
+               If you did not, or lost its password, reset the password \
+               (POST /api/v1/auth/forgot-password): the mailed token sets a password of yours \
+               and ends every session of the account.\n"
+            .into(),
+        carries_token: false,
+    }
+}
+
+/// The mail that carries a password reset token.
+pub fn password_reset_mail(recipient: &str, token: &str, valid_for_minutes: u64) -> OutgoingMail {
+    OutgoingMail {
+        recipient: recipient.to_owned(),
+        subject: "Reset your AccuNode password".into(),
+        body: format!(
+            "Someone asked to reset the password of your AccuNode account. If it was not you, \
+             ignore this mail; your password stays as it is.\n\n\
+             Set a new password with this token (valid {valid_for_minutes} minutes, once):\n\n\
+             reset token: {token}\n\n\
+             POST /api/v1/auth/reset-password {{\"token\": \"{token}\", \"new_password\": \"…\"}}\n\n\
+             This signs out every session of the account.\n"
+        ),
+        carries_token: true,
     }
 }
 

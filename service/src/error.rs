@@ -9,6 +9,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde::Serialize;
 
+use crate::auth::password::{PasswordError, SLOT_WAIT};
+
 /// What went wrong, for clients: a stable code, a sentence, and per-field problems.
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(example)]
@@ -91,9 +93,10 @@ pub enum ApiError {
     /// The server failed; the body says no more than that.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// A dependency (PostgreSQL, Redis) is down or the feature is switched off.
+    /// A dependency (PostgreSQL, Redis) is down, the feature is switched off,
+    /// or the server is too busy now (then retry after `Retry-After` seconds).
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] Option<u64>),
 }
 
 impl ApiError {
@@ -118,7 +121,7 @@ impl ApiError {
     }
 
     pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
-        Self::Unavailable(Json(ErrorBody::new(code, message)))
+        Self::Unavailable(Json(ErrorBody::new(code, message)), None)
     }
 
     /// 422 naming each offending field.
@@ -175,6 +178,21 @@ impl From<DomainError> for ApiError {
             }
             DomainError::Unscorable(_) => Self::internal(error),
             DomainError::Database(error) => Self::internal(error),
+        }
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(error: PasswordError) -> Self {
+        match error {
+            PasswordError::Busy => Self::Unavailable(
+                Json(ErrorBody::new(
+                    "busy",
+                    "The server is checking too many passwords right now; retry in a second.",
+                )),
+                Some(SLOT_WAIT.as_secs().max(1)),
+            ),
+            PasswordError::Failed(error) => Self::internal(error),
         }
     }
 }

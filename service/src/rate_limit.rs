@@ -9,9 +9,16 @@
 //! `-Remaining` and `-Reset` (seconds until the window ends); a 429 also
 //! `Retry-After`. When Redis does not answer, requests pass (availability over
 //! strictness) and a warning is logged.
+//!
+//! [`Throttle`] adds budgets that only a handler can key, because their
+//! subject is in the body: sign-in attempts per e-mail address (so guessing
+//! one account's password from many client addresses is bounded) and
+//! refreshes per session. Each of its windows starts at the subject's first
+//! counted request.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use accunode_core::config::RateLimitSettings;
 use poem::http::HeaderValue;
@@ -25,6 +32,9 @@ use crate::auth::sessions::Sessions;
 use crate::error::{ApiError, ErrorBody};
 
 const WINDOW_SECS: u64 = 60;
+
+/// The window of a [`Throttle`] budget.
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 pub struct RateLimiter {
     pub settings: RateLimitSettings,
@@ -150,9 +160,107 @@ impl RateLimiter {
             }
         };
         let headers = response.headers_mut();
-        headers.insert("x-ratelimit-limit", HeaderValue::from(bucket.limit));
-        headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        // A handler's own budget (a `Throttle`) that answered 429 keeps its headers.
+        if !headers.contains_key("x-ratelimit-limit") {
+            headers.insert("x-ratelimit-limit", HeaderValue::from(bucket.limit));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+            headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        }
         Ok(response)
+    }
+}
+
+/// Budgets counted by handlers, per subject, in windows of [`THROTTLE_WINDOW`]
+/// from a subject's first counted request; shared by every API server.
+#[derive(Clone)]
+pub struct Throttle {
+    redis: ConnectionManager,
+    enabled: bool,
+}
+
+/// What a [`Throttle`] budget counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    /// Sign-in attempts per normalised e-mail address, whether or not it has
+    /// an account.
+    LoginPerEmail,
+    /// Refreshes per sign-in session.
+    RefreshPerSession,
+    /// Password reset mails per normalised e-mail address.
+    ResetMailPerEmail,
+}
+
+impl Budget {
+    fn class(self) -> &'static str {
+        match self {
+            Self::LoginPerEmail => "login-email",
+            Self::RefreshPerSession => "refresh-session",
+            Self::ResetMailPerEmail => "reset-mail-email",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::LoginPerEmail => "sign-in attempts for this email address",
+            Self::RefreshPerSession => "token refreshes in this session",
+            Self::ResetMailPerEmail => "password reset mails for this email address",
+        }
+    }
+}
+
+impl Throttle {
+    /// Counting only when `enabled` (`ENABLE_RATE_LIMITING`).
+    pub fn new(redis: ConnectionManager, enabled: bool) -> Self {
+        Self { redis, enabled }
+    }
+
+    /// Counts one request of `subject` against `budget`; 429 with
+    /// `Retry-After` (the rest of the window) once more than `limit` were
+    /// counted. `subject` is used as a key only; pass a digest, not a secret
+    /// or an address.
+    pub async fn hit(&self, budget: Budget, subject: &str, limit: u32) -> Result<(), ApiError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let key = format!("accunode:throttle:{}:{subject}", budget.class());
+        let mut redis = self.redis.clone();
+        let counted: redis::RedisResult<(u64, i64)> = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(0)
+            .arg("NX")
+            .arg("EX")
+            .arg(THROTTLE_WINDOW.as_secs())
+            .ignore()
+            .incr(&key, 1)
+            .ttl(&key)
+            .query_async(&mut redis)
+            .await;
+        let (count, ttl) = match counted {
+            Ok(counted) => counted,
+            Err(error) => {
+                tracing::warn!(%error, budget = budget.class(), "not counted: Redis did not answer");
+                return Ok(());
+            }
+        };
+        if count <= u64::from(limit) {
+            return Ok(());
+        }
+        let retry_after = u64::try_from(ttl).unwrap_or(1).max(1);
+        Err(ApiError::RateLimited(
+            Json(ErrorBody::new(
+                "rate_limited",
+                format!(
+                    "Too many {}: the limit is {limit} per {} minutes. Retry in {retry_after} s.",
+                    budget.what(),
+                    THROTTLE_WINDOW.as_secs() / 60
+                ),
+            )),
+            retry_after,
+            limit,
+            0,
+            retry_after,
+        ))
     }
 }

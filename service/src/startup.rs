@@ -23,7 +23,7 @@ use crate::cache::PredictionCache;
 use crate::cloudwatch::Publisher;
 use crate::email::OutboxSender;
 use crate::metrics::{HttpMetrics, metrics_endpoint};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{RateLimiter, Throttle};
 use crate::state::AppState;
 
 /// How long in-flight requests may take to finish after a stop signal. Matches
@@ -104,6 +104,8 @@ impl Application {
             dependencies.redis.clone(),
             settings.api.prediction_cache_ttl,
         );
+        let passwords = Passwords::new(settings.api.auth.password_hashing_slots);
+        let throttle = Throttle::new(dependencies.redis.clone(), settings.api.rate_limits.enabled);
         Ok(Self {
             acceptor,
             address,
@@ -116,11 +118,17 @@ impl Application {
                 settings: Arc::new(settings),
                 models: Arc::new(models),
                 sessions: Arc::new(sessions),
-                passwords: Passwords::new(),
+                passwords,
+                throttle,
                 prediction_cache,
                 health: Arc::default(),
             },
         })
+    }
+
+    /// The password hashing slots its requests share.
+    pub fn passwords(&self) -> Passwords {
+        self.state.passwords.clone()
     }
 
     /// The bound address (with the real port when port 0 was asked for).

@@ -16,6 +16,7 @@ use accunode_core::uploads::UploadStore;
 use crate::auth::password::Passwords;
 use crate::auth::sessions::Sessions;
 use crate::cache::PredictionCache;
+use crate::rate_limit::Throttle;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,6 +28,8 @@ pub struct AppState {
     pub models: Arc<Models>,
     pub sessions: Arc<Sessions>,
     pub passwords: Passwords,
+    /// Budgets keyed by what a request's body names (sign-in e-mail, session).
+    pub throttle: Throttle,
     pub prediction_cache: PredictionCache,
     /// The last probe of the dependencies, shared by every `/health`.
     pub health: Arc<HealthProbe>,

@@ -192,6 +192,18 @@ declare_keys! {
         read_by: Api,
         help: "lifetime of a sign-in session (its refresh tokens)",
     }
+    PASSWORD_RESET_TOKEN_TTL_SECS: Seconds {
+        default: Always("1800"),
+        range: 300..=86_400,
+        read_by: Api,
+        help: "lifetime of a mailed password reset token",
+    }
+    PASSWORD_HASHING_SLOTS: u32 {
+        default: Unset,
+        range: 1..=256,
+        read_by: Api,
+        help: "password hashes computed at once; a request that waits 1 s for a slot answers 503 (unset: one per core)",
+    }
     REQUIRE_EMAIL_VERIFICATION: bool {
         default: Always("true"),
         read_by: Api,
@@ -213,6 +225,18 @@ declare_keys! {
         range: 1..=1_000_000,
         read_by: Api,
         help: "requests per minute per client address to /api/v1/auth",
+    }
+    LOGIN_RATE_LIMIT_PER_EMAIL: u32 {
+        default: Always("10"),
+        range: 1..=1_000_000,
+        read_by: Api,
+        help: "sign-in attempts per email address per 15 minutes, from any client address",
+    }
+    REFRESH_RATE_LIMIT_PER_SESSION: u32 {
+        default: Always("10"),
+        range: 1..=1_000_000,
+        read_by: Api,
+        help: "token refreshes per sign-in session per 15 minutes",
     }
     ENABLE_QUARTERLY_PREDICTIONS: bool {
         default: Always("true"),

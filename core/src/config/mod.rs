@@ -121,6 +121,10 @@ pub struct AuthSettings {
     pub refresh_token_ttl: Duration,
     /// Refuse sign-in until the email address is verified.
     pub require_email_verification: bool,
+    /// How long a mailed password reset token stays valid.
+    pub password_reset_ttl: Duration,
+    /// Password hashes computed at once; `None`: one per core.
+    pub password_hashing_slots: Option<u32>,
 }
 
 /// Requests per minute, counted in Redis so every API server shares them.
@@ -131,6 +135,10 @@ pub struct RateLimitSettings {
     pub per_user_per_minute: u32,
     /// Sign-in, registration and other `/auth` routes, per client address.
     pub auth_per_ip_per_minute: u32,
+    /// Sign-in attempts per (normalised) email address per 15 minutes.
+    pub login_per_email: u32,
+    /// Token refreshes per session per 15 minutes.
+    pub refresh_per_session: u32,
 }
 
 /// The seeds' feature flags (the bulk-upload ones arrive with bulk upload).
@@ -393,11 +401,15 @@ impl Settings {
                     access_token_ttl: layers.get(&keys::ACCESS_TOKEN_TTL_SECS)?,
                     refresh_token_ttl: layers.get(&keys::REFRESH_TOKEN_TTL_SECS)?,
                     require_email_verification: layers.get(&keys::REQUIRE_EMAIL_VERIFICATION)?,
+                    password_reset_ttl: layers.get(&keys::PASSWORD_RESET_TOKEN_TTL_SECS)?,
+                    password_hashing_slots: layers.get_optional(&keys::PASSWORD_HASHING_SLOTS)?,
                 },
                 rate_limits: RateLimitSettings {
                     enabled: layers.get(&keys::ENABLE_RATE_LIMITING)?,
                     per_user_per_minute: layers.get(&keys::RATE_LIMIT_PER_MINUTE)?,
                     auth_per_ip_per_minute: layers.get(&keys::AUTH_RATE_LIMIT_PER_MINUTE)?,
+                    login_per_email: layers.get(&keys::LOGIN_RATE_LIMIT_PER_EMAIL)?,
+                    refresh_per_session: layers.get(&keys::REFRESH_RATE_LIMIT_PER_SESSION)?,
                 },
                 features: FeatureFlags {
                     quarterly_predictions: layers.get(&keys::ENABLE_QUARTERLY_PREDICTIONS)?,

@@ -7,6 +7,8 @@
 //! hands due rows to a [`MailTransport`] and records what happened. `FOR
 //! UPDATE SKIP LOCKED` gives each row to one sender when several run, and a
 //! failure is retried with exponential back-off, at most [`MAX_ATTEMPTS`] times.
+//! A mail that carries a one-time token loses its body when it is recorded
+//! sent, so the outbox keeps no usable token of delivered mail.
 
 use std::time::Duration;
 
@@ -18,12 +20,18 @@ use super::{DomainError, UserId};
 /// How often a message is tried before it is left for an operator.
 pub const MAX_ATTEMPTS: i32 = 6;
 
+/// What a delivered mail that carried a token keeps of its body.
+pub const REDACTED_BODY: &str =
+    "This message carried a one-time token; its text was removed once it was sent.";
+
 /// A message to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMail {
     pub recipient: String,
     pub subject: String,
     pub body: String,
+    /// The body holds a one-time token: replace it once the mail is sent.
+    pub carries_token: bool,
 }
 
 /// A queued message, due to be sent.
@@ -49,17 +57,27 @@ pub struct VerificationToken {
     pub valid_for_hours: i32,
 }
 
+/// A password reset token as stored: its digest and how long it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetToken {
+    pub token_sha256: Vec<u8>,
+    pub valid_for: Duration,
+}
+
 /// Queues `mail` in the transaction of what caused it.
 pub(crate) async fn queue(
     connection: &mut PgConnection,
     mail: &OutgoingMail,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO email_outbox (recipient, subject, body) VALUES ($1, $2, $3)")
-        .bind(&mail.recipient)
-        .bind(&mail.subject)
-        .bind(&mail.body)
-        .execute(connection)
-        .await?;
+    sqlx::query(
+        "INSERT INTO email_outbox (recipient, subject, body, carries_token) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&mail.recipient)
+    .bind(&mail.subject)
+    .bind(&mail.body)
+    .bind(mail.carries_token)
+    .execute(connection)
+    .await?;
     Ok(())
 }
 
@@ -97,6 +115,51 @@ pub(crate) async fn use_verification_token(
     .await
 }
 
+/// Stores a new password reset token of `user`.
+pub(crate) async fn create_reset_token(
+    connection: &mut PgConnection,
+    user: UserId,
+    token: &ResetToken,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO email_tokens (token_sha256, user_id, purpose, expires_at) \
+         VALUES ($1, $2, 'reset_password', now() + $3)",
+    )
+    .bind(&token.token_sha256)
+    .bind(user)
+    .bind(token.valid_for)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Uses up an unused, unexpired password reset token, and every other reset
+/// token of its user with it (one reset ends them all); the user it was for,
+/// or `None` when there is no such token.
+pub(crate) async fn use_reset_token(
+    connection: &mut PgConnection,
+    token_sha256: &[u8],
+) -> Result<Option<UserId>, sqlx::Error> {
+    let user: Option<UserId> = sqlx::query_scalar(
+        "UPDATE email_tokens SET used_at = now() \
+         WHERE token_sha256 = $1 AND purpose = 'reset_password' AND used_at IS NULL \
+           AND expires_at > now() RETURNING user_id",
+    )
+    .bind(token_sha256)
+    .fetch_optional(&mut *connection)
+    .await?;
+    if let Some(user) = user {
+        sqlx::query(
+            "UPDATE email_tokens SET used_at = now() \
+             WHERE user_id = $1 AND purpose = 'reset_password' AND used_at IS NULL",
+        )
+        .bind(user)
+        .execute(connection)
+        .await?;
+    }
+    Ok(user)
+}
+
 /// Sends up to `batch` due messages through `transport` and records each
 /// outcome; returns how many went out. The rows stay locked while they are
 /// sent, so no other sender takes them meanwhile.
@@ -128,9 +191,11 @@ pub async fn deliver_due(
             Ok(()) => {
                 sqlx::query(
                     "UPDATE email_outbox SET sent_at = now(), attempts = attempts + 1, \
-                     last_error = NULL WHERE id = $1",
+                     last_error = NULL, \
+                     body = CASE WHEN carries_token THEN $2 ELSE body END WHERE id = $1",
                 )
                 .bind(mail.id)
+                .bind(REDACTED_BODY)
                 .execute(&mut *tx)
                 .await?;
                 sent += 1;

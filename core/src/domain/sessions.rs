@@ -159,6 +159,37 @@ pub async fn revoke_others(
     .await?)
 }
 
+/// Ends every live session of `user`, inside the caller's transaction; the
+/// sessions it ended.
+pub(crate) async fn revoke_every_session(
+    connection: &mut PgConnection,
+    user: UserId,
+    reason: RevokeReason,
+) -> Result<Vec<SessionId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 \
+         WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(user)
+    .bind(reason.as_str())
+    .fetch_all(connection)
+    .await
+}
+
+/// The session a refresh token (by its digest) belongs to, used or not, so
+/// refreshes can be counted per session before one is attempted.
+pub async fn session_of_refresh_token(
+    pool: &PgPool,
+    token_sha256: &[u8],
+) -> Result<Option<SessionId>, DomainError> {
+    Ok(
+        sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_sha256 = $1")
+            .bind(token_sha256)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
 /// The live (unrevoked, unexpired) sessions of these users.
 pub async fn live_sessions(pool: &PgPool, users: &[UserId]) -> Result<Vec<SessionId>, DomainError> {
     Ok(sqlx::query_scalar(

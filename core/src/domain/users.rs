@@ -1,5 +1,7 @@
-//! Accounts: registration with e-mail verification, the credentials sign-in
-//! checks, passwords, and the profile a user sees and changes.
+//! Accounts: registration with e-mail verification (answering alike whether
+//! or not the address has an account), password reset by mailed token, the
+//! credentials sign-in checks, passwords, and the profile a user sees and
+//! changes.
 //!
 //! Password hashes are made and checked by the caller (the API hashes off its
 //! async runtime); this module only stores and returns them.
@@ -8,8 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-use super::email::{self, OutgoingMail, VerificationToken};
-use super::{Caller, DomainError, OrganizationId, Role, UserId, parse_column};
+use super::email::{self, OutgoingMail, ResetToken, VerificationToken};
+use super::sessions::{self, RevokeReason};
+use super::{Caller, DomainError, OrganizationId, Role, SessionId, UserId, parse_column};
 
 /// The columns of a [`UserProfile`].
 pub(crate) const PROFILE_COLUMNS: &str = "id, email, first_name, last_name, role, \
@@ -57,17 +60,47 @@ pub struct NewUser {
     pub last_name: Option<String>,
 }
 
-/// Creates an account with its verification token and queues `mail` (which
-/// carries the token), in one transaction. An address already registered is a
-/// conflict.
+/// The mails a registration may queue; which one goes out depends on what the
+/// address already has, and only its owner reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationMails {
+    /// To a new (or replaced) account: carries the verification token.
+    pub verify: OutgoingMail,
+    /// To a verified account's owner: someone tried to register; sign in or
+    /// reset the password.
+    pub already_registered: OutgoingMail,
+    /// To the address of an unverified account whose verification is still
+    /// pending: someone tried to register again; a password reset takes it over.
+    pub registration_pending: OutgoingMail,
+}
+
+/// What a registration did. The API answers every outcome alike, so that
+/// registering does not tell which addresses have accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// A new account awaits verification.
+    Created(UserProfile),
+    /// An unverified account that never signed in and whose verification
+    /// tokens had all expired was given the new password, names and token.
+    Replaced(UserProfile),
+    /// The address has an account this registration may not take; its owner
+    /// was mailed.
+    Taken,
+}
+
+/// Registers `user` in one transaction with its verification token and the
+/// mail that tells the address's owner what happened. A new address becomes an
+/// account; an abandoned registration (unverified, never signed in, every
+/// verification token expired) is replaced, so an address cannot be squatted
+/// by registering it first; any other existing account is left as it is.
 pub async fn register(
     pool: &PgPool,
     user: &NewUser,
     verification: &VerificationToken,
-    mail: &OutgoingMail,
-) -> Result<UserProfile, DomainError> {
+    mails: &RegistrationMails,
+) -> Result<Registration, DomainError> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(&format!(
+    let inserted = sqlx::query(&format!(
         "INSERT INTO users (email, password_hash, first_name, last_name) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING RETURNING {PROFILE_COLUMNS}"
     ))
@@ -76,13 +109,126 @@ pub async fn register(
     .bind(&user.first_name)
     .bind(&user.last_name)
     .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| DomainError::Conflict("An account with this email already exists.".into()))?;
-    let profile = UserProfile::from_row(&row)?;
+    .await?;
+    let (profile, replaced) = match inserted {
+        Some(row) => (UserProfile::from_row(&row)?, false),
+        None => {
+            let existing = sqlx::query(
+                "SELECT id, email_verified_at IS NOT NULL AS verified, \
+                        (email_verified_at IS NULL AND last_login_at IS NULL AND is_active \
+                         AND NOT EXISTS (SELECT 1 FROM email_tokens t WHERE t.user_id = users.id \
+                             AND t.purpose = 'verify_email' AND t.used_at IS NULL \
+                             AND t.expires_at > now())) AS abandoned \
+                 FROM users WHERE email = $1 FOR UPDATE",
+            )
+            .bind(&user.email)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: UserId = existing.try_get("id")?;
+            if existing.try_get("abandoned")? {
+                sqlx::query("DELETE FROM email_tokens WHERE user_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query(&format!(
+                    "UPDATE users SET password_hash = $2, first_name = $3, last_name = $4, \
+                            created_at = now(), updated_at = now() \
+                     WHERE id = $1 RETURNING {PROFILE_COLUMNS}"
+                ))
+                .bind(id)
+                .bind(&user.password_hash)
+                .bind(&user.first_name)
+                .bind(&user.last_name)
+                .fetch_one(&mut *tx)
+                .await?;
+                (UserProfile::from_row(&row)?, true)
+            } else {
+                let mail = if existing.try_get("verified")? {
+                    &mails.already_registered
+                } else {
+                    &mails.registration_pending
+                };
+                email::queue(&mut tx, mail).await?;
+                tx.commit().await?;
+                return Ok(Registration::Taken);
+            }
+        }
+    };
     email::create_verification_token(&mut tx, profile.id, verification).await?;
+    email::queue(&mut tx, &mails.verify).await?;
+    tx.commit().await?;
+    Ok(if replaced {
+        Registration::Replaced(profile)
+    } else {
+        Registration::Created(profile)
+    })
+}
+
+/// Stores a password reset token for the active account of `email` (lower
+/// case) and queues `mail`, which carries it, in one transaction; `false`,
+/// with nothing stored or queued, when there is no such account.
+pub async fn request_password_reset(
+    pool: &PgPool,
+    email: &str,
+    token: &ResetToken,
+    mail: &OutgoingMail,
+) -> Result<bool, DomainError> {
+    let mut tx = pool.begin().await?;
+    let user: Option<UserId> =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = $1 AND is_active")
+            .bind(email)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(user) = user else {
+        return Ok(false);
+    };
+    email::create_reset_token(&mut tx, user, token).await?;
     email::queue(&mut tx, mail).await?;
     tx.commit().await?;
-    Ok(profile)
+    Ok(true)
+}
+
+/// What a password reset did: whose password changed and which sessions it
+/// ended (every one of theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordReset {
+    pub user: UserId,
+    pub ended_sessions: Vec<SessionId>,
+}
+
+/// Uses up a reset token (and every other reset token of its user), sets the
+/// new password hash and ends every session of the user, in one transaction.
+/// Receiving the token proves the mailbox, so the address counts as verified.
+/// `None`, changing nothing, when the token is unknown, used or expired, or
+/// its account was deactivated.
+pub async fn reset_password(
+    pool: &PgPool,
+    token_sha256: &[u8],
+    password_hash: &str,
+) -> Result<Option<PasswordReset>, DomainError> {
+    let mut tx = pool.begin().await?;
+    let Some(user) = email::use_reset_token(&mut tx, token_sha256).await? else {
+        return Ok(None);
+    };
+    let changed = sqlx::query(
+        "UPDATE users SET password_hash = $2, updated_at = now(), \
+                email_verified_at = coalesce(email_verified_at, now()) \
+         WHERE id = $1 AND is_active",
+    )
+    .bind(user)
+    .bind(password_hash)
+    .execute(&mut *tx)
+    .await?;
+    if changed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let ended_sessions =
+        sessions::revoke_every_session(&mut tx, user, RevokeReason::PasswordChanged).await?;
+    tx.commit().await?;
+    Ok(Some(PasswordReset {
+        user,
+        ended_sessions,
+    }))
 }
 
 /// Marks the address of the token's user verified, using the token up;

@@ -1,9 +1,16 @@
 //! `/api/v1/auth`: registration, email verification, sign-in, token refresh,
-//! sign-out and password change.
+//! sign-out, password change and password reset.
+//!
+//! Nothing here tells a caller which addresses have accounts: registration
+//! and forgot-password answer alike either way (the mail tells the address's
+//! owner what happened), and sign-in fails with one 401 and is throttled per
+//! address whether or not it has an account.
 
-use accunode_core::domain::email::VerificationToken;
-use accunode_core::domain::sessions::RevokeReason;
-use accunode_core::domain::users::{self, NewUser};
+use accunode_core::domain::email::{ResetToken, VerificationToken};
+use accunode_core::domain::sessions::{self, RevokeReason};
+use accunode_core::domain::users::{self, NewUser, Registration, RegistrationMails};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -17,6 +24,7 @@ use crate::auth::tokens;
 use crate::body::{JsonBody, Problems, Validate};
 use crate::email;
 use crate::error::ApiError;
+use crate::rate_limit::Budget;
 use crate::state::AppState;
 
 #[derive(Default)]
@@ -26,6 +34,16 @@ const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 128;
 /// How long an email verification token stays valid.
 const VERIFY_TOKEN_HOURS: i32 = 48;
+/// Reset mails one address is sent per throttle window; more requests are
+/// answered alike and mail nothing, so nobody can flood a mailbox.
+const RESET_MAILS_PER_EMAIL: u32 = 3;
+/// Registration's one answer, whatever the address had.
+const REGISTER_ANSWER: &str = "Check your mail. A new account's address gets a verification token \
+     (POST /api/v1/auth/verify-email); an address that already has an account is told so, and \
+     that account is unchanged.";
+/// Forgot-password's one answer, whatever the address had.
+const FORGOT_ANSWER: &str = "If the address has an active account, a password reset token was \
+     mailed to it (POST /api/v1/auth/reset-password).";
 
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(example)]
@@ -97,6 +115,35 @@ impl Validate for LoginRequest {
         if self.password.is_empty() {
             problems.add("password", "is required");
         }
+    }
+}
+
+#[derive(Debug, Clone, Object, Deserialize)]
+pub struct ForgotPasswordRequest {
+    /// The account's address; compared case-insensitively.
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+}
+
+impl Validate for ForgotPasswordRequest {
+    fn validate(&self, problems: &mut Problems) {
+        check_email(problems, "email", &self.email);
+    }
+}
+
+#[derive(Debug, Clone, Object, Deserialize)]
+pub struct ResetPasswordRequest {
+    /// The token from the password reset mail; it works once.
+    pub token: String,
+    /// 8 to 128 characters with at least one letter and one digit.
+    #[oai(validator(min_length = 8, max_length = 128))]
+    pub new_password: String,
+}
+
+impl Validate for ResetPasswordRequest {
+    fn validate(&self, problems: &mut Problems) {
+        problems.text("token", &self.token, 1, 200);
+        check_new_password(problems, "new_password", &self.new_password);
     }
 }
 
@@ -192,14 +239,70 @@ pub struct Message {
 
 #[derive(ApiResponse)]
 pub enum RegisterResponse {
-    /// Registered; a verification token was mailed to the address.
-    #[oai(status = 201)]
-    Created(Json<UserProfile>),
+    /// The address was mailed: a new account's verification token, or, when
+    /// the address has an account, a note saying so. Always this answer.
+    #[oai(status = 202)]
+    Accepted(Json<Message>),
+}
+
+#[derive(ApiResponse)]
+pub enum ForgotPasswordResponse {
+    /// A reset token was mailed if the address has an active account. Always
+    /// this answer.
+    #[oai(status = 202)]
+    Accepted(Json<Message>),
+}
+
+/// The key a sign-in's address is counted under: a digest, so Redis holds no
+/// addresses.
+fn address_key(address: &str) -> String {
+    URL_SAFE_NO_PAD.encode(tokens::digest(address))
+}
+
+/// Stores a reset token and queues its mail if `address` has an active
+/// account; run after the answer is sent, so the answer's timing does not
+/// tell whether it has.
+async fn mail_reset_token(state: AppState, address: String) {
+    let counted = state
+        .throttle
+        .hit(
+            Budget::ResetMailPerEmail,
+            &address_key(&address),
+            RESET_MAILS_PER_EMAIL,
+        )
+        .await;
+    if counted.is_err() {
+        tracing::info!("password reset mail not sent: this address's budget is spent");
+        return;
+    }
+    let token = tokens::random_token();
+    let valid_for = state.settings.api.auth.password_reset_ttl;
+    let requested = users::request_password_reset(
+        &state.dependencies.pool,
+        &address,
+        &ResetToken {
+            token_sha256: tokens::digest(&token),
+            valid_for,
+        },
+        &email::password_reset_mail(&address, &token, valid_for.as_secs() / 60),
+    )
+    .await;
+    match requested {
+        Ok(true) => tracing::info!("password reset token mailed"),
+        Ok(false) => {
+            tracing::info!("password reset asked for an address without an active account")
+        }
+        Err(error) => tracing::error!(%error, "password reset not stored"),
+    }
 }
 
 #[OpenApi(prefix_path = "/api/v1/auth", tag = "ApiTags::Auth")]
 impl AuthApi {
-    /// Creates an account and mails an email verification token.
+    /// Registers an address: a new account, mailed a verification token. The
+    /// answer is the same whether or not the address has an account: an
+    /// existing one is left unchanged and its owner is mailed instead. A
+    /// registration never verified, never signed in to, and whose
+    /// verification token expired is replaced by the new one.
     #[oai(path = "/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
@@ -208,13 +311,10 @@ impl AuthApi {
     ) -> Result<RegisterResponse, ApiError> {
         let request = body.0;
         let address = normalise_email(&request.email);
-        let password_hash = state
-            .passwords
-            .hash(request.password)
-            .await
-            .map_err(ApiError::internal)?;
+        // Hashed whatever the address has, so the answer takes as long either way.
+        let password_hash = state.passwords.hash(request.password).await?;
         let token = tokens::random_token();
-        let profile = users::register(
+        let registration = users::register(
             &state.dependencies.pool,
             &NewUser {
                 email: address.clone(),
@@ -226,11 +326,25 @@ impl AuthApi {
                 token_sha256: tokens::digest(&token),
                 valid_for_hours: VERIFY_TOKEN_HOURS,
             },
-            &email::verification_mail(&address, &token, VERIFY_TOKEN_HOURS),
+            &RegistrationMails {
+                verify: email::verification_mail(&address, &token, VERIFY_TOKEN_HOURS),
+                already_registered: email::already_registered_mail(&address),
+                registration_pending: email::registration_pending_mail(&address),
+            },
         )
         .await?;
-        tracing::info!(user = %profile.id, "user registered");
-        Ok(RegisterResponse::Created(Json(profile.into())))
+        match registration {
+            Registration::Created(profile) => tracing::info!(user = %profile.id, "user registered"),
+            Registration::Replaced(profile) => {
+                tracing::info!(user = %profile.id, "abandoned registration replaced");
+            }
+            Registration::Taken => {
+                tracing::info!("registration of an address with an account; its owner was mailed");
+            }
+        }
+        Ok(RegisterResponse::Accepted(Json(Message {
+            message: REGISTER_ANSWER.into(),
+        })))
     }
 
     /// Confirms an email address with the token from the verification mail.
@@ -257,6 +371,10 @@ impl AuthApi {
     }
 
     /// Signs in with email and password; returns an access and a refresh token.
+    /// Attempts are counted per address (`LOGIN_RATE_LIMIT_PER_EMAIL` per 15
+    /// minutes, from any client address, whether or not it has an account):
+    /// 429 with `Retry-After` beyond. 503 with `Retry-After` when no password
+    /// check can start within a second.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -264,8 +382,16 @@ impl AuthApi {
         body: JsonBody<LoginRequest>,
     ) -> Result<Json<LoginResponse>, ApiError> {
         let request = body.0;
-        let credentials =
-            users::credentials(&state.dependencies.pool, &normalise_email(&request.email)).await?;
+        let address = normalise_email(&request.email);
+        state
+            .throttle
+            .hit(
+                Budget::LoginPerEmail,
+                &address_key(&address),
+                state.settings.api.rate_limits.login_per_email,
+            )
+            .await?;
+        let credentials = users::credentials(&state.dependencies.pool, &address).await?;
         let matches = state
             .passwords
             .verify(
@@ -274,8 +400,7 @@ impl AuthApi {
                     .as_ref()
                     .map(|found| found.password_hash.clone()),
             )
-            .await
-            .map_err(ApiError::internal)?;
+            .await?;
         let Some(credentials) = credentials.filter(|found| matches && found.is_active) else {
             return Err(ApiError::unauthorized(
                 "The email or password is not correct.",
@@ -297,7 +422,9 @@ impl AuthApi {
     }
 
     /// Exchanges a refresh token for a new pair. Each refresh token works
-    /// once; presenting a used one again ends the whole session.
+    /// once; presenting a used one again ends the whole session. Refreshes
+    /// are counted per session (`REFRESH_RATE_LIMIT_PER_SESSION` per 15
+    /// minutes): 429 with `Retry-After` beyond.
     #[oai(
         path = "/refresh-token",
         method = "post",
@@ -308,8 +435,82 @@ impl AuthApi {
         state: Data<&AppState>,
         body: JsonBody<RefreshRequest>,
     ) -> Result<Json<TokenResponse>, ApiError> {
-        let pair = state.sessions.refresh(body.0.refresh_token.trim()).await?;
+        let refresh_token = body.0.refresh_token.trim();
+        let session = sessions::session_of_refresh_token(
+            &state.dependencies.pool,
+            &tokens::digest(refresh_token),
+        )
+        .await?;
+        if let Some(session) = session {
+            state
+                .throttle
+                .hit(
+                    Budget::RefreshPerSession,
+                    &session.to_string(),
+                    state.settings.api.rate_limits.refresh_per_session,
+                )
+                .await?;
+        }
+        let pair = state.sessions.refresh(refresh_token).await?;
         Ok(Json(pair.into()))
+    }
+
+    /// Mails a one-time password reset token to the address if it has an
+    /// active account. Always 202 with the same body, so it does not tell
+    /// which addresses have accounts; an address gets at most 3 reset mails
+    /// per 15 minutes.
+    #[oai(
+        path = "/forgot-password",
+        method = "post",
+        operation_id = "forgot_password"
+    )]
+    async fn forgot_password(
+        &self,
+        state: Data<&AppState>,
+        body: JsonBody<ForgotPasswordRequest>,
+    ) -> Result<ForgotPasswordResponse, ApiError> {
+        let address = normalise_email(&body.0.email);
+        tokio::spawn(mail_reset_token(state.0.clone(), address));
+        Ok(ForgotPasswordResponse::Accepted(Json(Message {
+            message: FORGOT_ANSWER.into(),
+        })))
+    }
+
+    /// Sets a new password with the token of a reset mail. The token works
+    /// once, within `PASSWORD_RESET_TOKEN_TTL_SECS` (30 minutes); every
+    /// session of the account ends, its access tokens at their very next
+    /// request, and the address counts as verified.
+    #[oai(
+        path = "/reset-password",
+        method = "post",
+        operation_id = "reset_password"
+    )]
+    async fn reset_password(
+        &self,
+        state: Data<&AppState>,
+        body: JsonBody<ResetPasswordRequest>,
+    ) -> Result<NoContent, ApiError> {
+        let request = body.0;
+        let password_hash = state.passwords.hash(request.new_password).await?;
+        let reset = users::reset_password(
+            &state.dependencies.pool,
+            &tokens::digest(request.token.trim()),
+            &password_hash,
+        )
+        .await?;
+        let Some(reset) = reset else {
+            return Err(ApiError::invalid_field(
+                "body.token",
+                "is not a valid reset token, or it was used or has expired",
+            ));
+        };
+        state.sessions.ended(&reset.ended_sessions).await;
+        tracing::info!(
+            user = %reset.user,
+            sessions_ended = reset.ended_sessions.len(),
+            "password reset"
+        );
+        Ok(NoContent::Done)
     }
 
     /// Ends the caller's session: its access and refresh tokens stop working.
@@ -345,19 +546,14 @@ impl AuthApi {
         let matches = state
             .passwords
             .verify(request.current_password, Some(hash))
-            .await
-            .map_err(ApiError::internal)?;
+            .await?;
         if !matches {
             return Err(ApiError::invalid_field(
                 "body.current_password",
                 "is not the current password",
             ));
         }
-        let new_hash = state
-            .passwords
-            .hash(request.new_password)
-            .await
-            .map_err(ApiError::internal)?;
+        let new_hash = state.passwords.hash(request.new_password).await?;
         users::set_password_hash(pool, caller, &new_hash).await?;
         state
             .sessions

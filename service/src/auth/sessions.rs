@@ -157,6 +157,13 @@ impl Sessions {
         }
     }
 
+    /// Marks sessions that PostgreSQL already recorded ended (e.g. by a
+    /// password reset) revoked in the cache, so their access tokens stop at
+    /// the very next request.
+    pub async fn ended(&self, ended: &[SessionId]) {
+        self.mark_revoked(ended).await;
+    }
+
     async fn mark_revoked(&self, ended: &[SessionId]) {
         let mut redis = self.redis.clone();
         // Access tokens of the session outlive it by at most their lifetime.

@@ -297,7 +297,7 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
         .send()
         .await
         .unwrap();
-    assert_eq!(registered.status().as_u16(), 201);
+    assert_eq!(registered.status().as_u16(), 202);
     let pool = PgPool::connect(&database.url).await.unwrap();
     sqlx::query("UPDATE users SET email_verified_at = now()")
         .execute(&pool)

@@ -536,7 +536,7 @@ async fn an_api_killed_mid_upload_leaves_no_job_and_no_file() {
         .send()
         .await
         .unwrap();
-    assert_eq!(registered.status().as_u16(), 201);
+    assert_eq!(registered.status().as_u16(), 202);
     let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
     sqlx::query("UPDATE users SET email_verified_at = now()")
         .execute(&pool)

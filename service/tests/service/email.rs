@@ -52,7 +52,7 @@ async fn verification_mail_goes_out_over_smtp() {
             json!({"email": "mail@example.com", "password": PASSWORD}),
         )
         .await;
-    assert_eq!(registered.status, 201);
+    assert_eq!(registered.status, 202);
 
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let token = tokio::time::timeout(Duration::from_secs(20), async {

@@ -1,6 +1,7 @@
 //! The API's integration tests, one binary: an in-process (or spawned) API on
 //! a database of each test's own, with real PostgreSQL, Redis and moto.
 
+mod accounts;
 mod api;
 mod auth;
 mod bulk;

@@ -35,7 +35,7 @@ async fn sign_up(client: &reqwest::Client, base: &str, pool: &sqlx::PgPool, emai
         .send()
         .await
         .unwrap();
-    assert_eq!(registered.status().as_u16(), 201);
+    assert_eq!(registered.status().as_u16(), 202);
     sqlx::query("UPDATE users SET email_verified_at = now() WHERE email = $1")
         .bind(email)
         .execute(pool)
