@@ -41,6 +41,26 @@ impl Role {
         Role::SuperAdmin,
     ];
 
+    /// Whether a user of this role, a member of `member_of`, may change every
+    /// row of a scope whoever created it: super admins system rows, an
+    /// organisation's org and tenant admins that organisation's rows.
+    pub fn administers(
+        self,
+        member_of: Option<OrganizationId>,
+        access_level: AccessLevel,
+        organization_id: Option<OrganizationId>,
+    ) -> bool {
+        match access_level {
+            AccessLevel::System => self == Role::SuperAdmin,
+            AccessLevel::Organization => {
+                organization_id.is_some()
+                    && organization_id == member_of
+                    && matches!(self, Role::OrgAdmin | Role::TenantAdmin)
+            }
+            AccessLevel::Personal => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
@@ -182,16 +202,19 @@ impl Caller {
         organization_id: Option<OrganizationId>,
         created_by: Option<UserId>,
     ) -> bool {
-        match access_level {
-            AccessLevel::System => self.role == Role::SuperAdmin,
-            AccessLevel::Organization => {
-                created_by == Some(self.user_id)
-                    || (organization_id.is_some()
-                        && organization_id == self.organization_id
-                        && matches!(self.role, Role::OrgAdmin | Role::TenantAdmin))
-            }
-            AccessLevel::Personal => created_by == Some(self.user_id),
-        }
+        self.administers(access_level, organization_id)
+            || (access_level != AccessLevel::System && created_by == Some(self.user_id))
+    }
+
+    /// Whether the caller may change every row of this scope, whoever created
+    /// it (see [`Role::administers`]).
+    pub fn administers(
+        &self,
+        access_level: AccessLevel,
+        organization_id: Option<OrganizationId>,
+    ) -> bool {
+        self.role
+            .administers(self.organization_id, access_level, organization_id)
     }
 }
 
