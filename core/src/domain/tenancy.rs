@@ -298,6 +298,20 @@ mod tests {
     }
 
     #[test]
+    fn only_the_admins_of_a_scope_administer_it() {
+        let org = OrganizationId(Uuid::from_u128(9));
+        let other = Some(OrganizationId(Uuid::from_u128(8)));
+        let organization = AccessLevel::Organization;
+        assert!(caller(Role::OrgAdmin, Some(org), false).administers(organization, Some(org)));
+        assert!(caller(Role::TenantAdmin, Some(org), false).administers(organization, Some(org)));
+        assert!(!caller(Role::OrgMember, Some(org), false).administers(organization, Some(org)));
+        assert!(!caller(Role::OrgAdmin, Some(org), false).administers(organization, other));
+        assert!(!caller(Role::OrgAdmin, None, false).administers(organization, None));
+        assert!(!caller(Role::SuperAdmin, None, false).administers(AccessLevel::Personal, None));
+        assert!(caller(Role::SuperAdmin, None, false).administers(AccessLevel::System, None));
+    }
+
+    #[test]
     fn roles_round_trip_through_text() {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));

@@ -6,9 +6,10 @@
 //! [`Caller`] of each live session under `accunode:session:<id>` so a request
 //! costs one Redis read, not a join. Revoking a session writes a `revoked`
 //! marker there (not a delete), and the cache is filled only with `SET NX`, so
-//! a request racing a sign-out cannot put the session back. A role or
-//! organisation change deletes the user's entries; they refill from
-//! PostgreSQL on the next request. When Redis is down, every request reads
+//! a request racing a sign-out cannot put the session back. Leaving or being
+//! removed from an organisation and deactivation end the user's sessions the
+//! same way. A role or organisation change deletes the user's entries; they
+//! refill from PostgreSQL on the next request. When Redis is down, every request reads
 //! PostgreSQL instead: slower, never wrong.
 
 use std::time::Duration;
@@ -157,7 +158,10 @@ impl Sessions {
         }
     }
 
-    async fn mark_revoked(&self, ended: &[SessionId]) {
+    /// Marks sessions that a domain transaction ended (a departure from an
+    /// organisation, a deactivation) as revoked, so their cached callers stop
+    /// at once and a racing cache fill cannot bring them back.
+    pub async fn mark_revoked(&self, ended: &[SessionId]) {
         let mut redis = self.redis.clone();
         // Access tokens of the session outlive it by at most their lifetime.
         let ttl = self.keys.access_ttl.as_secs() + 60;

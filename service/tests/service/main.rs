@@ -6,6 +6,7 @@ mod auth;
 mod bulk;
 mod email;
 mod lists;
+mod membership;
 mod models;
 mod python_client;
 mod rate_limits;
