@@ -1,8 +1,9 @@
 //! The end of a membership and of an account, and what a member may do to
 //! companies others use: removing a member, leaving, deactivating a user
 //! (each effective on the user's very next request), who may do each, the
-//! last-admin rule, deleting a company that holds others' predictions, and a
-//! prediction (single or bulk) that reuses a company it may not change.
+//! last-admin rule, a lowered role that a racing cache fill cannot bring
+//! back, deleting a company that holds others' predictions, and a prediction
+//! (single or bulk) that reuses a company it may not change.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -517,4 +518,60 @@ async fn a_bulk_upload_fills_blanks_only_of_companies_its_uploader_may_change() 
         (json!("Energy"), json!(2.5e9)),
         "{filled}"
     );
+}
+
+#[tokio::test]
+async fn a_lowered_role_is_not_brought_back_by_a_cache_fill_that_raced_the_change() {
+    let app = TestApp::start().await;
+    let team = Team::start(&app, "race").await;
+    let deputy = app
+        .user_with_role(
+            "race-deputy@example.com",
+            "org_admin",
+            Some(team.organization),
+        )
+        .await;
+    let members = team.path("/members");
+    assert_eq!(app.get(&members, &deputy.token).await.status, 200);
+    let session: Uuid = sqlx::query_scalar(
+        "SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(deputy.id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let key = format!("accunode:session:{session}");
+    let mut redis = redis::Client::open(accunode_testkit::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let as_admin: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(as_admin.contains("org_admin"), "{as_admin}");
+
+    let lowered = app
+        .put(
+            &format!("{}/role", team.member_path(&deputy)),
+            &team.admin.token,
+            json!({"role": "org_member"}),
+        )
+        .await;
+    assert_eq!(lowered.status, 200, "{}", lowered.body);
+    // A request that read the caller just before the change fills the cache
+    // just after it, as `Sessions::caller` does.
+    let _: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&as_admin)
+        .arg("NX")
+        .arg("EX")
+        .arg(300)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let refused = app.get(&members, &deputy.token).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
 }
