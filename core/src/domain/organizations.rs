@@ -411,6 +411,8 @@ pub async fn members(
 
 /// Makes a member an org admin or back (managers only). Only org members and
 /// org admins of this organisation can be changed; anyone else is `NotFound`.
+/// The last admin of an organisation with other members stays one (see
+/// [`ensure_an_admin_remains`]).
 pub async fn set_member_role(
     pool: &PgPool,
     caller: &Caller,
@@ -419,21 +421,25 @@ pub async fn set_member_role(
     role: MemberRole,
 ) -> Result<UserProfile, DomainError> {
     ensure_manages(pool, caller, id).await?;
+    let mut tx = pool.begin().await?;
+    let current = lock_membership(&mut tx, id, member).await?;
+    if !matches!(current, Some(Role::OrgMember | Role::OrgAdmin)) {
+        return Err(DomainError::NotFound {
+            what: "member of this organization",
+        });
+    }
+    if current == Some(Role::OrgAdmin) && role == MemberRole::OrgMember {
+        ensure_an_admin_remains(&mut tx, id, member).await?;
+    }
     let row = sqlx::query(&format!(
-        "UPDATE users SET role = $3 WHERE id = $2 AND organization_id = $1 \
-         AND role IN ('org_member', 'org_admin') RETURNING {PROFILE_COLUMNS}"
+        "UPDATE users SET role = $2 WHERE id = $1 RETURNING {PROFILE_COLUMNS}"
     ))
-    .bind(id)
     .bind(member)
     .bind(role.role().as_str())
-    .fetch_optional(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    match row {
-        Some(row) => Ok(UserProfile::from_row(&row)?),
-        None => Err(DomainError::NotFound {
-            what: "member of this organization",
-        }),
-    }
+    tx.commit().await?;
+    Ok(UserProfile::from_row(&row)?)
 }
 
 /// A member who left or was removed: their profile after, and the sessions
@@ -509,8 +515,8 @@ pub async fn leave(
     Ok(departure)
 }
 
-/// Locks the organisation (so that departures from it happen one at a time
-/// and the last-admin check holds) and the member's row; the member's role,
+/// Locks the organisation (so that departures and role changes in it happen
+/// one at a time and the last-admin check holds) and the member's row; the member's role,
 /// or `None` when they are not a member.
 async fn lock_membership(
     connection: &mut PgConnection,
@@ -536,6 +542,33 @@ async fn lock_membership(
     .map_err(Into::into)
 }
 
+/// Refuses to take `member`'s admin rights from the organisation when no
+/// other active member would manage it while others remain (`Conflict`).
+/// Runs under [`lock_membership`]'s lock on the organisation.
+async fn ensure_an_admin_remains(
+    connection: &mut PgConnection,
+    id: OrganizationId,
+    member: UserId,
+) -> Result<(), DomainError> {
+    let (others, admins): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE is_active AND \
+                role IN ('org_admin', 'tenant_admin', 'super_admin')) \
+         FROM users WHERE organization_id = $1 AND id <> $2",
+    )
+    .bind(id)
+    .bind(member)
+    .fetch_one(&mut *connection)
+    .await?;
+    if others > 0 && admins == 0 {
+        return Err(DomainError::Conflict(
+            "This is the organization's last admin and it has other members; make another \
+             member org_admin first."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Takes `member` (of `role`) out of the organisation: an org member or org
 /// admin becomes a `user` again, a tenant or super admin keeps their role, and
 /// every session of theirs ends (their cached callers must not outlive the
@@ -550,21 +583,7 @@ async fn depart(
     reason: RevokeReason,
 ) -> Result<Departure, DomainError> {
     if role >= Role::OrgAdmin {
-        let (others, admins): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE is_active AND role IN ('org_admin', 'tenant_admin', 'super_admin')) \
-             FROM users WHERE organization_id = $1 AND id <> $2",
-        )
-        .bind(id)
-        .bind(member)
-        .fetch_one(&mut *connection)
-        .await?;
-        if others > 0 && admins == 0 {
-            return Err(DomainError::Conflict(
-                "This is the organization's last admin and it has other members; make another \
-                 member org_admin first."
-                    .into(),
-            ));
-        }
+        ensure_an_admin_remains(connection, id, member).await?;
     }
     let row = sqlx::query(&format!(
         "UPDATE users SET organization_id = NULL, \

@@ -318,7 +318,8 @@ impl OrganizationsApi {
         Ok(Json(members.into_iter().map(UserProfile::from).collect()))
     }
 
-    /// Makes a member an org admin or back (managers only).
+    /// Makes a member an org admin or back (managers only). The last admin of
+    /// an organisation with other members stays one (409).
     #[oai(
         path = "/:id/members/:user_id/role",
         method = "put",

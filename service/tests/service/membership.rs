@@ -181,6 +181,14 @@ async fn members_are_removed_only_by_the_organizations_managers_and_never_the_la
         .post(&team.path("/leave"), Some(&team.admin.token), json!({}))
         .await;
     assert_eq!(leaving.status, 409, "{}", leaving.body);
+    let stepping_down = app
+        .put(
+            &format!("{last}/role"),
+            &team.admin.token,
+            json!({"role": "org_member"}),
+        )
+        .await;
+    assert_eq!(stepping_down.status, 409, "{}", stepping_down.body);
     let promoted = app
         .put(
             &format!("{}/role", team.member_path(&newcomer)),
