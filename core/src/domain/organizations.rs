@@ -66,7 +66,7 @@ impl Stored {
 
     /// Whether `caller` manages the organisation.
     fn managed_by(&self, caller: &Caller) -> bool {
-        manages(caller, self.organization.id, self.organization.created_by)
+        caller.manages(self.organization.id, self.organization.created_by)
     }
 
     /// The organisation as `caller` may see it: the join token for managers only.
@@ -76,20 +76,6 @@ impl Stored {
             join_token,
             ..self.organization
         }
-    }
-}
-
-/// Whether `caller` manages the organisation `id` created by `created_by`:
-/// super admins any, tenant admins the ones they created or belong to, org
-/// admins their own.
-pub(crate) fn manages(caller: &Caller, id: OrganizationId, created_by: Option<UserId>) -> bool {
-    match caller.role {
-        Role::SuperAdmin => true,
-        Role::TenantAdmin => {
-            created_by == Some(caller.user_id) || caller.organization_id == Some(id)
-        }
-        Role::OrgAdmin => caller.organization_id == Some(id),
-        Role::User | Role::OrgMember => false,
     }
 }
 

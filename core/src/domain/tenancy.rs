@@ -206,6 +206,20 @@ impl Caller {
             || (access_level != AccessLevel::System && created_by == Some(self.user_id))
     }
 
+    /// Whether the caller manages the organisation `id` created by
+    /// `created_by`: super admins any, tenant admins the ones they created or
+    /// belong to, org admins their own.
+    pub fn manages(&self, id: OrganizationId, created_by: Option<UserId>) -> bool {
+        match self.role {
+            Role::SuperAdmin => true,
+            Role::TenantAdmin => {
+                created_by == Some(self.user_id) || self.organization_id == Some(id)
+            }
+            Role::OrgAdmin => self.organization_id == Some(id),
+            Role::User | Role::OrgMember => false,
+        }
+    }
+
     /// Whether the caller may change every row of this scope, whoever created
     /// it (see [`Role::administers`]).
     pub fn administers(

@@ -9,7 +9,6 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use super::email::{self, OutgoingMail, VerificationToken};
-use super::organizations;
 use super::sessions::{self, RevokeReason};
 use super::{Caller, DomainError, OrganizationId, Role, SessionId, UserId, parse_column};
 
@@ -240,8 +239,7 @@ pub async fn set_active(
     let organization: Option<OrganizationId> = row.try_get("organization_id")?;
     let organization_created_by: Option<UserId> = row.try_get("organization_created_by")?;
     let managed = caller.role == Role::SuperAdmin
-        || organization
-            .is_some_and(|id| organizations::manages(caller, id, organization_created_by));
+        || organization.is_some_and(|id| caller.manages(id, organization_created_by));
     if !managed {
         return Err(not_found());
     }
