@@ -502,8 +502,8 @@ pub async fn leave(
 }
 
 /// Locks the organisation (so that departures and role changes in it happen
-/// one at a time and the last-admin check holds) and the member's row; the member's role,
-/// or `None` when they are not a member.
+/// one at a time and the last-admin check holds) and the member's row; the
+/// member's role, or `None` when they are not a member.
 async fn lock_membership(
     connection: &mut PgConnection,
     id: OrganizationId,
