@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder, Row};
 
 use super::listing::{KeyKind, ListStatements, Walk};
 use super::{
     AccessLevel, Caller, CompanyId, DomainError, OrganizationId, Page, PageStart, PredictionId,
-    UserId, is_unique_violation, parse_column,
+    UserId, is_unique_violation, parse_column, scope_key,
 };
 
 const COLUMNS: &str = "id, symbol, name, market_cap, sector, access_level, organization_id, \
@@ -202,12 +202,13 @@ pub async fn get(pool: &PgPool, caller: &Caller, id: CompanyId) -> Result<Compan
 
 /// Inserts `company` in the caller's write scope; `on_conflict` is the SQL
 /// for a symbol the scope already has (empty: the unique violation stands).
+/// `None` when the conflict's update left the existing row as it was.
 async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     caller: &Caller,
     company: &NewCompany,
     on_conflict: &str,
-) -> Result<Company, sqlx::Error> {
+) -> Result<Option<Company>, sqlx::Error> {
     let scope = caller.write_scope();
     let row = sqlx::query(&format!(
         "INSERT INTO companies (symbol, name, market_cap, sector, access_level, organization_id, created_by) \
@@ -220,9 +221,26 @@ async fn insert<'e>(
     .bind(scope.access_level.as_str())
     .bind(scope.organization_id)
     .bind(caller.user_id)
-    .fetch_one(executor)
+    .fetch_optional(executor)
     .await?;
-    Company::from_row(&row)
+    row.as_ref().map(Company::from_row).transpose()
+}
+
+/// The `ON CONFLICT (scope_key, symbol)` clause with which a prediction
+/// reuses an existing company of its scope: it fills the company's blank
+/// market cap and sector, but only when something is blank and the writer
+/// (the inserted row's `created_by`) may modify the company, that is, created
+/// it or `administers` its scope. A company the writer may not change stays
+/// as it is, `updated_at` included; the conflicting row is locked all the same.
+pub(crate) fn fill_blanks_on_conflict(administers: bool) -> String {
+    format!(
+        "ON CONFLICT (scope_key, symbol) DO UPDATE SET \
+             market_cap = coalesce(companies.market_cap, excluded.market_cap), \
+             sector = coalesce(companies.sector, excluded.sector) \
+         WHERE ((companies.market_cap IS NULL AND excluded.market_cap IS NOT NULL) \
+             OR (companies.sector IS NULL AND excluded.sector IS NOT NULL)) \
+           AND (companies.created_by = excluded.created_by OR {administers})"
+    )
 }
 
 /// Creates a company in the caller's write scope; a symbol already used in
@@ -232,29 +250,44 @@ pub async fn create(
     caller: &Caller,
     company: &NewCompany,
 ) -> Result<Company, DomainError> {
-    insert(pool, caller, company, "").await.map_err(|error| {
-        if is_unique_violation(&error) {
-            DomainError::Conflict(format!(
-                "a company with symbol {} already exists in this scope",
-                company.symbol.to_uppercase()
-            ))
-        } else {
-            error.into()
-        }
-    })
+    match insert(pool, caller, company, "").await {
+        Ok(created) => created.ok_or(DomainError::NotFound { what: "company" }),
+        Err(error) if is_unique_violation(&error) => Err(DomainError::Conflict(format!(
+            "a company with symbol {} already exists in this scope",
+            company.symbol.to_uppercase()
+        ))),
+        Err(error) => Err(error.into()),
+    }
 }
 
-/// The caller's company with this symbol, created when it does not exist yet.
-/// An existing company keeps its name; blanks it has are filled from `company`.
-pub async fn find_or_create<'e>(
-    executor: impl PgExecutor<'e>,
+/// The caller's company with this symbol, created when it does not exist yet,
+/// and locked until `connection`'s transaction ends. An existing company keeps
+/// its name; blanks it has are filled from `company` only when the caller may
+/// modify it (see [`fill_blanks_on_conflict`]).
+pub async fn find_or_create(
+    connection: &mut PgConnection,
     caller: &Caller,
     company: &NewCompany,
 ) -> Result<Company, DomainError> {
-    let on_conflict = "ON CONFLICT (scope_key, symbol) DO UPDATE SET \
-                       market_cap = coalesce(companies.market_cap, excluded.market_cap), \
-                       sector = coalesce(companies.sector, excluded.sector)";
-    Ok(insert(executor, caller, company, on_conflict).await?)
+    let scope = caller.write_scope();
+    let on_conflict =
+        fill_blanks_on_conflict(caller.administers(scope.access_level, scope.organization_id));
+    if let Some(company) = insert(&mut *connection, caller, company, &on_conflict).await? {
+        return Ok(company);
+    }
+    // The conflict left the company as it was: read it (the upsert holds its lock).
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM companies WHERE scope_key = $1 AND symbol = upper($2)"
+    ))
+    .bind(scope_key(
+        scope.access_level,
+        scope.organization_id,
+        Some(caller.user_id),
+    ))
+    .bind(&company.symbol)
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(Company::from_row(&row)?)
 }
 
 /// Changes a company the caller may modify (see [`Caller::may_modify`]).
@@ -289,7 +322,9 @@ pub struct DeletedPredictions {
     pub quarterly: Vec<PredictionId>,
 }
 
-/// Deletes a company the caller may modify, with its predictions.
+/// Deletes a company the caller may modify, with its predictions. A company
+/// that holds predictions of other users needs an administrator of its scope
+/// (its creator alone may not take others' predictions with it): `Forbidden`.
 pub async fn delete(
     pool: &PgPool,
     caller: &Caller,
@@ -298,6 +333,35 @@ pub async fn delete(
     let existing = get(pool, caller, id).await?;
     ensure_may_modify(caller, &existing)?;
     let mut tx = pool.begin().await?;
+    // Locked first: a prediction being added reuses the company through an
+    // upsert that takes the same lock, so none slips in after the check.
+    let still_there: Option<CompanyId> =
+        sqlx::query_scalar("SELECT id FROM companies WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if still_there.is_none() {
+        return Err(DomainError::NotFound { what: "company" });
+    }
+    if !caller.administers(existing.access_level, existing.organization_id) {
+        let others: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM annual_predictions \
+                            WHERE company_id = $1 AND created_by IS DISTINCT FROM $2) \
+                 OR EXISTS (SELECT 1 FROM quarterly_predictions \
+                            WHERE company_id = $1 AND created_by IS DISTINCT FROM $2)",
+        )
+        .bind(id)
+        .bind(caller.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if others {
+            return Err(DomainError::Forbidden(
+                "the company holds predictions of other users; only an administrator of its \
+                 scope may delete it"
+                    .into(),
+            ));
+        }
+    }
     let mut deleted = DeletedPredictions::default();
     for (table, ids) in [
         ("annual_predictions", &mut deleted.annual),

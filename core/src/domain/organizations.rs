@@ -10,10 +10,11 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
+use super::sessions::{self, RevokeReason};
 use super::users::{PROFILE_COLUMNS, UserProfile};
-use super::{Caller, DomainError, OrganizationId, Role, UserId};
+use super::{Caller, DomainError, OrganizationId, Role, SessionId, UserId};
 
 const COLUMNS: &str = "id, name, description, join_token, join_enabled, \
                        allow_global_data_access, created_by, created_at";
@@ -65,16 +66,7 @@ impl Stored {
 
     /// Whether `caller` manages the organisation.
     fn managed_by(&self, caller: &Caller) -> bool {
-        let id = self.organization.id;
-        match caller.role {
-            Role::SuperAdmin => true,
-            Role::TenantAdmin => {
-                self.organization.created_by == Some(caller.user_id)
-                    || caller.organization_id == Some(id)
-            }
-            Role::OrgAdmin => caller.organization_id == Some(id),
-            Role::User | Role::OrgMember => false,
-        }
+        caller.manages(self.organization.id, self.organization.created_by)
     }
 
     /// The organisation as `caller` may see it: the join token for managers only.
@@ -405,6 +397,8 @@ pub async fn members(
 
 /// Makes a member an org admin or back (managers only). Only org members and
 /// org admins of this organisation can be changed; anyone else is `NotFound`.
+/// The last admin of an organisation with other members stays one (see
+/// [`ensure_an_admin_remains`]).
 pub async fn set_member_role(
     pool: &PgPool,
     caller: &Caller,
@@ -413,19 +407,182 @@ pub async fn set_member_role(
     role: MemberRole,
 ) -> Result<UserProfile, DomainError> {
     ensure_manages(pool, caller, id).await?;
+    let mut tx = pool.begin().await?;
+    let current = lock_membership(&mut tx, id, member).await?;
+    if !matches!(current, Some(Role::OrgMember | Role::OrgAdmin)) {
+        return Err(DomainError::NotFound {
+            what: "member of this organization",
+        });
+    }
+    if current == Some(Role::OrgAdmin) && role == MemberRole::OrgMember {
+        ensure_an_admin_remains(&mut tx, id, member).await?;
+    }
     let row = sqlx::query(&format!(
-        "UPDATE users SET role = $3 WHERE id = $2 AND organization_id = $1 \
-         AND role IN ('org_member', 'org_admin') RETURNING {PROFILE_COLUMNS}"
+        "UPDATE users SET role = $2 WHERE id = $1 RETURNING {PROFILE_COLUMNS}"
     ))
-    .bind(id)
     .bind(member)
     .bind(role.role().as_str())
-    .fetch_optional(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    match row {
-        Some(row) => Ok(UserProfile::from_row(&row)?),
-        None => Err(DomainError::NotFound {
+    tx.commit().await?;
+    Ok(UserProfile::from_row(&row)?)
+}
+
+/// A member who left or was removed: their profile after, and the sessions
+/// that ended with their membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub profile: UserProfile,
+    pub ended_sessions: Vec<SessionId>,
+}
+
+/// Removes a member from the organisation (managers only). Org members and
+/// org admins may be removed by any manager; a tenant or super admin member
+/// only by a super admin. The member's address leaves the whitelist, so the
+/// join token alone does not bring them back. See [`depart`] for the rest.
+pub async fn remove_member(
+    pool: &PgPool,
+    caller: &Caller,
+    id: OrganizationId,
+    member: UserId,
+) -> Result<Departure, DomainError> {
+    ensure_manages(pool, caller, id).await?;
+    let mut tx = pool.begin().await?;
+    let role = lock_membership(&mut tx, id, member)
+        .await?
+        .ok_or(DomainError::NotFound {
             what: "member of this organization",
-        }),
+        })?;
+    if role >= Role::TenantAdmin && caller.role != Role::SuperAdmin && member != caller.user_id {
+        return Err(DomainError::InsufficientRole(format!(
+            "Only super admins may remove a {role} from an organization."
+        )));
     }
+    let departure = depart(
+        &mut tx,
+        id,
+        member,
+        role,
+        RevokeReason::RemovedFromOrganization,
+    )
+    .await?;
+    sqlx::query("DELETE FROM organization_whitelist WHERE organization_id = $1 AND email = $2")
+        .bind(id)
+        .bind(&departure.profile.email)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(departure)
+}
+
+/// The caller leaves the organisation (see [`depart`]). An organisation they
+/// see but do not belong to is a conflict.
+pub async fn leave(
+    pool: &PgPool,
+    caller: &Caller,
+    id: OrganizationId,
+) -> Result<Departure, DomainError> {
+    visible(pool, caller, id).await?;
+    let mut tx = pool.begin().await?;
+    let role = lock_membership(&mut tx, id, caller.user_id)
+        .await?
+        .ok_or_else(|| {
+            DomainError::Conflict("You are not a member of this organization.".into())
+        })?;
+    let departure = depart(
+        &mut tx,
+        id,
+        caller.user_id,
+        role,
+        RevokeReason::LeftOrganization,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(departure)
+}
+
+/// Locks the organisation (so that departures and role changes in it happen
+/// one at a time and the last-admin check holds) and the member's row; the
+/// member's role, or `None` when they are not a member.
+async fn lock_membership(
+    connection: &mut PgConnection,
+    id: OrganizationId,
+    member: UserId,
+) -> Result<Option<Role>, DomainError> {
+    sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *connection)
+        .await?;
+    let role: Option<String> = sqlx::query_scalar(
+        "SELECT role FROM users WHERE id = $1 AND organization_id = $2 FOR UPDATE",
+    )
+    .bind(member)
+    .bind(id)
+    .fetch_optional(&mut *connection)
+    .await?;
+    role.map(|role| {
+        role.parse()
+            .map_err(|problem: String| sqlx::Error::Decode(problem.into()))
+    })
+    .transpose()
+    .map_err(Into::into)
+}
+
+/// Refuses to take `member`'s admin rights from the organisation when no
+/// other active member would manage it while others remain (`Conflict`).
+/// Runs under [`lock_membership`]'s lock on the organisation.
+async fn ensure_an_admin_remains(
+    connection: &mut PgConnection,
+    id: OrganizationId,
+    member: UserId,
+) -> Result<(), DomainError> {
+    let (others, admins): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE is_active AND \
+                role IN ('org_admin', 'tenant_admin', 'super_admin')) \
+         FROM users WHERE organization_id = $1 AND id <> $2",
+    )
+    .bind(id)
+    .bind(member)
+    .fetch_one(&mut *connection)
+    .await?;
+    if others > 0 && admins == 0 {
+        return Err(DomainError::Conflict(
+            "This is the organization's last admin and it has other members; make another \
+             member org_admin first."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Takes `member` (of `role`) out of the organisation: an org member or org
+/// admin becomes a `user` again, a tenant or super admin keeps their role, and
+/// every session of theirs ends (their cached callers must not outlive the
+/// membership). What they created in the organisation's scope stays the
+/// organisation's. The last active admin of an organisation that has other
+/// members may not go: they make another member `org_admin` first.
+async fn depart(
+    connection: &mut PgConnection,
+    id: OrganizationId,
+    member: UserId,
+    role: Role,
+    reason: RevokeReason,
+) -> Result<Departure, DomainError> {
+    if role >= Role::OrgAdmin {
+        ensure_an_admin_remains(connection, id, member).await?;
+    }
+    let row = sqlx::query(&format!(
+        "UPDATE users SET organization_id = NULL, \
+         role = CASE WHEN role IN ('org_member', 'org_admin') THEN 'user' ELSE role END \
+         WHERE id = $1 RETURNING {PROFILE_COLUMNS}"
+    ))
+    .bind(member)
+    .fetch_one(&mut *connection)
+    .await?;
+    let profile = UserProfile::from_row(&row)?;
+    let ended_sessions = sessions::revoke_all(connection, member, reason).await?;
+    Ok(Departure {
+        profile,
+        ended_sessions,
+    })
 }

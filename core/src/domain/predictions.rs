@@ -361,7 +361,7 @@ async fn insert(
     let input = prediction.input;
     let kind = input.kind;
     let mut tx = pool.begin().await?;
-    let company = companies::find_or_create(&mut *tx, caller, &input.company).await?;
+    let company = companies::find_or_create(&mut tx, caller, &input.company).await?;
     let scope = caller.write_scope();
     let names = ratio_names(kind);
     let placeholders = (0..names.len())

@@ -17,6 +17,9 @@ pub enum RevokeReason {
     Logout,
     PasswordChanged,
     RefreshTokenReused,
+    LeftOrganization,
+    RemovedFromOrganization,
+    Deactivated,
 }
 
 impl RevokeReason {
@@ -25,6 +28,9 @@ impl RevokeReason {
             Self::Logout => "logout",
             Self::PasswordChanged => "password_changed",
             Self::RefreshTokenReused => "refresh_token_reused",
+            Self::LeftOrganization => "left_organization",
+            Self::RemovedFromOrganization => "removed_from_organization",
+            Self::Deactivated => "deactivated",
         }
     }
 }
@@ -159,16 +165,16 @@ pub async fn revoke_others(
     .await?)
 }
 
-/// Ends every live session of `user`, inside the caller's transaction; the
-/// sessions it ended.
-pub(crate) async fn revoke_every_session(
+/// Ends every live session of `user`, within the transaction of the change
+/// that calls for it; the sessions it ended.
+pub(crate) async fn revoke_all(
     connection: &mut PgConnection,
     user: UserId,
     reason: RevokeReason,
 ) -> Result<Vec<SessionId>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 \
-         WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() RETURNING id",
     )
     .bind(user)
     .bind(reason.as_str())

@@ -41,6 +41,26 @@ impl Role {
         Role::SuperAdmin,
     ];
 
+    /// Whether a user of this role, a member of `member_of`, may change every
+    /// row of a scope whoever created it: super admins system rows, an
+    /// organisation's org and tenant admins that organisation's rows.
+    pub fn administers(
+        self,
+        member_of: Option<OrganizationId>,
+        access_level: AccessLevel,
+        organization_id: Option<OrganizationId>,
+    ) -> bool {
+        match access_level {
+            AccessLevel::System => self == Role::SuperAdmin,
+            AccessLevel::Organization => {
+                organization_id.is_some()
+                    && organization_id == member_of
+                    && matches!(self, Role::OrgAdmin | Role::TenantAdmin)
+            }
+            AccessLevel::Personal => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
@@ -182,16 +202,33 @@ impl Caller {
         organization_id: Option<OrganizationId>,
         created_by: Option<UserId>,
     ) -> bool {
-        match access_level {
-            AccessLevel::System => self.role == Role::SuperAdmin,
-            AccessLevel::Organization => {
-                created_by == Some(self.user_id)
-                    || (organization_id.is_some()
-                        && organization_id == self.organization_id
-                        && matches!(self.role, Role::OrgAdmin | Role::TenantAdmin))
+        self.administers(access_level, organization_id)
+            || (access_level != AccessLevel::System && created_by == Some(self.user_id))
+    }
+
+    /// Whether the caller manages the organisation `id` created by
+    /// `created_by`: super admins any, tenant admins the ones they created or
+    /// belong to, org admins their own.
+    pub fn manages(&self, id: OrganizationId, created_by: Option<UserId>) -> bool {
+        match self.role {
+            Role::SuperAdmin => true,
+            Role::TenantAdmin => {
+                created_by == Some(self.user_id) || self.organization_id == Some(id)
             }
-            AccessLevel::Personal => created_by == Some(self.user_id),
+            Role::OrgAdmin => self.organization_id == Some(id),
+            Role::User | Role::OrgMember => false,
         }
+    }
+
+    /// Whether the caller may change every row of this scope, whoever created
+    /// it (see [`Role::administers`]).
+    pub fn administers(
+        &self,
+        access_level: AccessLevel,
+        organization_id: Option<OrganizationId>,
+    ) -> bool {
+        self.role
+            .administers(self.organization_id, access_level, organization_id)
     }
 }
 
@@ -272,6 +309,20 @@ mod tests {
         assert!(!admin.may_modify(AccessLevel::System, None, Some(admin.user_id)));
         assert!(caller(Role::SuperAdmin, None, false).may_modify(AccessLevel::System, None, other));
         assert!(!member.may_modify(AccessLevel::Personal, None, other));
+    }
+
+    #[test]
+    fn only_the_admins_of_a_scope_administer_it() {
+        let org = OrganizationId(Uuid::from_u128(9));
+        let other = Some(OrganizationId(Uuid::from_u128(8)));
+        let organization = AccessLevel::Organization;
+        assert!(caller(Role::OrgAdmin, Some(org), false).administers(organization, Some(org)));
+        assert!(caller(Role::TenantAdmin, Some(org), false).administers(organization, Some(org)));
+        assert!(!caller(Role::OrgMember, Some(org), false).administers(organization, Some(org)));
+        assert!(!caller(Role::OrgAdmin, Some(org), false).administers(organization, other));
+        assert!(!caller(Role::OrgAdmin, None, false).administers(organization, None));
+        assert!(!caller(Role::SuperAdmin, None, false).administers(AccessLevel::Personal, None));
+        assert!(caller(Role::SuperAdmin, None, false).administers(AccessLevel::System, None));
     }
 
     #[test]

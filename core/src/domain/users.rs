@@ -18,7 +18,7 @@ use super::{Caller, DomainError, OrganizationId, Role, SessionId, UserId, parse_
 pub(crate) const PROFILE_COLUMNS: &str = "id, email, first_name, last_name, role, \
                                           organization_id, \
                                           email_verified_at IS NOT NULL AS email_verified, \
-                                          created_at";
+                                          is_active, created_at";
 
 /// A user as they, and the managers of their organisation, see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub struct UserProfile {
     pub role: Role,
     pub organization_id: Option<OrganizationId>,
     pub email_verified: bool,
+    /// A deactivated user cannot sign in.
+    pub is_active: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -45,6 +47,7 @@ impl UserProfile {
             role: parse_column(row, "role")?,
             organization_id: row.try_get("organization_id")?,
             email_verified: row.try_get("email_verified")?,
+            is_active: row.try_get("is_active")?,
             created_at: row.try_get("created_at")?,
         })
     }
@@ -223,7 +226,7 @@ pub async fn reset_password(
         return Ok(None);
     }
     let ended_sessions =
-        sessions::revoke_every_session(&mut tx, user, RevokeReason::PasswordChanged).await?;
+        sessions::revoke_all(&mut tx, user, RevokeReason::PasswordChanged).await?;
     tx.commit().await?;
     Ok(Some(PasswordReset {
         user,
@@ -260,7 +263,7 @@ pub struct Credentials {
 /// The credentials of the account with this (lower-case) address, if any.
 pub async fn credentials(pool: &PgPool, email: &str) -> Result<Option<Credentials>, DomainError> {
     let row = sqlx::query(&format!(
-        "SELECT {PROFILE_COLUMNS}, password_hash, is_active FROM users WHERE email = $1"
+        "SELECT {PROFILE_COLUMNS}, password_hash FROM users WHERE email = $1"
     ))
     .bind(email)
     .fetch_optional(pool)
@@ -268,10 +271,11 @@ pub async fn credentials(pool: &PgPool, email: &str) -> Result<Option<Credential
     let Some(row) = row else {
         return Ok(None);
     };
+    let profile = UserProfile::from_row(&row)?;
     Ok(Some(Credentials {
-        profile: UserProfile::from_row(&row)?,
+        is_active: profile.is_active,
+        profile,
         password_hash: row.try_get("password_hash")?,
-        is_active: row.try_get("is_active")?,
     }))
 }
 
@@ -351,4 +355,62 @@ pub async fn update_profile(
         Some(row) => Ok(UserProfile::from_row(&row)?),
         None => Err(DomainError::NotFound { what: "user" }),
     }
+}
+
+/// Deactivates a user (`active` false) or reactivates them. Super admins may
+/// change anyone; the managers of an organisation its org members and org
+/// admins. A user the caller may not manage does not exist for them
+/// (`NotFound`), a tenant or super admin member is `InsufficientRole`, and
+/// nobody changes themselves. Deactivation ends every session of the user, in
+/// the same transaction; the sessions it ended are returned with the profile.
+pub async fn set_active(
+    pool: &PgPool,
+    caller: &Caller,
+    user: UserId,
+    active: bool,
+) -> Result<(UserProfile, Vec<SessionId>), DomainError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "SELECT u.role, u.organization_id, o.created_by AS organization_created_by \
+         FROM users u LEFT JOIN organizations o ON o.id = u.organization_id \
+         WHERE u.id = $1 FOR UPDATE OF u",
+    )
+    .bind(user)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let not_found = || DomainError::NotFound { what: "user" };
+    let row = row.ok_or_else(not_found)?;
+    let role: Role = parse_column(&row, "role")?;
+    let organization: Option<OrganizationId> = row.try_get("organization_id")?;
+    let organization_created_by: Option<UserId> = row.try_get("organization_created_by")?;
+    let managed = caller.role == Role::SuperAdmin
+        || organization.is_some_and(|id| caller.manages(id, organization_created_by));
+    if !managed {
+        return Err(not_found());
+    }
+    if user == caller.user_id {
+        return Err(DomainError::Forbidden(
+            "You cannot deactivate or reactivate your own account.".into(),
+        ));
+    }
+    if role >= Role::TenantAdmin && caller.role != Role::SuperAdmin {
+        return Err(DomainError::InsufficientRole(format!(
+            "Only super admins may deactivate or reactivate a {role}."
+        )));
+    }
+    let row = sqlx::query(&format!(
+        "UPDATE users SET is_active = $2 WHERE id = $1 RETURNING {PROFILE_COLUMNS}"
+    ))
+    .bind(user)
+    .bind(active)
+    .fetch_one(&mut *tx)
+    .await?;
+    let profile = UserProfile::from_row(&row)?;
+    let ended = if active {
+        Vec::new()
+    } else {
+        sessions::revoke_all(&mut tx, user, RevokeReason::Deactivated).await?
+    };
+    tx.commit().await?;
+    Ok((profile, ended))
 }

@@ -504,7 +504,7 @@ impl AuthApi {
                 "is not a valid reset token, or it was used or has expired",
             ));
         };
-        state.sessions.ended(&reset.ended_sessions).await;
+        state.sessions.mark_revoked(&reset.ended_sessions).await;
         tracing::info!(
             user = %reset.user,
             sessions_ended = reset.ended_sessions.len(),

@@ -257,6 +257,8 @@ impl CompaniesApi {
     }
 
     /// Deletes a company and its predictions (its creator, its scope's admins).
+    /// A company holding predictions of other users needs an admin of its
+    /// scope (403 for its creator alone).
     #[oai(path = "/:id", method = "delete", operation_id = "delete_company")]
     async fn delete(
         &self,

@@ -1,5 +1,6 @@
-//! `/api/v1/organizations`: create, read, join with a join token, the join
-//! whitelist, the join token itself, global-data access and member roles.
+//! `/api/v1/organizations`: create, read, join with a join token, leave, the
+//! join whitelist, the join token itself, global-data access, member roles
+//! and member removal.
 //!
 //! An organisation is visible to its members, to the tenant admin who created
 //! it and to super admins; to anyone else it does not exist (404). It is
@@ -317,7 +318,8 @@ impl OrganizationsApi {
         Ok(Json(members.into_iter().map(UserProfile::from).collect()))
     }
 
-    /// Makes a member an org admin or back (managers only).
+    /// Makes a member an org admin or back (managers only). The last admin of
+    /// an organisation with other members stays one (409).
     #[oai(
         path = "/:id/members/:user_id/role",
         method = "put",
@@ -346,5 +348,56 @@ impl OrganizationsApi {
         .await?;
         state.sessions.forget_callers(&[member]).await?;
         Ok(Json(profile.into()))
+    }
+
+    /// Removes a member (managers; a tenant or super admin member only by a
+    /// super admin). The member becomes a `user` again (tenant and super
+    /// admins keep their role), leaves the whitelist, and every session of
+    /// theirs ends at once. What they created in the organisation stays the
+    /// organisation's. The last admin of an organisation with other members
+    /// cannot be removed (409): make another member `org_admin` first.
+    #[oai(
+        path = "/:id/members/:user_id",
+        method = "delete",
+        operation_id = "remove_member"
+    )]
+    async fn remove_member(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        id: Path<Uuid>,
+        user_id: Path<Uuid>,
+    ) -> Result<NoContent, ApiError> {
+        let departure = organizations::remove_member(
+            &state.dependencies.pool,
+            &auth.0,
+            OrganizationId(id.0),
+            UserId(user_id.0),
+        )
+        .await?;
+        state.sessions.mark_revoked(&departure.ended_sessions).await;
+        Ok(NoContent::Done)
+    }
+
+    /// Leaves the caller's organisation: they become a `user` again (tenant
+    /// and super admins keep their role) and every session of theirs ends, this
+    /// one included: sign in again. What they created in the organisation
+    /// stays the organisation's. The last admin of an organisation with other
+    /// members cannot leave (409): make another member `org_admin` first.
+    #[oai(
+        path = "/:id/leave",
+        method = "post",
+        operation_id = "leave_organization"
+    )]
+    async fn leave(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        id: Path<Uuid>,
+    ) -> Result<NoContent, ApiError> {
+        let departure =
+            organizations::leave(&state.dependencies.pool, &auth.0, OrganizationId(id.0)).await?;
+        state.sessions.mark_revoked(&departure.ended_sessions).await;
+        Ok(NoContent::Done)
     }
 }

@@ -172,6 +172,8 @@ pub struct UserProfile {
     pub role: String,
     pub organization_id: Option<Uuid>,
     pub email_verified: bool,
+    /// A deactivated user cannot sign in.
+    pub is_active: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -185,6 +187,7 @@ impl From<users::UserProfile> for UserProfile {
             role: profile.role.as_str().to_owned(),
             organization_id: profile.organization_id.map(Uuid::from),
             email_verified: profile.email_verified,
+            is_active: profile.is_active,
             created_at: profile.created_at,
         }
     }

@@ -1,11 +1,15 @@
-//! `/api/v1/users`: the caller's profile and organisations.
+//! `/api/v1/users`: the caller's profile and organisations, and the
+//! deactivation of users by the administrators of their scope.
 
+use accunode_core::domain::UserId;
 use accunode_core::domain::organizations;
 use accunode_core::domain::users::{self, ProfileChanges};
 use poem::web::Data;
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
+use uuid::Uuid;
 
 use super::ApiTags;
 use super::shared::{Organization, UserProfile, clean_name};
@@ -16,6 +20,20 @@ use crate::state::AppState;
 
 #[derive(Default)]
 pub struct UsersApi;
+
+impl UsersApi {
+    async fn set_active(
+        state: &AppState,
+        auth: &BearerAuth,
+        user: Uuid,
+        active: bool,
+    ) -> Result<Json<UserProfile>, ApiError> {
+        let (profile, ended) =
+            users::set_active(&state.dependencies.pool, &auth.0, UserId(user), active).await?;
+        state.sessions.mark_revoked(&ended).await;
+        Ok(Json(profile.into()))
+    }
+}
 
 /// Names to change; an absent field stays as it is, an empty one is cleared.
 #[derive(Debug, Clone, Object, Deserialize)]
@@ -85,5 +103,39 @@ impl UsersApi {
         Ok(Json(
             organizations.into_iter().map(Organization::from).collect(),
         ))
+    }
+
+    /// Deactivates a user: they cannot sign in (sign-in answers as for a
+    /// wrong password) and every session of theirs ends at once. Super admins
+    /// may deactivate anyone; the managers of an organisation its org members
+    /// and org admins. Others' users answer 404; nobody deactivates themselves.
+    #[oai(
+        path = "/:user_id/deactivate",
+        method = "post",
+        operation_id = "deactivate_user"
+    )]
+    async fn deactivate(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        user_id: Path<Uuid>,
+    ) -> Result<Json<UserProfile>, ApiError> {
+        Self::set_active(&state, &auth, user_id.0, false).await
+    }
+
+    /// Lets a deactivated user sign in again (the same administrators as
+    /// deactivation).
+    #[oai(
+        path = "/:user_id/reactivate",
+        method = "post",
+        operation_id = "reactivate_user"
+    )]
+    async fn reactivate(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        user_id: Path<Uuid>,
+    ) -> Result<Json<UserProfile>, ApiError> {
+        Self::set_active(&state, &auth, user_id.0, true).await
     }
 }

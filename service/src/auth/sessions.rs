@@ -6,10 +6,13 @@
 //! [`Caller`] of each live session under `accunode:session:<id>` so a request
 //! costs one Redis read, not a join. Revoking a session writes a `revoked`
 //! marker there (not a delete), and the cache is filled only with `SET NX`, so
-//! a request racing a sign-out cannot put the session back. A role or
-//! organisation change deletes the user's entries; they refill from
-//! PostgreSQL on the next request. When Redis is down, every request reads
-//! PostgreSQL instead: slower, never wrong.
+//! a request racing a sign-out cannot put the session back. Leaving or being
+//! removed from an organisation and deactivation end the user's sessions the
+//! same way. A role or organisation change overwrites the user's entries with
+//! a short-lived `stale` marker: until it expires their callers come from
+//! PostgreSQL and are not cached, so a fill that read the caller before the
+//! change cannot bring the old role back. When Redis is down, every request
+//! reads PostgreSQL instead: slower, never wrong.
 
 use std::time::Duration;
 
@@ -22,9 +25,16 @@ use sqlx::PgPool;
 use super::tokens::{self, TokenError, TokenKeys};
 use crate::error::ApiError;
 
-/// The most a cached caller can lag a role change that raced its cache fill.
+/// How long a session's caller stays cached.
 const CALLER_CACHE_TTL: Duration = Duration::from_secs(300);
 const REVOKED: &str = "revoked";
+/// Written over the cached callers of a user whose role or organisation
+/// changed: while it lasts their callers are read from PostgreSQL and not
+/// cached, so a request that read the old caller just before the change
+/// cannot cache it (fills are `SET NX`). Only a fill stalled longer than this
+/// between its read and its write could.
+const STALE: &str = "stale";
+const STALE_TTL: Duration = Duration::from_secs(30);
 
 /// What a successful sign-in or refresh returns.
 #[derive(Debug, Clone)]
@@ -131,7 +141,7 @@ impl Sessions {
     }
 
     /// Drops the cached callers of these users' live sessions, after their
-    /// role or organisation changed.
+    /// role or organisation changed (see [`STALE`]).
     pub async fn forget_callers(&self, users: &[UserId]) -> Result<(), ApiError> {
         let live = sessions::live_sessions(&self.pool, users).await?;
         self.forget_sessions(live).await;
@@ -150,21 +160,24 @@ impl Sessions {
         if live.is_empty() {
             return;
         }
-        let keys: Vec<String> = live.into_iter().map(cache_key).collect();
+        let mut stale = redis::pipe();
+        for session in live {
+            stale
+                .set_ex(cache_key(session), STALE, STALE_TTL.as_secs())
+                .ignore();
+        }
         let mut redis = self.redis.clone();
-        if let Err(error) = redis.del::<_, ()>(keys).await {
+        let marked: Result<(), _> = stale.query_async(&mut redis).await;
+        if let Err(error) = marked {
             tracing::warn!(%error, "could not drop cached sessions; they expire by themselves");
         }
     }
 
-    /// Marks sessions that PostgreSQL already recorded ended (e.g. by a
-    /// password reset) revoked in the cache, so their access tokens stop at
-    /// the very next request.
-    pub async fn ended(&self, ended: &[SessionId]) {
-        self.mark_revoked(ended).await;
-    }
-
-    async fn mark_revoked(&self, ended: &[SessionId]) {
+    /// Marks sessions that a domain transaction ended (a password reset, a
+    /// departure from an organisation, a deactivation) as revoked, so their
+    /// cached callers stop at the very next request and a racing cache fill
+    /// cannot bring them back.
+    pub async fn mark_revoked(&self, ended: &[SessionId]) {
         let mut redis = self.redis.clone();
         // Access tokens of the session outlive it by at most their lifetime.
         let ttl = self.keys.access_ttl.as_secs() + 60;
@@ -199,8 +212,10 @@ impl Sessions {
         let ended = || ApiError::unauthorized("The session has ended; sign in again.");
         let mut redis = self.redis.clone();
         let key = cache_key(claims.sid);
+        let mut fill = true;
         match redis.get::<_, Option<String>>(&key).await {
             Ok(Some(cached)) if cached == REVOKED => return Err(ended()),
+            Ok(Some(cached)) if cached == STALE => fill = false,
             Ok(Some(cached)) => match serde_json::from_str::<Caller>(&cached) {
                 Ok(caller) if caller.user_id == claims.sub => return Ok(caller),
                 _ => return Err(ended()),
@@ -213,6 +228,9 @@ impl Sessions {
         let Some(caller) = sessions::caller(&self.pool, claims.sid, claims.sub).await? else {
             return Err(ended());
         };
+        if !fill {
+            return Ok(caller);
+        }
         let cached = serde_json::to_string(&caller).map_err(ApiError::internal)?;
         let filled: Result<(), _> = redis::cmd("SET")
             .arg(&key)

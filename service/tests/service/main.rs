@@ -8,6 +8,7 @@ mod bulk;
 mod email;
 mod hardening;
 mod lists;
+mod membership;
 mod models;
 mod python_client;
 mod rate_limits;

@@ -33,9 +33,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use self::rows::{RowError, ScoredChunk, ScoredRow};
+use super::companies;
 use super::predictions::{Quarter, ratio_names, table};
 use super::{
-    AccessLevel, Caller, DomainError, JobId, OrganizationId, Page, UserId, offset_limit,
+    AccessLevel, Caller, DomainError, JobId, OrganizationId, Page, Role, UserId, offset_limit,
     parse_column,
 };
 use crate::scoring::ModelKind;
@@ -613,8 +614,9 @@ async fn repeats_between(
 }
 
 /// Creates the chunk's companies in the job's scope, or fills a missing market
-/// cap or sector of existing ones, as single predictions do: the first row of
-/// a symbol names it, the first row with a value gives each optional field.
+/// cap or sector of existing ones the uploader may modify, as single
+/// predictions do: the first row of a symbol names it, the first row with a
+/// value gives each optional field.
 /// Every company of the chunk stays locked until the chunk commits (`ON
 /// CONFLICT DO UPDATE` locks a conflicting row even when its `WHERE` is
 /// false): a change of its sector waits, then rewrites the copy the chunk's
@@ -641,17 +643,27 @@ async fn upsert_companies(
     let names: Vec<&str> = order.iter().map(|symbol| companies[symbol].0).collect();
     let caps: Vec<Option<f64>> = order.iter().map(|symbol| companies[symbol].1).collect();
     let sectors: Vec<Option<&str>> = order.iter().map(|symbol| companies[symbol].2).collect();
-    sqlx::query(
+    let uploader: Option<(String, Option<OrganizationId>)> =
+        sqlx::query_as("SELECT role, organization_id FROM users WHERE id = $1 AND is_active")
+            .bind(job.created_by)
+            .fetch_optional(&mut **tx)
+            .await?;
+    // As the uploader is now: one demoted or removed since the upload no
+    // longer fills blanks of others' companies.
+    let administers = match uploader {
+        Some((role, member_of)) => role
+            .parse::<Role>()
+            .map_err(|problem| sqlx::Error::Decode(problem.into()))?
+            .administers(member_of, job.access_level, job.organization_id),
+        None => false,
+    };
+    sqlx::query(&format!(
         "INSERT INTO companies (symbol, name, market_cap, sector, access_level, organization_id, created_by) \
          SELECT symbol, name, market_cap, sector, $5, $6, $7 \
          FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[]) AS t(symbol, name, market_cap, sector) \
-         ORDER BY symbol \
-         ON CONFLICT (scope_key, symbol) DO UPDATE SET \
-             market_cap = coalesce(companies.market_cap, excluded.market_cap), \
-             sector = coalesce(companies.sector, excluded.sector) \
-         WHERE (companies.market_cap IS NULL AND excluded.market_cap IS NOT NULL) \
-            OR (companies.sector IS NULL AND excluded.sector IS NOT NULL)",
-    )
+         ORDER BY symbol {}",
+        companies::fill_blanks_on_conflict(administers)
+    ))
     .bind(&order)
     .bind(&names)
     .bind(&caps)
