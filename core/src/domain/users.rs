@@ -225,8 +225,7 @@ pub async fn reset_password(
     if changed.rows_affected() == 0 {
         return Ok(None);
     }
-    let ended_sessions =
-        sessions::revoke_all(&mut tx, user, RevokeReason::PasswordChanged).await?;
+    let ended_sessions = sessions::revoke_all(&mut tx, user, RevokeReason::PasswordChanged).await?;
     tx.commit().await?;
     Ok(Some(PasswordReset {
         user,
