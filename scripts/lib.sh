@@ -110,6 +110,21 @@ PY
     "openapi-python-client==$OPENAPI_CLIENT_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
 }
 
+SCHEMATHESIS_VERSION=4.32.5
+ensure_fuzzer() { # ensure_fuzzer VENV: schemathesis, for scripts/fuzz-api
+  local venv=$1
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" - <<PY 2>/dev/null
+import importlib.metadata as m, sys
+sys.exit(m.version("schemathesis") != "$SCHEMATHESIS_VERSION")
+PY
+  then
+    return
+  fi
+  log "installing schemathesis==$SCHEMATHESIS_VERSION into $venv"
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...

@@ -8,7 +8,7 @@
 use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
-use poem_openapi::types::Type;
+use poem_openapi::types::{ToJSON, Type};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorDetail};
@@ -75,7 +75,7 @@ impl<T: Type> Payload for JsonBody<T> {
     }
 }
 
-impl<T: DeserializeOwned + Validate + Send> ParsePayload for JsonBody<T> {
+impl<T: DeserializeOwned + ToJSON + Validate + Send> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
@@ -90,19 +90,12 @@ impl<T: DeserializeOwned + Validate + Send> ParsePayload for JsonBody<T> {
     }
 }
 
-poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned + Validate + Send);
+poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned + ToJSON + Validate + Send);
 
 /// Parses and validates `data` as a `T`.
-pub fn parse<T: DeserializeOwned + Validate>(data: &[u8]) -> Result<T, ApiError> {
+pub fn parse<T: DeserializeOwned + ToJSON + Validate>(data: &[u8]) -> Result<T, ApiError> {
     if data.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("The request needs a JSON body."));
-    }
-    // Before the typed parse, so that no handler ever sees such a string.
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) {
-        let fields = crate::control_characters::fields_in_json(&json);
-        if !fields.is_empty() {
-            return Err(crate::control_characters::refused(&fields));
-        }
     }
     let mut deserializer = serde_json::Deserializer::from_slice(data);
     let value: T = match serde_path_to_error::deserialize(&mut deserializer) {
@@ -149,6 +142,13 @@ pub fn parse<T: DeserializeOwned + Validate>(data: &[u8]) -> Result<T, ApiError>
             return Err(ApiError::validation(vec![ErrorDetail { field, problem }]));
         }
     };
+    // The fields as parsed, so keys the type ignores are not checked.
+    if let Some(parsed) = value.to_json() {
+        let fields = crate::control_characters::fields_in_json(&parsed);
+        if !fields.is_empty() {
+            return Err(crate::control_characters::refused(&fields));
+        }
+    }
     let mut problems = Problems::default();
     value.validate(&mut problems);
     problems.into_result()?;
@@ -169,13 +169,13 @@ mod tests {
 
     use super::*;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, poem_openapi::Object)]
     struct Sample {
         name: String,
         inner: Option<Inner>,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, poem_openapi::Object)]
     struct Inner {
         count: u32,
     }

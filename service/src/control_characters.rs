@@ -4,8 +4,9 @@
 //! PostgreSQL refuses a NUL in text, so a NUL that reached a query answered
 //! 500; the other control characters (C0, DEL, C1) are never meaningful in
 //! names, symbols, addresses, tokens or filters, and only make logs and
-//! exports lie. Every JSON body's strings ([`fields_in_json`], run by
-//! [`crate::body::parse`]) and every query parameter ([`refuse_in_query`])
+//! exports lie. Every JSON body's strings, as the body's type parsed them
+//! ([`fields_in_json`], run by [`crate::body::parse`]; keys the type ignores
+//! are not looked at) and every query parameter ([`refuse_in_query`])
 //! are checked; path parameters are ids that fail to parse on their own.
 
 use poem::{Endpoint, IntoResponse, Request, Response, Result};

@@ -121,7 +121,10 @@ impl Validate for LoginRequest {
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct ForgotPasswordRequest {
     /// The account's address; compared case-insensitively.
-    #[oai(validator(max_length = 254))]
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^[^@\s\u0000-\u001F\u007F-\u009F]{1,64}@[^@\s.\u0000-\u001F\u007F-\u009F][^@\s\u0000-\u001F\u007F-\u009F]*\.[^@\s\u0000-\u001F\u007F-\u009F]*[^@\s.\u0000-\u001F\u007F-\u009F]$"
+    ))]
     pub email: String,
 }
 
@@ -134,9 +137,17 @@ impl Validate for ForgotPasswordRequest {
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct ResetPasswordRequest {
     /// The token from the password reset mail; it works once.
+    #[oai(validator(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    ))]
     pub token: String,
     /// 8 to 128 characters with at least one letter and one digit.
-    #[oai(validator(min_length = 8, max_length = 128))]
+    #[oai(validator(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[A-Za-z][^\u0000-\u001F\u007F-\u009F]*[0-9][^\u0000-\u001F\u007F-\u009F]*|[^\u0000-\u001F\u007F-\u009F]*[0-9][^\u0000-\u001F\u007F-\u009F]*[A-Za-z][^\u0000-\u001F\u007F-\u009F]*)$"
+    ))]
     pub new_password: String,
 }
 

@@ -5,7 +5,9 @@
 //! request may carry — a query or path parameter, a field of a request body
 //! however deep — gets that rule as its `pattern`, unless it already has a
 //! pattern, an enumeration or a format (ids, times, files) that excludes
-//! them. Generated clients and fuzzers then send what the server takes.
+//! them. An optional field of a request body is also `nullable`: serde reads
+//! `null` as its absence. Generated clients and fuzzers then send what the
+//! server takes.
 //!
 //! Swagger UI (`/docs`) shows poem-openapi's document, without these patterns:
 //! its page is built inside poem-openapi from that document.
@@ -106,13 +108,27 @@ fn constrain(schema: &mut Value, referred: &mut Vec<String>) {
             constrain(inner, referred);
         }
     }
-    for inner in object
+    let required: HashSet<String> = object
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|name| name.as_str().map(str::to_owned))
+        .collect();
+    for (name, inner) in object
         .get_mut("properties")
         .and_then(Value::as_object_mut)
         .into_iter()
-        .flat_map(|properties| properties.values_mut())
+        .flat_map(|properties| properties.iter_mut())
     {
         constrain(inner, referred);
+        // serde reads an optional field's `null` as its absence.
+        if !required.contains(name)
+            && let Some(property) = inner.as_object_mut()
+            && !property.contains_key("$ref")
+        {
+            property.insert("nullable".into(), json!(true));
+        }
     }
 }
 
@@ -168,6 +184,7 @@ mod tests {
             pattern
         );
         assert_eq!(schemas["Inner"]["properties"]["note"]["pattern"], pattern);
+        assert_eq!(schemas["In"]["properties"]["name"]["nullable"], json!(true));
         assert!(
             schemas["Out"]["properties"]["name"]
                 .get("pattern")
