@@ -5,8 +5,6 @@
 //! from any client address, refresh throttled per session, and a bounded
 //! password hashing queue.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use accunode_testkit::{RedisServer, TestDatabase};
@@ -16,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{Answer, PASSWORD, TestApp};
+use crate::support::{Answer, PASSWORD, TestApp, smtp_server};
 
 const NEW_PASSWORD: &str = "battery-staple-77";
 
@@ -350,33 +348,7 @@ async fn sent_bodies(app: &TestApp, email: &str, count: i64) -> Vec<(String, Str
 
 #[tokio::test]
 async fn sent_mail_keeps_no_token_in_the_outbox() {
-    let venv = std::env::var("TEST_OPENAPI_CLIENT_VENV").expect(
-        "TEST_OPENAPI_CLIENT_VENV is not set: run through scripts/test, which installs aiosmtpd",
-    );
-    let port = accunode_testkit::free_port();
-    let mut server = tokio::process::Command::new(Path::new(&venv).join("bin/python"))
-        .args([
-            "-u",
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-c",
-            "aiosmtpd.handlers.Debugging",
-            "-l",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start aiosmtpd");
-    accunode_testkit::wait_until(Duration::from_secs(20), "aiosmtpd to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let (mut server, smtp_url) = smtp_server().await;
     let app = TestApp::start_with(&[("SMTP_URL", smtp_url.as_str())]).await;
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let email = "sealed@example.com";

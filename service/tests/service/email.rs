@@ -2,44 +2,16 @@
 //! Python SMTP server that `scripts/test` installs beside the client
 //! generator): the outbox row is marked sent and the mailed token verifies.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{PASSWORD, TestApp, smtp_server};
 
 #[tokio::test]
 async fn verification_mail_goes_out_over_smtp() {
-    let venv = std::env::var("TEST_OPENAPI_CLIENT_VENV").expect(
-        "TEST_OPENAPI_CLIENT_VENV is not set: run through scripts/test, which installs aiosmtpd",
-    );
-    let port = accunode_testkit::free_port();
-    let mut server = tokio::process::Command::new(Path::new(&venv).join("bin/python"))
-        .args([
-            "-u",
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-c",
-            "aiosmtpd.handlers.Debugging",
-            "-l",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start aiosmtpd");
-    accunode_testkit::wait_until(Duration::from_secs(20), "aiosmtpd to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let (mut server, smtp_url) = smtp_server().await;
     let app = TestApp::start_with(&[
         ("SMTP_URL", smtp_url.as_str()),
         ("EMAIL_FROM", "AccuNode <no-reply@example.com>"),

@@ -448,3 +448,36 @@ impl BulkRig {
             .unwrap_or(0) as usize
     }
 }
+
+/// A debugging SMTP server (aiosmtpd, installed by `scripts/test` beside the
+/// client generator) on a free port, printing every message it accepts on
+/// its stdout: the process (killed on drop) and the `SMTP_URL` reaching it.
+pub async fn smtp_server() -> (tokio::process::Child, String) {
+    let venv = std::env::var("TEST_OPENAPI_CLIENT_VENV").expect(
+        "TEST_OPENAPI_CLIENT_VENV is not set: run through scripts/test, which installs aiosmtpd",
+    );
+    let port = accunode_testkit::free_port();
+    let server = tokio::process::Command::new(std::path::Path::new(&venv).join("bin/python"))
+        .args([
+            "-u",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-c",
+            "aiosmtpd.handlers.Debugging",
+            "-l",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start aiosmtpd");
+    accunode_testkit::wait_until(Duration::from_secs(20), "aiosmtpd to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    (server, format!("smtp://127.0.0.1:{port}"))
+}
