@@ -291,12 +291,14 @@ pub async fn find_or_create(
 }
 
 /// Changes a company the caller may modify (see [`Caller::may_modify`]).
+/// Also the company's predictions: each shows the company, so cached copies
+/// of them are out of date.
 pub async fn update(
     pool: &PgPool,
     caller: &Caller,
     id: CompanyId,
     changes: &CompanyChanges,
-) -> Result<Company, DomainError> {
+) -> Result<(Company, CompanyPredictions), DomainError> {
     let existing = get(pool, caller, id).await?;
     ensure_may_modify(caller, &existing)?;
     let row = sqlx::query(&format!(
@@ -309,15 +311,26 @@ pub async fn update(
     .bind(&changes.sector)
     .fetch_optional(pool)
     .await?;
-    match row {
-        Some(row) => Ok(Company::from_row(&row)?),
-        None => Err(DomainError::NotFound { what: "company" }),
+    let Some(row) = row else {
+        return Err(DomainError::NotFound { what: "company" });
+    };
+    let mut predictions = CompanyPredictions::default();
+    for (table, ids) in [
+        ("annual_predictions", &mut predictions.annual),
+        ("quarterly_predictions", &mut predictions.quarterly),
+    ] {
+        *ids = sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE company_id = $1"))
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
     }
+    Ok((Company::from_row(&row)?, predictions))
 }
 
-/// The predictions a company deletion took with it, for cache invalidation.
+/// The predictions of a company (that a change of it shows in, or that its
+/// deletion took with it), for cache invalidation.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DeletedPredictions {
+pub struct CompanyPredictions {
     pub annual: Vec<PredictionId>,
     pub quarterly: Vec<PredictionId>,
 }
@@ -329,7 +342,7 @@ pub async fn delete(
     pool: &PgPool,
     caller: &Caller,
     id: CompanyId,
-) -> Result<DeletedPredictions, DomainError> {
+) -> Result<CompanyPredictions, DomainError> {
     let existing = get(pool, caller, id).await?;
     ensure_may_modify(caller, &existing)?;
     let mut tx = pool.begin().await?;
@@ -362,7 +375,7 @@ pub async fn delete(
             ));
         }
     }
-    let mut deleted = DeletedPredictions::default();
+    let mut deleted = CompanyPredictions::default();
     for (table, ids) in [
         ("annual_predictions", &mut deleted.annual),
         ("quarterly_predictions", &mut deleted.quarterly),

@@ -251,8 +251,13 @@ impl CompaniesApi {
             market_cap: request.market_cap,
             sector: request.sector.map(|s| s.trim().to_owned()),
         };
-        let company =
+        let (company, predictions) =
             companies::update(&state.dependencies.pool, &auth.0, CompanyId(id.0), &changes).await?;
+        let cache = &state.prediction_cache;
+        cache.forget(ModelKind::Annual, &predictions.annual).await;
+        cache
+            .forget(ModelKind::Quarterly, &predictions.quarterly)
+            .await;
         Ok(Json(company.into()))
     }
 

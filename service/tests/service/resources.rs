@@ -436,8 +436,21 @@ async fn read_predictions_are_cached_and_deletes_drop_them() {
     let other = app.signed_up("eve@example.com").await;
     assert_eq!(app.get(&path, &other.token).await.status, 404);
 
-    // Deleting the company drops its predictions from the cache too.
+    // A change of the company drops its predictions' copies: they show it.
     let company = created.body["company"]["id"].as_str().unwrap();
+    let renamed = app
+        .put(
+            &format!("/api/v1/companies/{company}"),
+            &user.token,
+            json!({"name": "Cache Renamed Inc"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let after_rename = app.get(&path, &user.token).await;
+    assert_eq!(after_rename.body["company"]["name"], "Cache Renamed Inc");
+
+    // Deleting the company drops its predictions from the cache too.
+    app.get(&path, &user.token).await;
     let deleted = app
         .delete(&format!("/api/v1/companies/{company}"), &user.token)
         .await;
