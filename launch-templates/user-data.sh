@@ -16,7 +16,16 @@ install -d -o accunode -g accunode -m 0750 /var/lib/accunode /var/lib/accunode/m
 install -d -m 0755 /opt/accunode/bin
 install -d -m 0700 /etc/accunode
 
+# The region's RDS certificate authorities: DATABASE_URL (sslmode=verify-full)
+# checks the database's certificate against them. Public, not secret.
+cat > "{{rds_ca_path}}" <<'PEM'
+{{rds_ca}}
+PEM
+chmod 0644 "{{rds_ca_path}}"
+
 # Secrets and endpoints, from SecureString parameters, into a root-only file.
+# DATABASE_URL and REDIS_URL carry the database password and the Redis AUTH
+# token; both connections are TLS with the server's certificate verified.
 param() {
   aws ssm get-parameter --region "$REGION" --with-decryption \
     --name "/accunode/$STACK/$1" --query Parameter.Value --output text

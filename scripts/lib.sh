@@ -153,12 +153,44 @@ postgres_data_dir() {
   fi
 }
 
-# start_postgres DATA_DIR PORT PASSWORD_FILE: initialises a cluster with an
-# `accunode` role (password from PASSWORD_FILE, created when absent) and starts it.
+# new_password FILE: a random URL-safe password in FILE, unless it has one.
+new_password() {
+  [ -s "$1" ] || (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$1")
+}
+
+# ensure_tls_certificates DIR: a local CA (DIR/ca.pem) and a server certificate
+# it signed for 127.0.0.1 and localhost (DIR/server.pem, DIR/server.key), made
+# once with openssl. Clients verify the servers against ca.pem.
+ensure_tls_certificates() {
+  local dir=$1
+  [ -s "$dir/ca.pem" ] && [ -s "$dir/server.pem" ] && [ -s "$dir/server.key" ] && return
+  log "making a local CA and a server certificate for 127.0.0.1 in $dir"
+  mkdir -p "$dir"
+  (
+    umask 077
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=AccuNode local CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+      -CAcreateserial -days 3650 -out "$dir/server.pem" -extfile <(printf '%s\n' \
+        "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth") 2>/dev/null
+    rm -f "$dir/server.csr"
+  ) || die "openssl could not make the local certificates in $dir"
+  chmod 644 "$dir/ca.pem" "$dir/server.pem"
+}
+
+# start_postgres DATA_DIR PORT PASSWORD_FILE [TLS_DIR]: initialises a cluster
+# with an `accunode` role (password from PASSWORD_FILE, created when absent) and
+# starts it; with TLS_DIR (see ensure_tls_certificates), with TLS on and that
+# server certificate, copied into the data directory.
 start_postgres() {
-  local data port=$2 password_file=$3
+  local data port=$2 password_file=$3 tls=${4:-}
   data=$(postgres_data_dir "$1")
-  [ -s "$password_file" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$password_file"
+  new_password "$password_file"
   if [ ! -f "$data/PG_VERSION" ]; then
     log "initialising PostgreSQL in $data"
     mkdir -p "$data"
@@ -167,12 +199,22 @@ start_postgres() {
     as_postgres "$PG_BIN/initdb" -D "$data" -U postgres --auth-local=trust \
       --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
   fi
-  if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    return
+  local ssl=off
+  if [ -n "$tls" ]; then
+    ssl=on
+    install -m 644 "$tls/server.pem" "$data/server.crt"
+    install -m 600 "$tls/server.key" "$data/server.key"
+    [ "$(id -u)" != 0 ] || chown postgres:postgres "$data/server.crt" "$data/server.key"
   fi
-  log "starting PostgreSQL on 127.0.0.1:$port"
+  if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    # Running as asked (TLS or not) is done; otherwise it restarts as asked.
+    [ "$(as_postgres "$PG_BIN/psql" -h "$data" -p "$port" -U postgres -d postgres -qtAc 'SHOW ssl' 2>/dev/null)" != "$ssl" ] \
+      || return 0
+    stop_postgres "$data"
+  fi
+  log "starting PostgreSQL on 127.0.0.1:$port (TLS $ssl)"
   as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=300 -c fsync=off -c full_page_writes=off" >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=300 -c fsync=off -c full_page_writes=off -c ssl=$ssl" >/dev/null \
     || { tail -20 "$data/server.log" >&2; die "PostgreSQL did not start (log above)"; }
   local password
   password=$(cat "$password_file")
@@ -192,17 +234,37 @@ stop_postgres() {
   fi
 }
 
-# start_redis DATA_DIR PORT: a redis-server of our own, daemonised, with an
-# append-only file: the bulk queue lives in Redis and must survive a restart.
+# start_redis DATA_DIR PORT [TLS_DIR PASSWORD_FILE]: a redis-server of our own,
+# daemonised, with an append-only file: the bulk queue lives in Redis and must
+# survive a restart. With TLS_DIR (see ensure_tls_certificates), it speaks TLS
+# only and asks for the password in PASSWORD_FILE (created when absent), as
+# ElastiCache with in-transit encryption and an AUTH token does.
 start_redis() {
-  local data=$1 port=$2
+  local data=$1 port=$2 tls=${3:-} password_file=${4:-}
   mkdir -p "$data"
-  pid_alive "$data/redis.pid" && return
-  log "starting Redis on 127.0.0.1:$port"
+  if pid_alive "$data/redis.pid"; then
+    # Running as asked (TLS or not) is done; otherwise it restarts as asked.
+    local running_tls=""
+    [ ! -f "$data/password.conf" ] || running_tls=yes
+    [ "${tls:+yes}" != "$running_tls" ] || return 0
+    stop_redis "$data"
+  fi
   local persistence=(--save "" --appendonly yes --appendfsync everysec)
-  redis-server --bind 127.0.0.1 --port "$port" --dir "$data" --daemonize yes \
+  local config=() listen=(--port "$port") ping=(redis-cli -p "$port" ping)
+  rm -f "$data/password.conf"
+  if [ -n "$tls" ]; then
+    new_password "$password_file"
+    # The password in a file of its own, not on a command line anyone can list.
+    (umask 077 && echo "requirepass $(cat "$password_file")" > "$data/password.conf")
+    config=("$data/password.conf")
+    listen=(--port 0 --tls-port "$port" --tls-cert-file "$tls/server.pem"
+      --tls-key-file "$tls/server.key" --tls-ca-cert-file "$tls/ca.pem" --tls-auth-clients no)
+    ping=(env REDISCLI_AUTH="$(cat "$password_file")" redis-cli --tls --cacert "$tls/ca.pem" -p "$port" ping)
+  fi
+  log "starting Redis on 127.0.0.1:$port${tls:+ (TLS, password)}"
+  redis-server "${config[@]}" --bind 127.0.0.1 "${listen[@]}" --dir "$data" --daemonize yes \
     --pidfile "$data/redis.pid" --logfile "$data/redis.log" "${persistence[@]}"
-  wait_for 20 "Redis" redis-cli -p "$port" ping
+  wait_for 20 "Redis" "${ping[@]}"
 }
 
 stop_redis() {

@@ -311,7 +311,7 @@ declare_keys! {
             otherwise: "postgres://accunode@127.0.0.1:5432/accunode",
         },
         read_by: Both,
-        help: "PostgreSQL connection URL",
+        help: "PostgreSQL connection URL; ?sslmode=verify-full&sslrootcert=FILE: TLS, the server's certificate verified against that CA file",
     }
     DATABASE_POOL_SIZE: u32 {
         default: Always("100"),
@@ -328,7 +328,7 @@ declare_keys! {
     REDIS_URL: RedisUrl {
         default: ProductionOr { production: None, otherwise: "redis://127.0.0.1:6379" },
         read_by: Both,
-        help: "Redis connection URL",
+        help: "Redis connection URL; rediss://:password@host:port: TLS, the server's certificate verified against the system's roots or, with ?ssl_ca_certs=FILE, that CA file",
     }
     JWT_SECRET_KEY: SecretText {
         default: ProductionOr { production: None, otherwise: DEVELOPMENT_JWT_SECRET },

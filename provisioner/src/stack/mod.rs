@@ -249,6 +249,12 @@ async fn make_plan(
     options: &Options,
 ) -> anyhow::Result<(Plan, Vec<spec::Resource>, Known)> {
     let phase_definition = ctx.definition.phase(phase)?.clone();
+    anyhow::ensure!(
+        !render::rds_ca(ctx.region()).is_empty(),
+        "launch-templates/rds-global-bundle.pem has no RDS certificate authority of {}: \
+         the instances could not verify the database (add the region's from AWS's RDS global bundle)",
+        ctx.region()
+    );
     let (existing, image) = tokio::try_join!(discover(ctx), image_id(ctx))?;
     let inputs = Inputs {
         stack: &ctx.stack,

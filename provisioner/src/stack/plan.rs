@@ -91,7 +91,12 @@ fn forces_replacement(kind: Kind, key: &str) -> bool {
             key,
             "engine" | "engine_version" | "encrypted" | "subnet_group"
         ),
-        Kind::Redis => matches!(key, "engine" | "encrypted_at_rest" | "nodes"),
+        // Moving a live group to in-transit encryption and AUTH takes AWS's
+        // two-step migration, which the provisioner does not drive: replace.
+        Kind::Redis => matches!(
+            key,
+            "engine" | "encrypted_at_rest" | "nodes" | "encrypted_in_transit" | "auth_token"
+        ),
         Kind::TargetGroup => matches!(key, "vpc" | "protocol" | "port"),
         Kind::LoadBalancer => key == "scheme",
         Kind::ScalingPolicy => key == "type",

@@ -13,6 +13,22 @@ use sha2::{Digest, Sha256};
 const USER_DATA: &str = include_str!("../../../launch-templates/user-data.sh");
 const API_UNIT: &str = include_str!("../../../launch-templates/systemd/accunode-api.service");
 const WORKER_UNIT: &str = include_str!("../../../launch-templates/systemd/accunode-worker.service");
+const RDS_CA_BUNDLE: &str = include_str!("../../../launch-templates/rds-global-bundle.pem");
+
+/// Where user data writes the region's RDS certificate authorities, which
+/// DATABASE_URL's `sslrootcert` names (readable by the services' user).
+pub const RDS_CA_PATH: &str = "/opt/accunode/rds-ca.pem";
+
+/// The root CAs of RDS in `region`, each after its comment line, from
+/// `launch-templates/rds-global-bundle.pem`; empty for a region it lacks. Only
+/// the region's: the whole bundle would not fit in user data (16 KB).
+pub fn rds_ca(region: &str) -> String {
+    let heading = format!("# Amazon RDS {region} Root CA ");
+    RDS_CA_BUNDLE
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .filter_map(|block| block.find(&heading).map(|start| &block[start..]))
+        .collect()
+}
 
 /// The boot script of a tier's instances; `uploads` is the bucket's uploads
 /// prefix as an `s3://` URL (`BULK_UPLOAD_PATH`).
@@ -26,6 +42,8 @@ pub fn user_data(tier: &str, stack: &str, region: &str, bucket: &str, uploads: &
         .replace("{{tier}}", tier)
         .replace("{{stack}}", stack)
         .replace("{{region}}", region)
+        .replace("{{rds_ca_path}}", RDS_CA_PATH)
+        .replace("{{rds_ca}}", rds_ca(region).trim_end())
         .replace("{{bucket}}", bucket)
         .replace("{{uploads}}", uploads)
         .replace("{{binary}}", binary)
@@ -115,6 +133,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_region_has_its_three_rds_roots_and_no_other() {
+        for region in ["us-east-1", "us-east-2", "eu-west-1", "ap-southeast-2"] {
+            let certificates = rds_ca(region);
+            assert_eq!(
+                certificates.matches("-----BEGIN CERTIFICATE-----").count(),
+                3,
+                "{region}"
+            );
+            assert_eq!(
+                certificates
+                    .matches(&format!("# Amazon RDS {region} Root CA "))
+                    .count(),
+                3,
+                "{region}: {certificates}"
+            );
+        }
+        assert_eq!(rds_ca("xx-nowhere-1"), "");
+    }
+
+    #[test]
     fn both_tiers_get_the_stack_the_uploads_and_the_metrics_interval() {
         for tier in ["api", "worker"] {
             let script = user_data(
@@ -138,6 +176,19 @@ mod tests {
                 assert!(env.lines().any(|l| l == line), "{tier}: {line} in {env}");
             }
             assert!(script.contains("STACK=\"teststack\"\n"));
+            let certificates = script
+                .split("<<'PEM'\n")
+                .nth(1)
+                .and_then(|rest| rest.split("\nPEM\n").next())
+                .unwrap();
+            assert_eq!(
+                certificates.matches("-----BEGIN CERTIFICATE-----").count(),
+                3
+            );
+            for kind in ["RSA2048", "RSA4096", "ECC384"] {
+                let heading = format!("# Amazon RDS eu-west-1 Root CA {kind} G1, ");
+                assert!(certificates.contains(&heading), "{heading}");
+            }
             assert!(script.contains("UPLOADS=\"s3://the-bucket/uploads\"\n"));
         }
     }

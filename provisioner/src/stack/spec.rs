@@ -235,6 +235,24 @@ fn number(value: f64) -> String {
     format!("{value}")
 }
 
+/// What stands for a password in a URL that is shown.
+pub const MASKED: &str = "****";
+
+/// The instances' DATABASE_URL: TLS, with RDS's certificate verified against
+/// the region's RDS CAs that user data installs.
+pub fn database_url(user: &str, password: &str, host: &str, database: &str) -> String {
+    format!(
+        "postgres://{user}:{password}@{host}:5432/{database}?sslmode=verify-full&sslrootcert={}",
+        render::RDS_CA_PATH
+    )
+}
+
+/// The instances' REDIS_URL: TLS (ElastiCache's certificate is verified against
+/// the system's roots) with the AUTH token as the password.
+pub fn redis_url(auth_token: &str, host: &str) -> String {
+    format!("rediss://:{auth_token}@{host}:6379")
+}
+
 /// The resources of `phase`, in an order where dependencies come first.
 /// `existing` supplies values derived from live resources (endpoints).
 pub fn desired(
@@ -508,7 +526,7 @@ pub fn desired(
     );
 
     // Secrets: generated once, before what needs them, so an interrupted run never loses one.
-    for key in ["jwt-secret", "database-password"] {
+    for key in ["jwt-secret", "database-password", "redis-auth-token"] {
         b.add(
             &format!("param-{key}"),
             Kind::Parameter,
@@ -562,10 +580,12 @@ pub fn desired(
             ("node_type", phase.redis_node_type.clone()),
             ("nodes", "1".into()),
             ("encrypted_at_rest", "true".into()),
+            ("encrypted_in_transit", "true".into()),
+            ("auth_token", "true".into()),
             ("subnet_group", "cache-subnet-group".into()),
             ("security_groups", "sg-redis".into()),
         ],
-        &["cache-subnet-group", "sg-redis"],
+        &["cache-subnet-group", "sg-redis", "param-redis-auth-token"],
     );
     let endpoint = |component: &str, attr: &str| {
         existing
@@ -574,24 +594,24 @@ pub fn desired(
             .cloned()
     };
     let database_url = endpoint("database", "endpoint").map_or(AFTER_APPLY.to_owned(), |host| {
-        format!(
-            "postgres://{}:****@{host}:5432/{}",
-            db.master_username, db.database_name
-        )
+        database_url(&db.master_username, MASKED, &host, &db.database_name)
     });
-    let redis_url = endpoint("redis", "endpoint").map_or(AFTER_APPLY.to_owned(), |host| {
-        format!("redis://{host}:6379")
-    });
-    for (key, value, dependency) in [
-        ("database-url", database_url, "database"),
-        ("redis-url", redis_url, "redis"),
+    let redis_url = endpoint("redis", "endpoint")
+        .map_or(AFTER_APPLY.to_owned(), |host| redis_url(MASKED, &host));
+    for (key, value, dependencies) in [
+        (
+            "database-url",
+            database_url,
+            ["database", "param-database-password"],
+        ),
+        ("redis-url", redis_url, ["redis", "param-redis-auth-token"]),
     ] {
         b.add(
             &format!("param-{key}"),
             Kind::Parameter,
             names::parameter(inputs.stack, key),
             &[("type", "SecureString".into()), ("value", value)],
-            &[dependency, "param-database-password"],
+            &dependencies,
         );
     }
 

@@ -11,3 +11,4 @@ mod model_synth;
 mod model_train;
 mod stack;
 mod support;
+mod transit;

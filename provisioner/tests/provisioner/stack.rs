@@ -19,7 +19,7 @@ use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 
 use crate::support::{ACCUNODE, stderr, succeeded};
 
-fn unique_stack(prefix: &str) -> String {
+pub(crate) fn unique_stack(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -42,7 +42,7 @@ fn command(stack: &str, args: &[&str]) -> Command {
     command
 }
 
-fn accunode(stack: &str, args: &[&str]) -> Output {
+pub(crate) fn accunode(stack: &str, args: &[&str]) -> Output {
     command(stack, args).output().unwrap()
 }
 
@@ -50,19 +50,19 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_str(&succeeded(output)).unwrap()
 }
 
-struct Clients {
-    ec2: aws_sdk_ec2::Client,
+pub(crate) struct Clients {
+    pub(crate) ec2: aws_sdk_ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
     rds: aws_sdk_rds::Client,
-    elasticache: aws_sdk_elasticache::Client,
+    pub(crate) elasticache: aws_sdk_elasticache::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
-    ssm: aws_sdk_ssm::Client,
+    pub(crate) ssm: aws_sdk_ssm::Client,
     iam: aws_sdk_iam::Client,
     s3: aws_sdk_s3::Client,
 }
 
-async fn clients() -> Clients {
+pub(crate) async fn clients() -> Clients {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(aws_endpoint_url())
         .region(aws_config::Region::new("us-east-1"))
@@ -81,7 +81,7 @@ async fn clients() -> Clients {
     }
 }
 
-fn stack_filter(stack: &str) -> Filter {
+pub(crate) fn stack_filter(stack: &str) -> Filter {
     Filter::builder()
         .name("tag:accunode:stack")
         .values(stack)
@@ -540,7 +540,7 @@ fn without_moto_leftovers(mut inventory: Inventory) -> Inventory {
 }
 
 /// The stack's SSM parameters, name → decrypted value.
-async fn parameter_values(aws: &Clients, stack: &str) -> BTreeMap<String, String> {
+pub(crate) async fn parameter_values(aws: &Clients, stack: &str) -> BTreeMap<String, String> {
     let parameters = aws
         .ssm
         .get_parameters_by_path()
@@ -861,6 +861,7 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
             "database-password",
             "database-url",
             "jwt-secret",
+            "redis-auth-token",
             "redis-url"
         ]
         .map(|n| format!("{prefix}{n}"))
@@ -1611,15 +1612,25 @@ async fn secrets_are_never_printed_nor_put_in_user_data() {
             .any(|(_, text)| text.contains("postgres://accunode:****@")),
         "the masked database URL is shown somewhere"
     );
-    let mut secrets = vec![
+    let auth_token = value("redis-auth-token");
+    assert_eq!(auth_token.len(), 64);
+    assert!(
+        redis_url.contains(&format!(":{auth_token}@")),
+        "the URL holds the AUTH token"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|(_, text)| text.contains("rediss://:****@")),
+        "the masked Redis URL is shown somewhere"
+    );
+    let secrets = [
         ("jwt-secret", value("jwt-secret")),
         ("database-password", password),
         ("database-url", database_url),
+        ("redis-auth-token", auth_token),
+        ("redis-url", redis_url),
     ];
-    // A Redis URL is secret only with a password in it (none at the time of writing).
-    if redis_url.contains('@') {
-        secrets.push(("redis-url", redis_url));
-    }
 
     let destroyed = accunode(&stack, &["destroy", "--yes", "--delete-data"]);
     shown.push(("destroy: stdout".to_owned(), succeeded(&destroyed)));
@@ -1635,7 +1646,7 @@ async fn secrets_are_never_printed_nor_put_in_user_data() {
 }
 
 /// The user data of a launch template version, decoded, with where it comes from.
-fn user_data(version: &LaunchTemplateVersion) -> (String, String) {
+pub(crate) fn user_data(version: &LaunchTemplateVersion) -> (String, String) {
     use base64::Engine;
     let encoded = version
         .launch_template_data()

@@ -409,7 +409,7 @@ async fn sessions_survive_a_cold_cache_and_revocation_beats_it() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let mut redis = redis::Client::open(accunode_testkit::redis_url())
+    let mut redis = accunode_core::cache::client(&accunode_testkit::redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await

@@ -15,3 +15,4 @@ mod rate_limits;
 mod resources;
 mod support;
 mod tenancy;
+mod tls;

@@ -411,7 +411,7 @@ async fn read_predictions_are_cached_and_deletes_drop_them() {
     let id = created.body["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/predictions/annual/{id}");
     let first = app.get(&path, &user.token).await;
-    let mut redis = redis::Client::open(accunode_testkit::redis_url())
+    let mut redis = accunode_core::cache::client(&accunode_testkit::redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await

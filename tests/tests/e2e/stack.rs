@@ -46,7 +46,7 @@ async fn api_and_worker_migrate_concurrently_and_both_report_healthy() {
         let response = reqwest::get(url.as_str()).await.unwrap();
         assert_eq!(response.status().as_u16(), 200, "{url}");
     }
-    let client = redis::Client::open(redis.as_str()).unwrap();
+    let client = accunode_core::cache::client(&redis).unwrap();
     let mut redis_connection = client.get_multiplexed_async_connection().await.unwrap();
     wait_until(Duration::from_secs(10), "the worker's heartbeat", || {
         let mut connection = redis_connection.clone();

@@ -32,7 +32,7 @@ async fn get_json(url: &str) -> (u16, Value) {
 }
 
 async fn heartbeat(redis_url: &str, worker_id: &str) -> Option<Value> {
-    let client = redis::Client::open(redis_url).unwrap();
+    let client = accunode_core::cache::client(redis_url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let raw: Option<String> = redis::cmd("GET")
         .arg(format!("{HEARTBEAT_KEY_PREFIX}{worker_id}"))

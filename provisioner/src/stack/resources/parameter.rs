@@ -1,14 +1,17 @@
 //! SSM SecureString parameters under `/accunode/<stack>/`: the generated JWT
-//! secret and database password (made once, never overwritten, never printed)
-//! and the database and Redis URLs derived from the live endpoints. Instances
-//! read them at boot; nothing secret goes into user data.
+//! secret, database password and Redis AUTH token (made once, never
+//! overwritten, never printed) and the database and Redis URLs derived from the
+//! live endpoints, which hold them (shown masked). Instances read them at boot;
+//! nothing secret goes into user data.
 
 use anyhow::{Context, bail};
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 
 use super::{Ctx, Known, created, existing, tagged};
 use crate::stack::aws::aws_error;
-use crate::stack::spec::{Existing, GENERATED, Kind, Resource, names};
+use crate::stack::spec::{
+    Existing, GENERATED, Kind, MASKED, Resource, database_url, names, redis_url,
+};
 
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let ssm = &ctx.aws.ssm;
@@ -44,8 +47,10 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
             };
             let value = parameter.value().unwrap_or_default();
             let shown = match name.strip_prefix(&prefix) {
-                Some("jwt-secret" | "database-password") => GENERATED.to_owned(),
-                Some("database-url") => mask_password(value),
+                Some("jwt-secret" | "database-password" | "redis-auth-token") => {
+                    GENERATED.to_owned()
+                }
+                Some("database-url" | "redis-url") => mask_password(value),
                 _ => value.to_owned(),
             };
             found.push(existing(
@@ -78,7 +83,7 @@ fn mask_password(url: &str) -> String {
         return url.to_owned();
     };
     match url[scheme_end + 3..at].find(':') {
-        Some(colon) => format!("{}:****{}", &url[..scheme_end + 3 + colon], &url[at..]),
+        Some(colon) => format!("{}:{MASKED}{}", &url[..scheme_end + 3 + colon], &url[at..]),
         None => url.to_owned(),
     }
 }
@@ -114,6 +119,11 @@ pub async fn database_password(ctx: &Ctx) -> anyhow::Result<String> {
     read(ctx, "database-password").await
 }
 
+/// The Redis AUTH token, for the replication group's create call.
+pub async fn redis_auth_token(ctx: &Ctx) -> anyhow::Result<String> {
+    read(ctx, "redis-auth-token").await
+}
+
 /// The value a parameter should hold now.
 async fn value(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<String> {
     let attr = |component: &str, attr: &str| {
@@ -126,17 +136,21 @@ async fn value(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<
     match resource.component.as_str() {
         "param-jwt-secret" => random_secret(32),
         "param-database-password" => random_secret(16),
+        // 64 hex digits: within ElastiCache's 16-128 printable characters.
+        "param-redis-auth-token" => random_secret(32),
         "param-database-url" => {
             let db = &ctx.definition.database;
-            let password = database_password(ctx).await?;
-            Ok(format!(
-                "postgres://{}:{password}@{}:5432/{}",
-                db.master_username,
-                attr("database", "endpoint")?,
-                db.database_name
+            Ok(database_url(
+                &db.master_username,
+                &database_password(ctx).await?,
+                &attr("database", "endpoint")?,
+                &db.database_name,
             ))
         }
-        "param-redis-url" => Ok(format!("redis://{}:6379", attr("redis", "endpoint")?)),
+        "param-redis-url" => Ok(redis_url(
+            &redis_auth_token(ctx).await?,
+            &attr("redis", "endpoint")?,
+        )),
         other => bail!("no value is defined for parameter component {other}"),
     }
 }
@@ -199,10 +213,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_urls_are_shown_without_their_password() {
+    fn urls_are_shown_without_their_password() {
         assert_eq!(
             mask_password("postgres://accunode:s3cr3t@db.example:5432/accunode"),
             "postgres://accunode:****@db.example:5432/accunode"
+        );
+        assert_eq!(
+            mask_password("rediss://:t0ken@cache.example:6379"),
+            "rediss://:****@cache.example:6379"
         );
         assert_eq!(mask_password("redis://cache:6379"), "redis://cache:6379");
     }

@@ -1,5 +1,7 @@
 //! ElastiCache Redis as a replication group (the form that later takes a
 //! replica and automatic failover without re-creation) and its subnet group.
+//! In-transit encryption and the AUTH token (the stack's SSM parameter,
+//! generated before the group) are set at creation.
 //! The node type changes in place with ModifyReplicationGroup. The engine
 //! version, subnet group and security groups are set at creation:
 //! DescribeReplicationGroups does not report them, so plans do not compare them.
@@ -115,6 +117,17 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                                 .unwrap_or(false)
                                 .to_string(),
                         ),
+                        (
+                            "encrypted_in_transit",
+                            group
+                                .transit_encryption_enabled()
+                                .unwrap_or(false)
+                                .to_string(),
+                        ),
+                        (
+                            "auth_token",
+                            group.auth_token_enabled().unwrap_or(false).to_string(),
+                        ),
                     ],
                 );
                 e.attrs.insert("status".into(), status.to_owned());
@@ -188,6 +201,12 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
         .cache_node_type(&p["node_type"])
         .num_cache_clusters(p["nodes"].parse()?)
         .at_rest_encryption_enabled(p["encrypted_at_rest"] == "true")
+        .transit_encryption_enabled(p["encrypted_in_transit"] == "true")
+        .set_auth_token(if p["auth_token"] == "true" {
+            Some(super::parameter::redis_auth_token(ctx).await?)
+        } else {
+            None
+        })
         .cache_subnet_group_name(id(known, &p["subnet_group"])?)
         .set_security_group_ids(Some(ids(known, &p["security_groups"])?))
         .set_tags(Some(tags(ctx, resource)))
