@@ -40,6 +40,7 @@ ensure_system_packages() {
   [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v curl >/dev/null || missing+=(curl)
+  command -v openssl >/dev/null || missing+=(openssl)
   command -v cc >/dev/null || missing+=(build-essential)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   # bindgen (lightgbm3-sys) needs libclang.

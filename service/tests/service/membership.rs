@@ -549,7 +549,7 @@ async fn a_lowered_role_is_not_brought_back_by_a_cache_fill_that_raced_the_chang
     .await
     .unwrap();
     let key = format!("accunode:session:{session}");
-    let mut redis = redis::Client::open(accunode_testkit::redis_url())
+    let mut redis = accunode_core::cache::client(&accunode_testkit::redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
