@@ -181,29 +181,41 @@ pub struct Throttle {
 /// What a [`Throttle`] budget counts.
 #[derive(Debug, Clone, Copy)]
 pub enum Budget {
-    /// Sign-in attempts per normalised e-mail address, whether or not it has
-    /// an account.
-    LoginPerEmail,
+    /// Failed sign-ins per normalised e-mail address and client address
+    /// (password guessing from one place).
+    LoginFailuresPerEmailAndClient,
+    /// Failed sign-ins per normalised e-mail address from anywhere, with a
+    /// cap ten times the one above: guessing from many places stays bounded,
+    /// and one client cannot lock an account's owner out.
+    LoginFailuresPerEmail,
     /// Refreshes per sign-in session.
     RefreshPerSession,
     /// Password reset mails per normalised e-mail address.
     ResetMailPerEmail,
+    /// Registrations per normalised e-mail address: past the budget, an
+    /// address that has an account gets no more notices of them.
+    RegistrationPerEmail,
 }
 
 impl Budget {
     fn class(self) -> &'static str {
         match self {
-            Self::LoginPerEmail => "login-email",
+            Self::LoginFailuresPerEmailAndClient => "login-failures-email-client",
+            Self::LoginFailuresPerEmail => "login-failures-email",
             Self::RefreshPerSession => "refresh-session",
             Self::ResetMailPerEmail => "reset-mail-email",
+            Self::RegistrationPerEmail => "registration-email",
         }
     }
 
     fn what(self) -> &'static str {
         match self {
-            Self::LoginPerEmail => "sign-in attempts for this email address",
+            Self::LoginFailuresPerEmailAndClient | Self::LoginFailuresPerEmail => {
+                "failed sign-ins for this email address"
+            }
             Self::RefreshPerSession => "token refreshes in this session",
             Self::ResetMailPerEmail => "password reset mails for this email address",
+            Self::RegistrationPerEmail => "registrations of this email address",
         }
     }
 }
@@ -212,6 +224,29 @@ impl Throttle {
     /// Counting only when `enabled` (`ENABLE_RATE_LIMITING`).
     pub fn new(redis: ConnectionManager, enabled: bool) -> Self {
         Self { redis, enabled }
+    }
+
+    /// 429 with `Retry-After` when `subject` has already used `limit` of
+    /// `budget`; counts nothing (see [`Throttle::hit`]).
+    pub async fn check(&self, budget: Budget, subject: &str, limit: u32) -> Result<(), ApiError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let key = format!("accunode:throttle:{}:{subject}", budget.class());
+        let mut redis = self.redis.clone();
+        let counted: redis::RedisResult<(Option<u64>, i64)> = redis::pipe()
+            .get(&key)
+            .ttl(&key)
+            .query_async(&mut redis)
+            .await;
+        match counted {
+            Ok((Some(count), ttl)) if count >= u64::from(limit) => Err(limited(budget, limit, ttl)),
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, budget = budget.class(), "not checked: Redis did not answer");
+                Ok(())
+            }
+        }
     }
 
     /// Counts one request of `subject` against `budget`; 429 with
@@ -247,20 +282,25 @@ impl Throttle {
         if count <= u64::from(limit) {
             return Ok(());
         }
-        let retry_after = u64::try_from(ttl).unwrap_or(1).max(1);
-        Err(ApiError::RateLimited(
-            Json(ErrorBody::new(
-                "rate_limited",
-                format!(
-                    "Too many {}: the limit is {limit} per {} minutes. Retry in {retry_after} s.",
-                    budget.what(),
-                    THROTTLE_WINDOW.as_secs() / 60
-                ),
-            )),
-            retry_after,
-            limit,
-            0,
-            retry_after,
-        ))
+        Err(limited(budget, limit, ttl))
     }
+}
+
+/// The 429 of a used-up budget whose window ends in `ttl` seconds.
+fn limited(budget: Budget, limit: u32, ttl: i64) -> ApiError {
+    let retry_after = u64::try_from(ttl).unwrap_or(1).max(1);
+    ApiError::RateLimited(
+        Json(ErrorBody::new(
+            "rate_limited",
+            format!(
+                "Too many {}: the limit is {limit} per {} minutes. Retry in {retry_after} s.",
+                budget.what(),
+                THROTTLE_WINDOW.as_secs() / 60
+            ),
+        )),
+        retry_after,
+        limit,
+        0,
+        retry_after,
+    )
 }

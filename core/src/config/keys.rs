@@ -230,7 +230,7 @@ declare_keys! {
         default: Always("10"),
         range: 1..=1_000_000,
         read_by: Api,
-        help: "sign-in attempts per email address per 15 minutes, from any client address",
+        help: "failed sign-ins per email address and client address per 15 minutes (ten times as many from all client addresses)",
     }
     REFRESH_RATE_LIMIT_PER_SESSION: u32 {
         default: Always("10"),

@@ -135,11 +135,20 @@ pub(crate) async fn create_reset_token(
 
 /// Uses up an unused, unexpired password reset token, and every other reset
 /// token of its user with it (one reset ends them all); the user it was for,
-/// or `None` when there is no such token.
+/// or `None` when there is no such token. The user's row is locked first:
+/// two resets of one user with different tokens take their turns instead of
+/// each holding its token while waiting for the other's (a deadlock).
 pub(crate) async fn use_reset_token(
     connection: &mut PgConnection,
     token_sha256: &[u8],
 ) -> Result<Option<UserId>, sqlx::Error> {
+    sqlx::query(
+        "SELECT u.id FROM users u JOIN email_tokens t ON t.user_id = u.id \
+         WHERE t.token_sha256 = $1 AND t.purpose = 'reset_password' FOR UPDATE OF u",
+    )
+    .bind(token_sha256)
+    .fetch_optional(&mut *connection)
+    .await?;
     let user: Option<UserId> = sqlx::query_scalar(
         "UPDATE email_tokens SET used_at = now() \
          WHERE token_sha256 = $1 AND purpose = 'reset_password' AND used_at IS NULL \

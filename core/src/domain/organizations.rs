@@ -509,7 +509,7 @@ async fn lock_membership(
     id: OrganizationId,
     member: UserId,
 ) -> Result<Option<Role>, DomainError> {
-    sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
+    sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
         .bind(id)
         .execute(&mut *connection)
         .await?;

@@ -70,11 +70,13 @@ pub struct RegistrationMails {
     /// To a new (or replaced) account: carries the verification token.
     pub verify: OutgoingMail,
     /// To a verified account's owner: someone tried to register; sign in or
-    /// reset the password.
-    pub already_registered: OutgoingMail,
+    /// reset the password. `None` sends no such notice (the caller's budget
+    /// of notices to this address is used up).
+    pub already_registered: Option<OutgoingMail>,
     /// To the address of an unverified account whose verification is still
-    /// pending: someone tried to register again; a password reset takes it over.
-    pub registration_pending: OutgoingMail,
+    /// pending: someone tried to register again; a password reset takes it
+    /// over. `None` as above.
+    pub registration_pending: Option<OutgoingMail>,
 }
 
 /// What a registration did. The API answers every outcome alike, so that
@@ -151,7 +153,9 @@ pub async fn register(
                 } else {
                     &mails.registration_pending
                 };
-                email::queue(&mut tx, mail).await?;
+                if let Some(mail) = mail {
+                    email::queue(&mut tx, mail).await?;
+                }
                 tx.commit().await?;
                 return Ok(Registration::Taken);
             }

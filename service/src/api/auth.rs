@@ -24,7 +24,7 @@ use crate::auth::tokens;
 use crate::body::{JsonBody, Problems, Validate};
 use crate::email;
 use crate::error::ApiError;
-use crate::rate_limit::Budget;
+use crate::rate_limit::{Budget, client_address};
 use crate::state::AppState;
 
 #[derive(Default)]
@@ -34,9 +34,11 @@ const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 128;
 /// How long an email verification token stays valid.
 const VERIFY_TOKEN_HOURS: i32 = 48;
-/// Reset mails one address is sent per throttle window; more requests are
-/// answered alike and mail nothing, so nobody can flood a mailbox.
-const RESET_MAILS_PER_EMAIL: u32 = 3;
+/// Reset mails, and notices of registrations of an address that has an
+/// account, one address is sent per throttle window (each counted apart);
+/// more requests are answered alike and mail nothing, so nobody can flood a
+/// mailbox.
+const MAILS_PER_ADDRESS: u32 = 3;
 /// Registration's one answer, whatever the address had.
 const REGISTER_ANSWER: &str = "Check your mail. A new account's address gets a verification token \
      (POST /api/v1/auth/verify-email); an address that already has an account is told so, and \
@@ -279,7 +281,7 @@ async fn mail_reset_token(state: AppState, address: String) {
         .hit(
             Budget::ResetMailPerEmail,
             &address_key(&address),
-            RESET_MAILS_PER_EMAIL,
+            MAILS_PER_ADDRESS,
         )
         .await;
     if counted.is_err() {
@@ -325,6 +327,17 @@ impl AuthApi {
         // Hashed whatever the address has, so the answer takes as long either way.
         let password_hash = state.passwords.hash(request.password).await?;
         let token = tokens::random_token();
+        // Notices to an address that has an account are bounded as reset mail
+        // is: registering it again and again never floods its owner.
+        let notify_owner = state
+            .throttle
+            .hit(
+                Budget::RegistrationPerEmail,
+                &address_key(&address),
+                MAILS_PER_ADDRESS,
+            )
+            .await
+            .is_ok();
         let registration = users::register(
             &state.dependencies.pool,
             &NewUser {
@@ -339,8 +352,9 @@ impl AuthApi {
             },
             &RegistrationMails {
                 verify: email::verification_mail(&address, &token, VERIFY_TOKEN_HOURS),
-                already_registered: email::already_registered_mail(&address),
-                registration_pending: email::registration_pending_mail(&address),
+                already_registered: notify_owner.then(|| email::already_registered_mail(&address)),
+                registration_pending: notify_owner
+                    .then(|| email::registration_pending_mail(&address)),
             },
         )
         .await?;
@@ -382,26 +396,40 @@ impl AuthApi {
     }
 
     /// Signs in with email and password; returns an access and a refresh token.
-    /// Attempts are counted per address (`LOGIN_RATE_LIMIT_PER_EMAIL` per 15
-    /// minutes, from any client address, whether or not it has an account):
-    /// 429 with `Retry-After` beyond. 503 with `Retry-After` when no password
-    /// check can start within a second.
+    /// Failed attempts are counted per address, whether or not it has an
+    /// account: `LOGIN_RATE_LIMIT_PER_EMAIL` per 15 minutes from one client
+    /// address, ten times that from all of them; 429 with `Retry-After`
+    /// beyond. 503 with `Retry-After` when no password check can start within
+    /// a second.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
         state: Data<&AppState>,
+        http: &poem::Request,
         body: JsonBody<LoginRequest>,
     ) -> Result<Json<LoginResponse>, ApiError> {
         let request = body.0;
         let address = normalise_email(&request.email);
-        state
-            .throttle
-            .hit(
-                Budget::LoginPerEmail,
-                &address_key(&address),
-                state.settings.api.rate_limits.login_per_email,
-            )
-            .await?;
+        // Failed sign-ins only: a right password is never refused for what
+        // others tried (per client, `LOGIN_RATE_LIMIT_PER_EMAIL`; from
+        // anywhere, ten times that).
+        let client = client_address(http, state.settings.api.trust_forwarded_for);
+        let limit = state.settings.api.rate_limits.login_per_email;
+        let budgets = [
+            (
+                Budget::LoginFailuresPerEmailAndClient,
+                address_key(&format!("{address}\u{1f}{client}")),
+                limit,
+            ),
+            (
+                Budget::LoginFailuresPerEmail,
+                address_key(&address),
+                limit.saturating_mul(10),
+            ),
+        ];
+        for (budget, subject, limit) in &budgets {
+            state.throttle.check(*budget, subject, *limit).await?;
+        }
         let credentials = users::credentials(&state.dependencies.pool, &address).await?;
         let matches = state
             .passwords
@@ -413,6 +441,11 @@ impl AuthApi {
             )
             .await?;
         let Some(credentials) = credentials.filter(|found| matches && found.is_active) else {
+            for (budget, subject, limit) in &budgets {
+                // This attempt failed either way; a budget it fills refuses
+                // the next one.
+                let _ = state.throttle.hit(*budget, subject, *limit).await;
+            }
             return Err(ApiError::unauthorized(
                 "The email or password is not correct.",
             ));

@@ -90,8 +90,14 @@ impl Passwords {
 
     /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) of `password`.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let _slot = self.slot().await?;
-        Ok(tokio::task::spawn_blocking(move || hash_now(&password)).await?)
+        let slot = self.slot().await?;
+        // The slot goes with the work: a request dropped mid-hash does not
+        // free it while the hash still runs.
+        Ok(tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            hash_now(&password)
+        })
+        .await?)
     }
 
     /// Whether `password` matches `hash`; with `None` (no such user) checks a
@@ -101,10 +107,14 @@ impl Passwords {
         password: String,
         hash: Option<String>,
     ) -> Result<bool, PasswordError> {
-        let _slot = self.slot().await?;
+        let slot = self.slot().await?;
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = tokio::task::spawn_blocking(move || verify_now(&password, &hash)).await?;
+        let matches = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            verify_now(&password, &hash)
+        })
+        .await?;
         Ok(known && matches)
     }
 }

@@ -423,10 +423,30 @@ async fn login_from(app: &TestApp, email: &str, password: &str, client: &str) ->
 }
 
 #[tokio::test]
-async fn sign_in_attempts_are_limited_per_address_from_any_client_address() {
-    let (app, _redis) = limited_app(&[("LOGIN_RATE_LIMIT_PER_EMAIL", "4")]).await;
-    app.signed_up("victim@example.com").await; // its sign-in is attempt 1
-    for n in 2..=4 {
+async fn failed_sign_ins_are_limited_per_address_and_client_and_never_lock_the_owner_out() {
+    let (app, _redis) = limited_app(&[("LOGIN_RATE_LIMIT_PER_EMAIL", "2")]).await;
+    app.signed_up("victim@example.com").await;
+    // Guessing from one client address: two failures, then that client is refused.
+    for n in 1..=2 {
+        let guess = login_from(&app, "victim@example.com", "guess-0000", "203.0.113.1").await;
+        assert_eq!(guess.status, 401, "attempt {n}: {}", guess.body);
+    }
+    let limited = login_from(&app, " Victim@EXAMPLE.com", PASSWORD, "203.0.113.1").await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    assert_eq!(limited.body["error"], "rate_limited");
+    // The owner, elsewhere, signs in: nobody's guesses lock them out.
+    let owner = login_from(&app, "victim@example.com", PASSWORD, "198.51.100.5").await;
+    assert_eq!(owner.status, 200, "{}", owner.body);
+    // A successful sign-in is not counted.
+    for _ in 0..3 {
+        let again = login_from(&app, "victim@example.com", PASSWORD, "198.51.100.5").await;
+        assert_eq!(again.status, 200, "{}", again.body);
+    }
+
+    // Guessing from many client addresses stops at ten times the limit.
+    for n in 2..=19 {
         let guess = login_from(
             &app,
             "victim@example.com",
@@ -434,27 +454,15 @@ async fn sign_in_attempts_are_limited_per_address_from_any_client_address() {
             &format!("203.0.113.{n}"),
         )
         .await;
-        assert_eq!(guess.status, 401, "attempt {n}: {}", guess.body);
+        assert_eq!(guess.status, 401, "attempt from client {n}: {}", guess.body);
     }
-    // Spelled otherwise, from yet another client address, with the right password.
-    let limited = login_from(&app, " Victim@EXAMPLE.com", PASSWORD, "198.51.100.5").await;
-    assert_eq!(limited.status, 429, "{}", limited.body);
-    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=900).contains(&retry_after), "{retry_after}");
-    assert_eq!(limited.body["error"], "rate_limited");
+    let everywhere = login_from(&app, "victim@example.com", "guess-0000", "192.0.2.200").await;
+    assert_eq!(everywhere.status, 429, "{}", everywhere.body);
 
     // An address without an account is counted and answered the same way.
     let mut unknown: Option<Answer> = None;
-    for n in 1..=5 {
-        unknown = Some(
-            login_from(
-                &app,
-                "ghost@example.com",
-                "guess-0000",
-                &format!("192.0.2.{n}"),
-            )
-            .await,
-        );
+    for _ in 1..=3 {
+        unknown = Some(login_from(&app, "ghost@example.com", "guess-0000", "203.0.113.1").await);
     }
     let unknown = unknown.unwrap();
     assert_eq!(unknown.status, 429);
@@ -467,9 +475,6 @@ async fn sign_in_attempts_are_limited_per_address_from_any_client_address() {
         without_seconds(&unknown.body),
         without_seconds(&limited.body)
     );
-
-    // Other addresses keep their own budget.
-    app.signed_up("bystander@example.com").await;
 }
 
 #[tokio::test]
@@ -564,4 +569,29 @@ async fn an_address_gets_at_most_three_reset_mails_per_window() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(resets().await, 3);
+}
+
+#[tokio::test]
+async fn registering_a_taken_address_again_and_again_mails_its_owner_a_bounded_number_of_times() {
+    let (app, _redis) = limited_app(&[]).await;
+    // The account's own registration is the first of three in the window.
+    app.signed_up("popular@example.com").await;
+    for n in 1..=5 {
+        let again = app
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": "popular@example.com", "password": "another-pass-1"}),
+            )
+            .await;
+        assert_eq!(again.status, 202, "registration {n}: {}", again.body);
+    }
+    let notices: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM email_outbox WHERE recipient = 'popular@example.com' \
+         AND subject = 'Someone tried to register your AccuNode address'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(notices, 2);
 }
