@@ -502,8 +502,11 @@ pub async fn leave(
 }
 
 /// Locks the organisation (so that departures and role changes in it happen
-/// one at a time and the last-admin check holds) and the member's row; the
-/// member's role, or `None` when they are not a member.
+/// one at a time and the last-admin check holds among them) and the member's
+/// row; the member's role, or `None` when they are not a member. A
+/// deactivation (`users::set_active`) takes neither this lock nor the check:
+/// it is the managers' emergency stop and may leave an organisation without
+/// an active admin.
 async fn lock_membership(
     connection: &mut PgConnection,
     id: OrganizationId,
