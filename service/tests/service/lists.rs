@@ -585,6 +585,13 @@ async fn a_change_of_a_company_sector_moves_its_predictions_between_sector_filte
         (in_sector("eNeRgY").await, in_sector("Utilities").await),
         (1, 0)
     );
+    let updated_at = || async {
+        sqlx::query_scalar::<_, String>("SELECT updated_at::text FROM annual_predictions")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    let before = updated_at().await;
 
     let changed = app
         .put(
@@ -598,6 +605,8 @@ async fn a_change_of_a_company_sector_moves_its_predictions_between_sector_filte
         (in_sector("Energy").await, in_sector("UTILITIES").await),
         (0, 1)
     );
+    // The copy is not a change of the prediction.
+    assert_eq!(updated_at().await, before);
     // Renaming the company leaves its predictions alone.
     let renamed = app
         .put(
