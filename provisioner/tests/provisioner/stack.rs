@@ -1571,25 +1571,8 @@ async fn secrets_are_never_printed_nor_put_in_user_data() {
         shown.push((format!("{command}: stdout"), succeeded(&output)));
         shown.push((format!("{command}: stderr"), stderr(&output)));
     }
-    let templates = aws
-        .ec2
-        .describe_launch_templates()
-        .filters(stack_filter(&stack))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(templates.launch_templates().len(), 2);
-    for template in templates.launch_templates() {
-        let versions = aws
-            .ec2
-            .describe_launch_template_versions()
-            .set_launch_template_id(template.launch_template_id().map(str::to_owned))
-            .send()
-            .await
-            .unwrap();
-        for version in versions.launch_template_versions() {
-            shown.push(user_data(version));
-        }
+    for version in launch_template_versions(&aws, &stack).await {
+        shown.push(user_data(&version));
     }
 
     let parameters = parameter_values(&aws, &stack).await;
@@ -1646,6 +1629,33 @@ async fn secrets_are_never_printed_nor_put_in_user_data() {
 }
 
 /// The user data of a launch template version, decoded, with where it comes from.
+/// Every version of the stack's two launch templates (API and worker).
+pub(crate) async fn launch_template_versions(
+    aws: &Clients,
+    stack: &str,
+) -> Vec<LaunchTemplateVersion> {
+    let templates = aws
+        .ec2
+        .describe_launch_templates()
+        .filters(stack_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(templates.launch_templates().len(), 2);
+    let mut all = Vec::new();
+    for template in templates.launch_templates() {
+        let versions = aws
+            .ec2
+            .describe_launch_template_versions()
+            .set_launch_template_id(template.launch_template_id().map(str::to_owned))
+            .send()
+            .await
+            .unwrap();
+        all.extend(versions.launch_template_versions().iter().cloned());
+    }
+    all
+}
+
 pub(crate) fn user_data(version: &LaunchTemplateVersion) -> (String, String) {
     use base64::Engine;
     let encoded = version

@@ -5,7 +5,9 @@
 //! against the file user data writes the region's RDS certificate authorities
 //! to, and a second plan finds nothing to change.
 
-use crate::stack::{accunode, clients, parameter_values, stack_filter, unique_stack, user_data};
+use crate::stack::{
+    accunode, clients, launch_template_versions, parameter_values, unique_stack, user_data,
+};
 use crate::support::succeeded;
 
 /// Where user data installs the RDS CAs (`render::RDS_CA_PATH`).
@@ -69,24 +71,8 @@ async fn redis_and_the_database_are_reached_over_verified_tls() {
     );
 
     // Both tiers write the region's three RDS root CAs where the URL says.
-    let templates = aws
-        .ec2
-        .describe_launch_templates()
-        .filters(stack_filter(&stack))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(templates.launch_templates().len(), 2);
-    for template in templates.launch_templates() {
-        let versions = aws
-            .ec2
-            .describe_launch_template_versions()
-            .set_launch_template_id(template.launch_template_id().map(str::to_owned))
-            .versions("$Default")
-            .send()
-            .await
-            .unwrap();
-        let (place, script) = user_data(&versions.launch_template_versions()[0]);
+    for version in launch_template_versions(&aws, &stack).await {
+        let (place, script) = user_data(&version);
         let written = script
             .split(&format!("cat > \"{RDS_CA_PATH}\" <<'PEM'\n"))
             .nth(1)
