@@ -4,6 +4,10 @@
 //!
 //! Each test gets its own database, so tests run in parallel without seeing each
 //! other's rows; tests that need to stop a dependency start their own Redis.
+//! [`aws_faults`] puts a proxy in front of moto that behaves as AWS does:
+//! slow resources, throttling, lost answers.
+
+pub mod aws_faults;
 
 use std::net::TcpListener;
 use std::path::Path;

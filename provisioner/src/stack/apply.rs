@@ -1,43 +1,42 @@
-//! Apply a plan, and destroy a stack. Resources go in waves: a resource starts
-//! once everything it depends on is done, at most eight at a time; a failure
-//! stops the next waves (what depends on it cannot start) but lets the running
-//! wave finish. Destroy walks the same graph backwards.
+//! Apply a plan, and destroy a stack, as walks of the dependency graph
+//! ([`super::walk`]): a resource starts as soon as what it depends on is done,
+//! a failure stops only what depends on it. A resource found on its way
+//! somewhere (RDS still creating after a killed run) is waited for before it
+//! is changed or anything that needs it starts. Destroy walks the graph
+//! backwards: a resource goes once nothing that uses it is left.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use futures::StreamExt;
+use serde::Serialize;
 
 use super::plan::{Action, Plan, Step};
 use super::resources::{self, Ctx, Known};
-use super::spec::{Existing, Resource};
+use super::spec::{Existing, Kind, Resource};
+use super::walk::{self, CriticalPath, Node, Schedule};
 
-const CONCURRENCY: usize = 8;
+/// How an apply or destroy went, for the run's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub wall_secs: f64,
+    pub critical_path: CriticalPath,
+}
 
-/// Components grouped in waves: each wave depends only on earlier ones.
-fn waves(resources: &[Resource]) -> Vec<Vec<&Resource>> {
-    let mut level: BTreeMap<&str, usize> = BTreeMap::new();
-    // Resources are listed dependencies first, so one pass settles every level.
-    for resource in resources {
-        let depth = resource
-            .depends_on
-            .iter()
-            .filter_map(|d| level.get(d.as_str()))
-            .map(|l| l + 1)
-            .max()
-            .unwrap_or(0);
-        level.insert(&resource.component, depth);
+impl Report {
+    pub fn summary(&self) -> String {
+        format!(
+            "Wall time {:.1} s; critical path {:.1} s: {}.",
+            self.wall_secs,
+            self.critical_path.seconds,
+            if self.critical_path.chain.is_empty() {
+                "nothing waited on".to_owned()
+            } else {
+                self.critical_path.chain.join(" → ")
+            }
+        )
     }
-    let mut waves: Vec<Vec<&Resource>> = vec![];
-    for resource in resources {
-        let depth = level[resource.component.as_str()];
-        if waves.len() <= depth {
-            waves.resize_with(depth + 1, Vec::new);
-        }
-        waves[depth].push(resource);
-    }
-    waves
 }
 
 async fn run_step(
@@ -47,15 +46,30 @@ async fn run_step(
     step: &Step,
 ) -> anyhow::Result<Option<Existing>> {
     let started = Instant::now();
-    let current = known.get(&resource.component);
+    let mut current = known.get(&resource.component).cloned();
+    let mut waited = false;
+    if let Some(found) = current.as_mut()
+        && let Some(status) = resources::in_transition(found)
+    {
+        let status = status.to_owned();
+        resources::settle(ctx, found).await?;
+        ctx.progress.done(
+            "…",
+            &resource.component,
+            resource.kind.label(),
+            &format!("was {status}, now ready"),
+            started.elapsed(),
+        );
+        waited = true;
+    }
     let result = match (step.action, current) {
-        (Action::Keep, _) => return Ok(None),
+        (Action::Keep, current) => return Ok(current.filter(|_| waited)),
         (Action::Create, _) => resources::create(ctx, known, resource).await?,
         (Action::Update, Some(current)) => {
-            resources::update(ctx, known, resource, current, &step.changes).await?
+            resources::update(ctx, known, resource, &current, &step.changes).await?
         }
         (Action::Replace, Some(current)) => {
-            resources::delete(ctx, current).await?;
+            resources::delete(ctx, &current).await?;
             resources::create(ctx, known, resource).await?
         }
         (action, _) => bail!(
@@ -85,63 +99,109 @@ fn short(id: &str) -> &str {
     id.rsplit(['/', ':']).next().unwrap_or(id)
 }
 
-/// Carries out `plan`; returns what exists afterwards, by component.
+/// The graph of `resources`: each blocked by the resources it depends on.
+fn dependency_nodes(resources: &[Resource]) -> Vec<Node> {
+    let index: BTreeMap<&str, usize> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.component.as_str(), i))
+        .collect();
+    resources
+        .iter()
+        .map(|r| Node {
+            name: r.component.clone(),
+            blocked_by: r
+                .depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect(),
+        })
+        .collect()
+}
+
+fn failed(walked: &walk::Walked, nodes: &[Node]) -> Vec<String> {
+    walked
+        .failures
+        .iter()
+        .map(|(i, error)| format!("{}: {error:#}", nodes[*i].name))
+        .collect()
+}
+
+/// Carries out `plan`; returns what exists afterwards, by component, and how
+/// the run went.
 pub async fn apply(
     ctx: &Ctx,
     plan: &Plan,
     desired: &[Resource],
     existing: Known,
-) -> anyhow::Result<Known> {
+    schedule: Schedule,
+) -> anyhow::Result<(Known, Report)> {
     let steps: BTreeMap<&str, &Step> = plan
         .steps
         .iter()
         .map(|s| (s.component.as_str(), s))
         .collect();
-    let mut known = existing;
-    for wave in waves(desired) {
-        let snapshot = known.clone();
-        let results: Vec<(String, anyhow::Result<Option<Existing>>)> = futures::stream::iter(wave)
-            .map(|resource| {
-                let snapshot = &snapshot;
-                let step = steps[resource.component.as_str()];
-                async move {
-                    (
-                        resource.component.clone(),
-                        run_step(ctx, snapshot, resource, step).await,
-                    )
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        let mut failures = Vec::new();
-        for (component, result) in results {
-            match result {
-                Ok(Some(done)) => {
-                    known.insert(component, done);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    ctx.progress
-                        .done("!", &component, "", "failed", std::time::Duration::ZERO);
-                    failures.push(format!("{component}: {error:#}"));
-                }
+    let nodes = dependency_nodes(desired);
+    let known = RefCell::new(existing);
+    let walked = walk::walk(
+        &nodes,
+        schedule,
+        |i| {
+            let resource = &desired[i];
+            let step = steps[resource.component.as_str()];
+            // What this step may refer to: everything done so far.
+            let snapshot = known.borrow().clone();
+            async move { run_step(ctx, &snapshot, resource, step).await }
+        },
+        |i, result| {
+            if let Some(done) = result {
+                known
+                    .borrow_mut()
+                    .insert(desired[i].component.clone(), done);
             }
-        }
-        if !failures.is_empty() {
-            bail!(
-                "{} failed; what depends on it was not started, and a re-run goes on from here:\n  {}",
-                failures.len(),
-                failures.join("\n  ")
-            );
-        }
+        },
+    )
+    .await;
+    for (i, _) in &walked.failures {
+        ctx.progress.done(
+            "!",
+            &nodes[*i].name,
+            "",
+            "failed",
+            walked.took[*i].unwrap_or_default(),
+        );
     }
+    if !walked.failures.is_empty() {
+        let skipped: Vec<&str> = walked
+            .skipped
+            .iter()
+            .map(|&i| nodes[i].name.as_str())
+            .collect();
+        bail!(
+            "{} failed; everything that does not depend on it is done, and a re-run goes on from here:\n  {}{}",
+            walked.failures.len(),
+            failed(&walked, &nodes).join("\n  "),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\nnot started, as they depend on it: {}",
+                    skipped.join(", ")
+                )
+            }
+        );
+    }
+    let mut critical_path = walked.critical_path(&nodes);
+    let mut known = known.into_inner();
+    // What the phase no longer has goes last, one at a time in destroy order:
+    // everything that used it has been changed not to.
     let leftovers: Vec<Existing> = plan
         .steps
         .iter()
         .filter(|s| s.action == Action::Delete)
         .filter_map(|s| known.get(&s.component).cloned())
         .collect();
+    let mut after_walk = Duration::ZERO;
     for current in leftovers {
         let started = Instant::now();
         resources::delete(ctx, &current).await?;
@@ -152,77 +212,96 @@ pub async fn apply(
             "deleted",
             started.elapsed(),
         );
+        after_walk += started.elapsed();
+        critical_path.chain.push(current.component.clone());
         known.remove(&current.component);
     }
-    Ok(known)
+    critical_path.seconds += after_walk.as_secs_f64();
+    Ok((
+        known,
+        Report {
+            wall_secs: (walked.wall + after_walk).as_secs_f64(),
+            critical_path,
+        },
+    ))
 }
 
-/// Removes `existing` in reverse dependency order (`graph` gives the
-/// dependencies); the model bucket only when `delete_data`. Returns what was kept.
+/// Removes `existing`, each once nothing that depends on it (per `graph`) is
+/// left; the model bucket only when `delete_data`. Returns what was kept.
 pub async fn destroy(
     ctx: &Ctx,
     graph: &[Resource],
     existing: Vec<Existing>,
     delete_data: bool,
-) -> anyhow::Result<Vec<Existing>> {
-    let (kept, mut remaining): (Vec<Existing>, Vec<Existing>) = existing
+) -> anyhow::Result<(Vec<Existing>, Report)> {
+    let (kept, remaining): (Vec<Existing>, Vec<Existing>) = existing
         .into_iter()
-        .partition(|e| e.kind == super::spec::Kind::Bucket && !delete_data);
+        .partition(|e| e.kind == Kind::Bucket && !delete_data);
     let depends: BTreeMap<&str, &[String]> = graph
         .iter()
         .map(|r| (r.component.as_str(), r.depends_on.as_slice()))
         .collect();
-    while !remaining.is_empty() {
-        let present: BTreeSet<String> = remaining.iter().map(|e| e.component.clone()).collect();
-        // Ready: nothing still present depends on it.
-        let (ready, later): (Vec<Existing>, Vec<Existing>) = remaining.into_iter().partition(|e| {
-            !present.iter().any(|other| {
-                depends
-                    .get(other.as_str())
-                    .is_some_and(|deps| deps.contains(&e.component))
-            })
-        });
-        if ready.is_empty() {
-            bail!(
-                "cannot order the removal of: {}",
-                later
-                    .iter()
-                    .map(|e| e.component.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        let results: Vec<(Existing, anyhow::Result<()>, std::time::Duration)> =
-            futures::stream::iter(ready)
-                .map(|current| async move {
-                    let started = Instant::now();
-                    let result = resources::delete(ctx, &current).await;
-                    (current, result, started.elapsed())
+    // Backwards: a resource is blocked by every present resource that depends on it.
+    let nodes: Vec<Node> = remaining
+        .iter()
+        .map(|e| Node {
+            name: e.component.clone(),
+            blocked_by: remaining
+                .iter()
+                .enumerate()
+                .filter(|(_, user)| {
+                    depends
+                        .get(user.component.as_str())
+                        .is_some_and(|deps| deps.contains(&e.component))
                 })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        let mut failures = Vec::new();
-        for (current, result, took) in results {
-            match result {
-                Ok(()) => ctx.progress.done(
+                .map(|(i, _)| i)
+                .collect(),
+        })
+        .collect();
+    let walked = walk::walk(
+        &nodes,
+        Schedule::Graph,
+        |i| {
+            let current = &remaining[i];
+            async move {
+                let started = Instant::now();
+                resources::delete(ctx, current).await?;
+                ctx.progress.done(
                     "-",
                     &current.component,
                     current.kind.label(),
                     "deleted",
-                    took,
-                ),
-                Err(error) => failures.push(format!("{}: {error:#}", current.component)),
+                    started.elapsed(),
+                );
+                anyhow::Ok(())
             }
-        }
-        if !failures.is_empty() {
-            bail!(
-                "{} could not be deleted; run destroy again to go on:\n  {}",
-                failures.len(),
-                failures.join("\n  ")
-            );
-        }
-        remaining = later;
+        },
+        |_, ()| {},
+    )
+    .await;
+    if !walked.failures.is_empty() {
+        let kept_for_it: Vec<&str> = walked
+            .skipped
+            .iter()
+            .map(|&i| nodes[i].name.as_str())
+            .collect();
+        bail!(
+            "{} could not be deleted; everything else that could go is gone, and destroy again goes on:\n  {}{}",
+            walked.failures.len(),
+            failed(&walked, &nodes).join("\n  "),
+            if kept_for_it.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\nstill there, as it is in use by that: {}",
+                    kept_for_it.join(", ")
+                )
+            }
+        );
     }
-    Ok(kept)
+    let report = Report {
+        wall_secs: walked.wall.as_secs_f64(),
+        critical_path: walked.critical_path(&nodes),
+    };
+    Ok((kept, report))
 }

@@ -1,18 +1,34 @@
 //! The AWS clients of the stack commands, built from the standard SDK
 //! configuration chain (env, profile, `AWS_ENDPOINT_URL`), and the counter that
 //! every one of them reports its calls to, so a run can say how many calls it
-//! made and how many of them changed something.
+//! made, how many of them changed something, and how many were retried or
+//! throttled.
+//!
+//! Every client retries in the SDK's adaptive mode (a client-side rate limiter
+//! that slows down when AWS throttles) with [`MAX_ATTEMPTS`] attempts and a
+//! bounded time per call. The one exception is `ec2_once`: creates that AWS
+//! cannot deduplicate (a VPC, a subnet…) go through it without any automatic
+//! resend, because a resent create whose first answer was lost makes a second
+//! resource (and `elb_once`, for endpoints that do not deduplicate balancers
+//! and listeners by name and port as AWS does); [`super::resources::create_once`] looks before it sends again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use anyhow::Context;
 use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -31,6 +47,10 @@ pub struct Target {
 pub struct CallCounter {
     total: AtomicU64,
     mutating: AtomicU64,
+    /// Attempts after the first of one call (the SDK's resends).
+    retried: AtomicU64,
+    /// Answers that were AWS throttling us.
+    throttled: AtomicU64,
     by_operation: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -41,6 +61,19 @@ impl CallCounter {
 
     pub fn mutating(&self) -> u64 {
         self.mutating.load(Ordering::Relaxed)
+    }
+
+    pub fn retried(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
+    }
+
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Counts a resend that the SDK's retry did not make (see `create_once`).
+    pub fn record_resend(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The mutating operations made, `service:Operation` → count.
@@ -73,6 +106,34 @@ impl CallCounter {
     }
 }
 
+/// The error codes AWS throttles with, across its protocols.
+pub const THROTTLING_CODES: [&str; 7] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "TooManyRequestsException",
+];
+
+/// True when an HTTP answer is AWS throttling: 429, or an error status whose
+/// body carries one of [`THROTTLING_CODES`] as its code.
+fn is_throttling_answer(status: u16, body: &[u8]) -> bool {
+    if status == 429 {
+        return true;
+    }
+    if status < 400 {
+        return false;
+    }
+    let body = String::from_utf8_lossy(body);
+    THROTTLING_CODES.iter().any(|code| {
+        body.contains(&format!("<Code>{code}</Code>"))
+            || body.contains(&format!("\"{code}\""))
+            || body.contains(&format!("#{code}\""))
+    })
+}
+
 fn is_mutating(operation: &str) -> bool {
     !["Describe", "List", "Get", "Head"]
         .iter()
@@ -100,6 +161,12 @@ impl Intercept for CountingInterceptor {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|attempts| attempts.attempts() > 1)
+        {
+            self.calls.retried.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(metadata) = cfg.load::<Metadata>() {
             let mutating_before = self.calls.record(metadata.service(), metadata.name());
             if let (Some(limit), Some(sent)) = (self.abort_after_mutations, mutating_before)
@@ -112,15 +179,72 @@ impl Intercept for CountingInterceptor {
         }
         Ok(())
     }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(response) = context.response()
+            && is_throttling_answer(
+                response.status().as_u16(),
+                response.body().bytes().unwrap_or_default(),
+            )
+        {
+            self.calls.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
+
+/// Forbids resending a call answered with an HTML error page: no AWS API
+/// answers that way; a local stand-in does when the call fails inside it
+/// (see [`not_implemented`]), and it fails the same way every time.
+#[derive(Debug)]
+struct NoResendOfHtmlErrors;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for NoResendOfHtmlErrors {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let html = ctx.response().is_some_and(|response| {
+            response.status().is_server_error()
+                && response.body().bytes().is_some_and(|body| {
+                    String::from_utf8_lossy(&body[..body.len().min(64)])
+                        .trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("<!doctype html")
+                })
+        });
+        if html {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "NoResendOfHtmlErrors"
+    }
+}
+
+/// Attempts per call, the first included.
+pub const MAX_ATTEMPTS: u32 = 10;
 
 /// One client per service, all counting into `calls`.
 pub struct Aws {
     pub region: String,
     pub calls: Arc<CallCounter>,
     pub ec2: aws_sdk_ec2::Client,
+    /// EC2 without automatic resends, for creates AWS cannot deduplicate.
+    pub ec2_once: aws_sdk_ec2::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// ELBv2 without automatic resends, likewise.
+    pub elb_once: aws_sdk_elasticloadbalancingv2::Client,
     pub rds: aws_sdk_rds::Client,
     pub elasticache: aws_sdk_elasticache::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
@@ -159,7 +283,22 @@ impl Aws {
         if let Some(endpoint) = &target.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
-        let config = loader.load().await;
+        let config = loader
+            .retry_config(
+                RetryConfig::adaptive()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .operation_timeout(Duration::from_secs(300))
+                    .build(),
+            )
+            .load()
+            .await;
         let region = config
             .region()
             .map(ToString::to_string)
@@ -181,13 +320,28 @@ impl Aws {
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)
                 .interceptor(counting.clone())
+                .retry_classifier(NoResendOfHtmlErrors)
                 // A local endpoint has no per-bucket DNS names.
                 .force_path_style(target.endpoint_url.is_some())
                 .build(),
         );
+        let ec2_once = aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&config)
+                .interceptor(counting.clone())
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
+        let elb_once = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+                .interceptor(counting.clone())
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
         Ok(Aws {
             region,
+            elb_once,
             ec2: client!(aws_sdk_ec2),
+            ec2_once,
             autoscaling: client!(aws_sdk_autoscaling),
             elb: client!(aws_sdk_elasticloadbalancingv2),
             rds: client!(aws_sdk_rds),
@@ -221,6 +375,122 @@ impl Aws {
 /// An SDK error with its service message, code and cause, in one line.
 pub fn aws_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> anyhow::Error {
     anyhow::anyhow!("{}", DisplayErrorContext(&error))
+}
+
+/// How a failed call failed, for deciding whether to send it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// AWS refused it before doing anything: safe to resend.
+    Throttled,
+    /// No answer or a server error: the call may or may not have been carried out.
+    Unknown,
+    /// AWS answered with an error about the request: resending changes nothing.
+    Refused,
+}
+
+pub fn failure<E>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> Failure
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    if error_code(error).is_some_and(|code| THROTTLING_CODES.contains(&code)) {
+        return Failure::Throttled;
+    }
+    match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Failure::Unknown
+        }
+        SdkError::ServiceError(e) if e.raw().status().is_server_error() => Failure::Unknown,
+        _ => Failure::Refused,
+    }
+}
+
+/// Error codes that say a create's resource already exists: what a resend
+/// of a create whose first answer was lost gets.
+pub const EXISTS: &[&str] = &[
+    "AlreadyExists",
+    "BucketAlreadyOwnedByYou",
+    "CacheSubnetGroupAlreadyExists",
+    "DBInstanceAlreadyExists",
+    "DBSubnetGroupAlreadyExists",
+    "DuplicateListener",
+    "DuplicateLoadBalancerName",
+    "DuplicateTargetGroupName",
+    "EntityAlreadyExists",
+    "InvalidGroup.Duplicate",
+    "InvalidLaunchTemplateName.AlreadyExistsException",
+    "ParameterAlreadyExists",
+    "ReplicationGroupAlreadyExists",
+];
+
+/// Error codes that say what a call was to remove is not there (any more):
+/// what a resend of a delete whose first answer was lost gets.
+pub const GONE: &[&str] = &[
+    "CacheSubnetGroupNotFoundFault",
+    "DBInstanceNotFound",
+    "DBSubnetGroupNotFoundFault",
+    "Gateway.NotAttached",
+    "InvalidAllocationID.NotFound",
+    "InvalidAssociationID.NotFound",
+    "InvalidGroup.NotFound",
+    "InvalidInternetGatewayID.NotFound",
+    "InvalidLaunchTemplateId.NotFound",
+    "InvalidLaunchTemplateName.NotFoundException",
+    "InvalidPermission.NotFound",
+    "InvalidRouteTableID.NotFound",
+    "InvalidSubnetID.NotFound",
+    "InvalidVpcID.NotFound",
+    "ListenerNotFound",
+    "LoadBalancerNotFound",
+    "NatGatewayNotFound",
+    "NoSuchBucket",
+    "NoSuchEntity",
+    "ParameterNotFound",
+    "ReplicationGroupNotFoundFault",
+    "ResourceNotFound",
+    "TargetGroupNotFound",
+];
+
+/// Error codes that say what a call was to add (a rule, a route, an
+/// attachment) is there already.
+pub const PRESENT: &[&str] = &[
+    "InvalidPermission.Duplicate",
+    "LimitExceeded",
+    "Resource.AlreadyAssociated",
+    "RouteAlreadyExists",
+];
+
+/// For calls whose resend after a lost answer finds its own work done.
+pub trait OrAlready<T> {
+    /// `Ok(None)` when AWS answers one of `codes`: what the call was to do is
+    /// already so (see [`EXISTS`], [`GONE`], [`PRESENT`]).
+    fn or_already(self, codes: &[&str]) -> anyhow::Result<Option<T>>;
+}
+
+impl<T, E> OrAlready<T>
+    for Result<
+        T,
+        aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    >
+where
+    E: std::error::Error
+        + aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + Send
+        + Sync
+        + 'static,
+{
+    fn or_already(self, codes: &[&str]) -> anyhow::Result<Option<T>> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if error_code(&error).is_some_and(|code| codes.contains(&code)) => Ok(None),
+            Err(error) => Err(aws_error(error)),
+        }
+    }
 }
 
 /// The AWS error code of a failed call ("DBInstanceNotFound"…), if the service gave one.

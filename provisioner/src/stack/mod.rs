@@ -11,6 +11,7 @@ mod progress;
 mod render;
 mod resources;
 mod spec;
+mod walk;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -95,6 +96,9 @@ pub enum StackCommand {
         /// The longest one wait (database, Redis, NAT gateway, load balancer) may take, in seconds.
         #[arg(long, default_value_t = 2400)]
         wait_timeout: u64,
+        /// When a resource starts: graph (as soon as what it depends on is done) or waves (after every resource of every shallower level: the former engine, kept as a baseline for benchmarks).
+        #[arg(long, value_enum, default_value = "graph")]
+        schedule: walk::Schedule,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -280,14 +284,29 @@ async fn make_plan(
 struct CallReport {
     total: u64,
     mutating: u64,
+    /// Calls sent again after a throttle, a server error or a lost answer.
+    retried: u64,
+    /// Answers that were AWS throttling the run.
+    throttled: u64,
     mutating_operations: BTreeMap<String, u64>,
     elapsed_secs: f64,
+}
+
+impl CallReport {
+    fn summary(&self) -> String {
+        format!(
+            "{} AWS calls, {} of them changing something; {} retried, {} throttled",
+            self.total, self.mutating, self.retried, self.throttled
+        )
+    }
 }
 
 fn calls(ctx: &Ctx, started: Instant) -> CallReport {
     CallReport {
         total: ctx.aws.calls.total(),
         mutating: ctx.aws.calls.mutating(),
+        retried: ctx.aws.calls.retried(),
+        throttled: ctx.aws.calls.throttled(),
         mutating_operations: ctx.aws.calls.mutating_operations(),
         elapsed_secs: started.elapsed().as_secs_f64(),
     }
@@ -329,6 +348,7 @@ async fn run_async(
             phase,
             options,
             wait_timeout,
+            schedule,
             output,
         } => {
             let ctx = connect(&args, definition, output == Output::Json, wait_timeout).await?;
@@ -336,16 +356,31 @@ async fn run_async(
             if output == Output::Text {
                 print!("{}", plan::render(&plan, &ctx.progress));
             }
-            if plan.has_changes() {
-                apply::apply(&ctx, &plan, &desired, existing).await?;
-            }
+            let applied = if plan.has_changes() {
+                Some(
+                    apply::apply(&ctx, &plan, &desired, existing, schedule)
+                        .await?
+                        .1,
+                )
+            } else {
+                None
+            };
             let report = calls(&ctx, started);
             match output {
-                Output::Json => print_json(&serde_json::json!({"plan": plan, "calls": report}))?,
-                Output::Text => println!(
-                    "Stack {} is at phase {phase} in {:.1} s: {} AWS calls, {} of them changing something.",
-                    ctx.stack, report.elapsed_secs, report.total, report.mutating
-                ),
+                Output::Json => print_json(
+                    &serde_json::json!({"plan": plan, "apply": applied, "calls": report}),
+                )?,
+                Output::Text => {
+                    println!(
+                        "Stack {} is at phase {phase} in {:.1} s: {}.",
+                        ctx.stack,
+                        report.elapsed_secs,
+                        report.summary()
+                    );
+                    if let Some(applied) = &applied {
+                        println!("{}", applied.summary());
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -378,7 +413,7 @@ async fn run_async(
             };
             let phase = ctx.definition.phases[0].clone();
             let graph = spec::desired(&ctx.definition, &phase, &inputs, &Known::new());
-            let kept = apply::destroy(&ctx, &graph, existing, delete_data).await?;
+            let (kept, destroyed) = apply::destroy(&ctx, &graph, existing, delete_data).await?;
             for bucket in &kept {
                 println!(
                     "Kept the model bucket {} (pass --delete-data to delete it and every model in it).",
@@ -387,9 +422,12 @@ async fn run_async(
             }
             let report = calls(&ctx, started);
             println!(
-                "Stack {} destroyed in {:.1} s ({} AWS calls).",
-                ctx.stack, report.elapsed_secs, report.total
+                "Stack {} destroyed in {:.1} s: {}.",
+                ctx.stack,
+                report.elapsed_secs,
+                report.summary()
             );
+            println!("{}", destroyed.summary());
             Ok(ExitCode::SUCCESS)
         }
         StackCommand::Status { output } => {

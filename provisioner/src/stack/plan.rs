@@ -49,6 +49,9 @@ pub struct Step {
     pub kind: Kind,
     pub name: String,
     pub action: Action,
+    /// The components that must be done before this step starts (none for a
+    /// deletion: leftovers go after everything else, in destroy order).
+    pub depends_on: Vec<String>,
     pub changes: Vec<Change>,
     /// Why a difference is not acted on (e.g. storage that cannot shrink).
     pub notes: Vec<String>,
@@ -164,6 +167,7 @@ pub fn plan(
             kind: resource.kind,
             name: resource.name.clone(),
             action,
+            depends_on: resource.depends_on.clone(),
             changes,
             notes,
             monthly_cost_before: current
@@ -183,6 +187,7 @@ pub fn plan(
             kind: current.kind,
             name: current.name.clone(),
             action: Action::Delete,
+            depends_on: vec![],
             changes: vec![],
             notes: vec![],
             monthly_cost_before: cost::monthly(definition, current.kind, &current.props),

@@ -4,6 +4,7 @@
 //! against moto.
 
 mod ensembles;
+mod faults;
 mod lightgbm_python;
 mod model_score;
 mod model_store;

@@ -33,7 +33,7 @@ pub(crate) fn unique_stack(prefix: &str) -> String {
 }
 
 /// `accunode ARGS --stack STACK` against moto.
-fn command(stack: &str, args: &[&str]) -> Command {
+pub(crate) fn command(stack: &str, args: &[&str]) -> Command {
     let mut command = Command::new(ACCUNODE);
     command
         .args(args)
@@ -46,7 +46,7 @@ pub(crate) fn accunode(stack: &str, args: &[&str]) -> Output {
     command(stack, args).output().unwrap()
 }
 
-fn json(output: &Output) -> serde_json::Value {
+pub(crate) fn json(output: &Output) -> serde_json::Value {
     serde_json::from_str(&succeeded(output)).unwrap()
 }
 
@@ -54,7 +54,7 @@ pub(crate) struct Clients {
     pub(crate) ec2: aws_sdk_ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
-    rds: aws_sdk_rds::Client,
+    pub(crate) rds: aws_sdk_rds::Client,
     pub(crate) elasticache: aws_sdk_elasticache::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
     pub(crate) ssm: aws_sdk_ssm::Client,
@@ -165,7 +165,7 @@ async fn network_counts(aws: &Clients, stack: &str) -> [usize; 8] {
 const ONE_OF_EACH: [usize; 8] = [1, 4, 5, 1, 1, 1, 2, 2];
 
 /// What exists of a stack: kind (as plans name it) → ids (ARNs where AWS gives them).
-type Inventory = BTreeMap<&'static str, BTreeSet<String>>;
+pub(crate) type Inventory = BTreeMap<&'static str, BTreeSet<String>>;
 
 fn ids<'a>(found: impl IntoIterator<Item = Option<&'a str>>) -> BTreeSet<String> {
     found.into_iter().flatten().map(str::to_owned).collect()
@@ -190,7 +190,7 @@ where
 /// them with the resource, by the stack's exact names where it does not (so an
 /// untagged look-alike carrying one of those names shows here too). Boxed:
 /// inline, the future of all these calls overflows a test thread's stack.
-fn inventory<'a>(
+pub(crate) fn inventory<'a>(
     aws: &'a Clients,
     stack: &'a str,
 ) -> Pin<Box<dyn Future<Output = Inventory> + 'a>> {
@@ -423,17 +423,14 @@ fn inventory<'a>(
                 .flat_map(|t| t.target_groups())
                 .map(|t| t.target_group_arn())),
         );
-        let balancers = unless_missing(
-            aws.elb
-                .describe_load_balancers()
-                .names(name("alb"))
-                .send()
-                .await,
-            "LoadBalancerNotFound",
-        );
+        // All balancers, matched by name here: moto answers a describe by
+        // name with only the last balancer of that name, hiding a duplicate.
+        let balancers = aws.elb.describe_load_balancers().send().await.unwrap();
+        let balancer_name = name("alb");
         let balancer_arns = ids(balancers
+            .load_balancers()
             .iter()
-            .flat_map(|b| b.load_balancers())
+            .filter(|b| b.load_balancer_name() == Some(balancer_name.as_str()))
             .map(|b| b.load_balancer_arn()));
         let mut listener_arns = BTreeSet::new();
         for balancer in &balancer_arns {
@@ -522,7 +519,7 @@ fn inventory<'a>(
 }
 
 /// How many resources of each kind an inventory holds.
-fn counts(inventory: &Inventory) -> BTreeMap<&'static str, usize> {
+pub(crate) fn counts(inventory: &Inventory) -> BTreeMap<&'static str, usize> {
     inventory
         .iter()
         .map(|(kind, ids)| (*kind, ids.len()))
@@ -534,7 +531,7 @@ fn total(inventory: &Inventory) -> usize {
 }
 
 /// What destroy leaves on moto, which does not implement DeleteCacheSubnetGroup.
-fn without_moto_leftovers(mut inventory: Inventory) -> Inventory {
+pub(crate) fn without_moto_leftovers(mut inventory: Inventory) -> Inventory {
     inventory.remove("cache-subnet-group");
     inventory
 }

@@ -10,8 +10,8 @@ use aws_sdk_autoscaling::types::{
     TargetTrackingConfiguration,
 };
 
-use super::{Ctx, Known, Poll, created, existing, id, ids, tagged, wait_for};
-use crate::stack::aws::aws_error;
+use super::{Ctx, Known, Poll, adopt, created, existing, id, ids, tagged, wait_for};
+use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 const TIERS: [&str; 2] = ["api", "worker"];
@@ -218,7 +218,8 @@ pub async fn create_group(
         })
         .collect();
     let target_groups = ids(known, &p["target_groups"])?;
-    ctx.aws
+    if ctx
+        .aws
         .autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(&resource.name)
@@ -239,7 +240,11 @@ pub async fn create_group(
         .set_tags(Some(tags))
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(EXISTS)?
+        .is_none()
+    {
+        adopt(ctx, resource, discover(ctx).await?)?;
+    }
     Ok(created(resource, resource.name.clone()))
 }
 
@@ -305,7 +310,7 @@ pub async fn update_group(
             .set_target_group_arns(Some(extra))
             .send()
             .await
-            .map_err(aws_error)?;
+            .or_already(GONE)?;
     }
     Ok(created(resource, current.id.clone()))
 }
@@ -319,7 +324,7 @@ pub async fn delete_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .force_delete(true)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     wait_for(ctx, &current.component, || async {
         let groups = ctx
             .aws
@@ -398,7 +403,7 @@ pub async fn delete_policy(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> 
         .policy_name(&current.name)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 use anyhow::Context;
 use aws_sdk_rds::types::Tag;
 
-use super::{Ctx, Known, Poll, created, existing, id, ids, tagged, wait_for};
-use crate::stack::aws::{aws_error, error_code};
+use super::{Ctx, Known, Poll, adopt, created, existing, id, ids, tagged, wait_for, with_endpoint};
+use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error, error_code};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {
@@ -169,7 +169,8 @@ pub async fn create_subnet_group(
     known: &Known,
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
-    ctx.aws
+    if ctx
+        .aws
         .rds
         .create_db_subnet_group()
         .db_subnet_group_name(&resource.name)
@@ -178,7 +179,11 @@ pub async fn create_subnet_group(
         .set_tags(Some(tags(ctx, resource)))
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(EXISTS)?
+        .is_none()
+    {
+        adopt(ctx, resource, discover(ctx).await?)?;
+    }
     Ok(created(resource, resource.name.clone()))
 }
 
@@ -207,7 +212,8 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
             .with_context(|| format!("{key} is not a number"))
     };
     let db = &ctx.definition.database;
-    ctx.aws
+    if ctx
+        .aws
         .rds
         .create_db_instance()
         .db_instance_identifier(&resource.name)
@@ -229,8 +235,14 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
         .set_tags(Some(tags(ctx, resource)))
         .send()
         .await
-        .map_err(aws_error)?;
-    wait_available(ctx, resource).await
+        .or_already(EXISTS)?
+        .is_none()
+    {
+        adopt(ctx, resource, discover(ctx).await?)?;
+    }
+    wait_available(ctx, &resource.component, &resource.name)
+        .await
+        .map(|endpoint| with_endpoint(resource, endpoint))
 }
 
 pub async fn update(
@@ -263,17 +275,19 @@ pub async fn update(
         request = request.set_vpc_security_group_ids(Some(ids(known, &p["security_groups"])?));
     }
     request.send().await.map_err(aws_error)?;
-    wait_available(ctx, resource).await
+    wait_available(ctx, &resource.component, &resource.name)
+        .await
+        .map(|endpoint| with_endpoint(resource, endpoint))
 }
 
-/// Waits until the instance is available and returns it with its endpoint.
-async fn wait_available(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
-    let endpoint = wait_for(ctx, &resource.component, || async {
+/// Waits until the instance is available and returns its endpoint.
+pub async fn wait_available(ctx: &Ctx, component: &str, name: &str) -> anyhow::Result<String> {
+    wait_for(ctx, component, || async {
         let instances = ctx
             .aws
             .rds
             .describe_db_instances()
-            .db_instance_identifier(&resource.name)
+            .db_instance_identifier(name)
             .send()
             .await
             .map_err(aws_error)?;
@@ -291,10 +305,7 @@ async fn wait_available(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existi
             },
         )
     })
-    .await?;
-    let mut current = created(resource, resource.name.clone());
-    current.attrs.insert("endpoint".into(), endpoint);
-    Ok(current)
+    .await
 }
 
 pub async fn delete_subnet_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
@@ -304,7 +315,7 @@ pub async fn delete_subnet_group(ctx: &Ctx, current: &Existing) -> anyhow::Resul
         .db_subnet_group_name(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 
@@ -322,7 +333,7 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .final_db_snapshot_identifier(format!("{}-final-{stamp}", current.id))
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     wait_for(ctx, &current.component, || async {
         match ctx
             .aws

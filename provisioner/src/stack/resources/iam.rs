@@ -5,8 +5,8 @@
 use anyhow::Context;
 use aws_sdk_iam::types::Tag;
 
-use super::{Ctx, Known, created, existing, id, tagged};
-use crate::stack::aws::aws_error;
+use super::{Ctx, Known, adopt, created, existing, id, tagged};
+use crate::stack::aws::{EXISTS, GONE, OrAlready, PRESENT, aws_error};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 const POLICY_NAME: &str = "accunode";
@@ -163,7 +163,8 @@ fn profile_existing(component: String, profile: &aws_sdk_iam::types::InstancePro
 }
 
 pub async fn create_role(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
-    ctx.aws
+    if ctx
+        .aws
         .iam
         .create_role()
         .role_name(&resource.name)
@@ -176,7 +177,11 @@ pub async fn create_role(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Exist
         .set_tags(Some(tags(ctx, resource)?))
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(EXISTS)?
+        .is_none()
+    {
+        adopt(ctx, resource, discover(ctx).await?)?;
+    }
     let current = created(resource, resource.name.clone());
     update_role(ctx, resource, &current).await
 }
@@ -203,7 +208,8 @@ pub async fn create_instance_profile(
     known: &Known,
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
-    ctx.aws
+    if ctx
+        .aws
         .iam
         .create_instance_profile()
         .instance_profile_name(&resource.name)
@@ -211,7 +217,11 @@ pub async fn create_instance_profile(
         .set_tags(Some(tags(ctx, resource)?))
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(EXISTS)?
+        .is_none()
+    {
+        adopt(ctx, resource, discover(ctx).await?)?;
+    }
     let mut current = created(resource, resource.name.clone());
     current.props.insert("role".into(), String::new());
     update_instance_profile(ctx, known, resource, &current).await
@@ -232,7 +242,7 @@ pub async fn update_instance_profile(
             .role_name(role_name)
             .send()
             .await
-            .map_err(aws_error)?;
+            .or_already(GONE)?;
     }
     ctx.aws
         .iam
@@ -241,7 +251,7 @@ pub async fn update_instance_profile(
         .role_name(id(known, &resource.props["role"])?)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(PRESENT)?;
     Ok(created(resource, current.id.clone()))
 }
 
@@ -265,8 +275,26 @@ pub async fn delete_role(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .role_name(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
+}
+
+async fn profile_roles(ctx: &Ctx, profile: &str) -> anyhow::Result<Vec<String>> {
+    let profile = ctx
+        .aws
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(profile)
+        .send()
+        .await
+        .map_err(aws_error)?;
+    Ok(profile
+        .instance_profile()
+        .map(|p| p.roles())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.role_name().to_owned())
+        .collect())
 }
 
 pub async fn delete_instance_profile(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
@@ -283,14 +311,25 @@ pub async fn delete_instance_profile(ctx: &Ctx, current: &Existing) -> anyhow::R
         .map(|p| p.roles())
         .unwrap_or_default()
     {
-        ctx.aws
+        let removed = ctx
+            .aws
             .iam
             .remove_role_from_instance_profile()
             .instance_profile_name(&current.id)
             .role_name(role.role_name())
             .send()
             .await
-            .map_err(aws_error)?;
+            .or_already(GONE);
+        // A resend after a lost answer finds the role gone; not every endpoint
+        // says so with NoSuchEntity (moto 5.2.5 fails inside): look.
+        if let Err(error) = removed
+            && profile_roles(ctx, &current.id)
+                .await?
+                .iter()
+                .any(|r| r == role.role_name())
+        {
+            return Err(error);
+        }
     }
     ctx.aws
         .iam
@@ -298,7 +337,7 @@ pub async fn delete_instance_profile(ctx: &Ctx, current: &Existing) -> anyhow::R
         .instance_profile_name(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 

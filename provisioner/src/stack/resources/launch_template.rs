@@ -11,9 +11,9 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine;
 
-use super::network::{ec2_tagged, stack_filter, tag_spec};
+use super::network::{client_token, ec2_tagged, stack_filter, tag_spec};
 use super::{Ctx, Known, existing, id, ids};
-use crate::stack::aws::aws_error;
+use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
 use crate::stack::render::{sha256_hex, user_data};
 use crate::stack::spec::{Existing, Kind, Resource, names};
 
@@ -155,22 +155,29 @@ fn data(
 }
 
 pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+    let data = data(ctx, known, resource)?;
+    let token = client_token(ctx, &resource.component, &[&format!("{data:?}")]);
     let template = ctx
         .aws
         .ec2
         .create_launch_template()
+        .client_token(token)
         .launch_template_name(&resource.name)
         .version_description("accunode provision")
-        .launch_template_data(data(ctx, known, resource)?)
+        .launch_template_data(data)
         .tag_specifications(tag_spec(ctx, ResourceType::LaunchTemplate, resource))
         .send()
         .await
-        .map_err(aws_error)?;
-    let template_id = template
-        .launch_template()
-        .and_then(|t| t.launch_template_id())
-        .context("CreateLaunchTemplate returned no id")?;
-    Ok(super::created(resource, template_id.to_owned()))
+        .or_already(EXISTS)?;
+    let template_id = match template {
+        Some(template) => template
+            .launch_template()
+            .and_then(|t| t.launch_template_id())
+            .context("CreateLaunchTemplate returned no id")?
+            .to_owned(),
+        None => super::adopt(ctx, resource, discover(ctx).await?)?.id,
+    };
+    Ok(super::created(resource, template_id))
 }
 
 pub async fn update(
@@ -179,13 +186,20 @@ pub async fn update(
     resource: &Resource,
     current: &Existing,
 ) -> anyhow::Result<Existing> {
+    let data = data(ctx, known, resource)?;
+    let token = client_token(
+        ctx,
+        &resource.component,
+        &[&current.id, &format!("{data:?}")],
+    );
     let version = ctx
         .aws
         .ec2
         .create_launch_template_version()
+        .client_token(token)
         .launch_template_id(&current.id)
         .version_description("accunode provision")
-        .launch_template_data(data(ctx, known, resource)?)
+        .launch_template_data(data)
         .send()
         .await
         .map_err(aws_error)?;
@@ -211,6 +225,6 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .launch_template_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }

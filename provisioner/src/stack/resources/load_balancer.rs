@@ -9,8 +9,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
     TargetTypeEnum,
 };
 
-use super::{Ctx, Known, Poll, created, existing, id, ids, tagged, wait_for};
-use crate::stack::aws::{aws_error, error_code};
+use super::{Ctx, Known, Poll, adopt, create_once, created, existing, id, ids, tagged, wait_for};
+use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error, error_code};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
@@ -328,14 +328,18 @@ pub async fn create_target_group(
         .set_tags(Some(tags(ctx, resource)))
         .send()
         .await
-        .map_err(aws_error)?;
-    let arn = group
-        .target_groups()
-        .first()
-        .and_then(|g| g.target_group_arn())
-        .context("no target group ARN")?;
-    set_deregistration_delay(ctx, arn, &p["deregistration_delay"]).await?;
-    Ok(created(resource, arn.to_owned()))
+        .or_already(EXISTS)?;
+    let arn = match group {
+        Some(group) => group
+            .target_groups()
+            .first()
+            .and_then(|g| g.target_group_arn())
+            .context("no target group ARN")?
+            .to_owned(),
+        None => adopt(ctx, resource, discover(ctx).await?)?.id,
+    };
+    set_deregistration_delay(ctx, &arn, &p["deregistration_delay"]).await?;
+    Ok(created(resource, arn))
 }
 
 async fn set_deregistration_delay(ctx: &Ctx, arn: &str, seconds: &str) -> anyhow::Result<()> {
@@ -402,40 +406,62 @@ pub async fn create_load_balancer(
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    let balancer = ctx
-        .aws
-        .elb
-        .create_load_balancer()
-        .name(&resource.name)
-        .r#type(LoadBalancerTypeEnum::Application)
-        .scheme(LoadBalancerSchemeEnum::from(p["scheme"].as_str()))
-        .set_subnets(Some(ids(known, &p["subnets"])?))
-        .set_security_groups(Some(ids(known, &p["security_groups"])?))
-        .set_tags(Some(tags(ctx, resource)))
-        .send()
-        .await
-        .map_err(aws_error)?;
-    let balancer = balancer
-        .load_balancers()
-        .first()
-        .context("CreateLoadBalancer returned nothing")?;
-    let arn = balancer
-        .load_balancer_arn()
-        .context("no load balancer ARN")?
-        .to_owned();
+    let (subnets, groups) = (
+        ids(known, &p["subnets"])?,
+        ids(known, &p["security_groups"])?,
+    );
+    // AWS answers a resend with the same balancer; not every stand-in does
+    // (moto 5.2.5 makes a second one), so a lost answer is looked up first.
+    let (arn, dns_name) = create_once(
+        ctx,
+        "the load balancer",
+        || async {
+            let balancer = ctx
+                .aws
+                .elb_once
+                .create_load_balancer()
+                .name(&resource.name)
+                .r#type(LoadBalancerTypeEnum::Application)
+                .scheme(LoadBalancerSchemeEnum::from(p["scheme"].as_str()))
+                .set_subnets(Some(subnets.clone()))
+                .set_security_groups(Some(groups.clone()))
+                .set_tags(Some(tags(ctx, resource)))
+                .send()
+                .await?;
+            let balancer = balancer.load_balancers().first();
+            Ok((
+                balancer
+                    .and_then(|b| b.load_balancer_arn())
+                    .map(str::to_owned),
+                balancer
+                    .and_then(|b| b.dns_name())
+                    .unwrap_or_default()
+                    .to_owned(),
+            ))
+        },
+        || async {
+            Ok(discover(ctx)
+                .await?
+                .into_iter()
+                .find(|found| found.component == resource.component)
+                .map(|found| {
+                    let dns_name = found.attrs.get("dns_name").cloned().unwrap_or_default();
+                    (Some(found.id), dns_name)
+                }))
+        },
+    )
+    .await?;
+    let arn = arn.context("no load balancer ARN")?;
     wait_active(ctx, &resource.component, &arn).await?;
     let mut current = created(resource, arn.clone());
     current
         .attrs
         .insert("metric_dimension".into(), metric_dimension(&arn));
-    current.attrs.insert(
-        "dns_name".into(),
-        balancer.dns_name().unwrap_or_default().to_owned(),
-    );
+    current.attrs.insert("dns_name".into(), dns_name);
     Ok(current)
 }
 
-async fn wait_active(ctx: &Ctx, component: &str, arn: &str) -> anyhow::Result<()> {
+pub async fn wait_active(ctx: &Ctx, component: &str, arn: &str) -> anyhow::Result<()> {
     wait_for(ctx, component, || async {
         let balancers = ctx
             .aws
@@ -518,28 +544,44 @@ pub async fn create_listener(
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    let listener = ctx
-        .aws
-        .elb
-        .create_listener()
-        .load_balancer_arn(id(known, "load-balancer")?)
-        .port(p["port"].parse()?)
-        .protocol(ProtocolEnum::from(p["protocol"].as_str()))
-        .default_actions(action(known, &p["action"])?)
-        .set_certificates(
-            p.get("certificate")
-                .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]),
-        )
-        .set_tags(Some(tags(ctx, resource)))
-        .send()
-        .await
-        .map_err(aws_error)?;
-    let arn = listener
-        .listeners()
-        .first()
-        .and_then(|l| l.listener_arn())
-        .context("no listener ARN")?;
-    Ok(created(resource, arn.to_owned()))
+    let balancer = id(known, "load-balancer")?;
+    let (port, default_action) = (p["port"].parse()?, action(known, &p["action"])?);
+    let arn = create_once(
+        ctx,
+        "the listener",
+        || async {
+            let listener = ctx
+                .aws
+                .elb_once
+                .create_listener()
+                .load_balancer_arn(balancer)
+                .port(port)
+                .protocol(ProtocolEnum::from(p["protocol"].as_str()))
+                .default_actions(default_action.clone())
+                .set_certificates(
+                    p.get("certificate")
+                        .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]),
+                )
+                .set_tags(Some(tags(ctx, resource)))
+                .send()
+                .await?;
+            Ok(listener
+                .listeners()
+                .first()
+                .and_then(|l| l.listener_arn())
+                .map(str::to_owned))
+        },
+        || async {
+            Ok(discover_listeners(ctx, balancer)
+                .await?
+                .into_iter()
+                .find(|found| found.component == resource.component)
+                .map(|found| Some(found.id)))
+        },
+    )
+    .await?
+    .context("no listener ARN")?;
+    Ok(created(resource, arn))
 }
 
 pub async fn update_listener(
@@ -573,7 +615,7 @@ pub async fn delete_listener(ctx: &Ctx, current: &Existing) -> anyhow::Result<()
         .listener_arn(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 
@@ -584,7 +626,7 @@ pub async fn delete_load_balancer(ctx: &Ctx, current: &Existing) -> anyhow::Resu
         .load_balancer_arn(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     wait_for(ctx, &current.component, || async {
         match ctx
             .aws
@@ -610,6 +652,6 @@ pub async fn delete_target_group(ctx: &Ctx, current: &Existing) -> anyhow::Resul
         .target_group_arn(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }

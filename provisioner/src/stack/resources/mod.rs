@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::aws::Aws;
+use super::aws::{Aws, aws_error};
 use super::definition::Definition;
 use super::plan::Change;
 use super::progress::Progress;
@@ -124,6 +124,136 @@ pub fn created(resource: &Resource, id: String) -> Existing {
     }
 }
 
+/// What `create` returns for a resource whose dependents connect to it.
+pub fn with_endpoint(resource: &Resource, endpoint: String) -> Existing {
+    let mut current = created(resource, resource.name.clone());
+    current.attrs.insert("endpoint".into(), endpoint);
+    current
+}
+
+/// The status of a resource discovery found on its way to being usable
+/// (an RDS instance still creating after a killed run, a NAT gateway pending),
+/// or `None` when it is usable or its kind has no such states.
+pub fn in_transition(current: &Existing) -> Option<&str> {
+    let status = |key: &str| current.attrs.get(key).map(String::as_str);
+    match current.kind {
+        Kind::Database | Kind::Redis => status("status").filter(|s| *s != "available"),
+        Kind::NatGateway => status("state").filter(|s| *s == "pending"),
+        Kind::LoadBalancer => status("state").filter(|s| *s == "provisioning"),
+        _ => None,
+    }
+}
+
+/// Waits until `current` (see [`in_transition`]) is usable, and updates what
+/// dependents read from it (an endpoint AWS gives only then).
+pub async fn settle(ctx: &Ctx, current: &mut Existing) -> anyhow::Result<()> {
+    let (component, id) = (current.component.as_str(), current.id.as_str());
+    match current.kind {
+        Kind::Database => {
+            let endpoint = database::wait_available(ctx, component, id).await?;
+            current.attrs.insert("endpoint".into(), endpoint);
+            current.attrs.insert("status".into(), "available".into());
+        }
+        Kind::Redis => {
+            let endpoint = redis::wait_available(ctx, component, id).await?;
+            current.attrs.insert("endpoint".into(), endpoint);
+            current.attrs.insert("status".into(), "available".into());
+        }
+        Kind::NatGateway => {
+            network::wait_nat(ctx, component, id, "available").await?;
+            current.attrs.insert("state".into(), "available".into());
+        }
+        Kind::LoadBalancer => {
+            load_balancer::wait_active(ctx, component, id).await?;
+            current.attrs.insert("state".into(), "active".into());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Sends a create that AWS cannot deduplicate (on `aws.ec2_once`, which never
+/// resends by itself) so that it makes at most one resource: a throttled
+/// create is sent again after a pause; one whose answer was lost (time-out,
+/// reset, 5xx) is first looked for with `find` (by the tags it was sent with),
+/// adopted when it is there, and only sent again when it is not.
+pub async fn create_once<T, E, Send, SendFut, Find, FindFut>(
+    ctx: &Ctx,
+    what: &str,
+    send: Send,
+    find: Find,
+) -> anyhow::Result<T>
+where
+    E: std::error::Error
+        + aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::marker::Send
+        + Sync
+        + 'static,
+    Send: Fn() -> SendFut,
+    SendFut: Future<
+        Output = Result<
+            T,
+            aws_smithy_runtime_api::client::result::SdkError<
+                E,
+                aws_smithy_runtime_api::http::Response,
+            >,
+        >,
+    >,
+    Find: Fn() -> FindFut,
+    FindFut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    use super::aws::{Failure, failure};
+    let mut pause = Duration::from_millis(200);
+    for attempt in 1..=super::aws::MAX_ATTEMPTS {
+        if attempt > 1 {
+            ctx.aws.calls.record_resend();
+        }
+        let error = match send().await {
+            Ok(made) => return Ok(made),
+            Err(error) => error,
+        };
+        let how = failure(&error);
+        if how == Failure::Refused || attempt == super::aws::MAX_ATTEMPTS {
+            return Err(aws_error(error)).with_context(|| format!("cannot create {what}"));
+        }
+        // Back off with jitter, as the SDK's retry does.
+        tokio::time::sleep(pause.mul_f64(0.5 + jitter())).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
+        if how == Failure::Unknown
+            && let Some(found) = find()
+                .await
+                .with_context(|| format!("cannot look for {what} after a lost answer"))?
+        {
+            return Ok(found);
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// The resource of `resource.component` among what discovery `found`: what a create
+/// adopts when AWS answers that it exists already (its own resend, after the
+/// first answer was lost). A look-alike without the stack's tags is refused.
+pub fn adopt(ctx: &Ctx, resource: &Resource, found: Vec<Existing>) -> anyhow::Result<Existing> {
+    found
+        .into_iter()
+        .find(|found| found.component == resource.component)
+        .with_context(|| {
+            format!(
+                "{} {} exists without the tags accunode:stack={} accunode:component={}: not this stack's, not touched",
+                resource.kind.label(),
+                resource.name,
+                ctx.stack,
+                resource.component
+            )
+        })
+}
+
+/// A number in [0, 1) that differs between calls, for spreading resends.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 2];
+    getrandom::fill(&mut bytes).map_or(0.5, |()| f64::from(u16::from_le_bytes(bytes)) / 65536.0)
+}
+
 /// What a wait's check reports.
 pub enum Poll<T> {
     Ready(T),
@@ -138,7 +268,7 @@ where
     Fut: Future<Output = anyhow::Result<Poll<T>>>,
 {
     let started = Instant::now();
-    let mut delay = Duration::from_millis(50);
+    let mut delay: Duration = Duration::from_millis(50);
     let mut last_report = Instant::now();
     loop {
         match check().await? {
@@ -156,8 +286,10 @@ where
                 }
             }
         }
+        // Polls a quarter of the time waited so far apart: a resource is seen
+        // ready at most about 25 % after it is, with a few calls a minute.
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
+        delay = (started.elapsed() / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
     }
 }
 
@@ -329,7 +461,44 @@ pub async fn update(
     .with_context(|| format!("cannot update {} {}", resource.kind.label(), resource.name))
 }
 
+/// Deletes `current`. When the delete fails, AWS is asked whether the
+/// resource is still there: a delete resent after its first answer was lost
+/// finds nothing to delete, and gone is what was asked for.
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    let Err(error) = delete_once(ctx, current).await else {
+        return Ok(());
+    };
+    match discover_kind(ctx, current.kind).await {
+        Ok(found) if !found.iter().any(|e| e.id == current.id) => Ok(()),
+        _ => Err(error),
+    }
+}
+
+/// What exists of the stack among the resources of `kind`'s module.
+async fn discover_kind(ctx: &Ctx, kind: Kind) -> anyhow::Result<Vec<Existing>> {
+    match kind {
+        Kind::Vpc
+        | Kind::Subnet
+        | Kind::InternetGateway
+        | Kind::ElasticIp
+        | Kind::NatGateway
+        | Kind::RouteTable => network::discover(ctx).await,
+        Kind::SecurityGroup => security_group::discover(ctx).await,
+        Kind::Role | Kind::InstanceProfile => iam::discover(ctx).await,
+        Kind::Bucket => storage::discover(ctx).await,
+        Kind::Parameter => parameter::discover(ctx).await,
+        Kind::DbSubnetGroup | Kind::Database => database::discover(ctx).await,
+        Kind::CacheSubnetGroup | Kind::Redis => redis::discover(ctx).await,
+        Kind::LaunchTemplate => launch_template::discover(ctx).await,
+        Kind::TargetGroup | Kind::LoadBalancer | Kind::Listener => {
+            load_balancer::discover(ctx).await
+        }
+        Kind::AutoScalingGroup | Kind::ScalingPolicy => autoscaling::discover(ctx).await,
+        Kind::Alarm | Kind::Dashboard => monitoring::discover(ctx).await,
+    }
+}
+
+async fn delete_once(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     match current.kind {
         Kind::Vpc => network::delete_vpc(ctx, current).await,
         Kind::Subnet => network::delete_subnet(ctx, current).await,

@@ -8,7 +8,7 @@ use anyhow::Context;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
 
 use super::{Ctx, Known, created, existing, id, tagged};
-use crate::stack::aws::{aws_error, error_code};
+use crate::stack::aws::{GONE, OrAlready, aws_error, error_code};
 use crate::stack::render::{dashboard_body, sha256_hex};
 use crate::stack::spec::{Existing, Kind, Resource};
 
@@ -209,7 +209,7 @@ pub async fn delete_alarm(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .alarm_names(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 
@@ -220,6 +220,6 @@ pub async fn delete_dashboard(ctx: &Ctx, current: &Existing) -> anyhow::Result<(
         .dashboard_names(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }

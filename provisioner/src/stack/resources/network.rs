@@ -7,9 +7,9 @@ use aws_sdk_ec2::types::{
     VpcAttributeName,
 };
 
-use super::{Ctx, Known, Poll, created, existing, id, tagged, wait_for};
-use crate::stack::aws::aws_error;
-use crate::stack::spec::{Existing, Kind, Resource, STACK_TAG};
+use super::{Ctx, Known, Poll, create_once, created, existing, id, tagged, wait_for};
+use crate::stack::aws::{GONE, OrAlready, PRESENT, aws_error};
+use crate::stack::spec::{COMPONENT_TAG, Existing, Kind, Resource, STACK_TAG};
 
 pub fn tag_spec(ctx: &Ctx, resource_type: ResourceType, resource: &Resource) -> TagSpecification {
     let mut spec = TagSpecification::builder().resource_type(resource_type);
@@ -24,6 +24,33 @@ pub fn stack_filter(ctx: &Ctx) -> Filter {
         .name(format!("tag:{STACK_TAG}"))
         .values(&ctx.stack)
         .build()
+}
+
+/// Filters that find what the stack made for `component`: after a lost answer,
+/// they tell whether the create happened.
+pub fn component_filters(ctx: &Ctx, component: &str) -> [Filter; 2] {
+    [
+        stack_filter(ctx),
+        Filter::builder()
+            .name(format!("tag:{COMPONENT_TAG}"))
+            .values(component)
+            .build(),
+    ]
+}
+
+/// An idempotency token for a create: the same for the same stack, component
+/// and request (so a resend after a lost answer, or a re-run after a crash,
+/// reuses it), another for a replacement made with other settings.
+pub fn client_token(ctx: &Ctx, component: &str, request: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [ctx.stack.as_str(), component].iter().chain(request) {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    // EC2 takes up to 64 ASCII characters.
+    digest[..20].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn ec2_tagged(ctx: &Ctx, tags: &[Tag]) -> Option<(String, String)> {
@@ -261,20 +288,34 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
 }
 
 pub async fn create_vpc(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
-    let vpc = ctx
-        .aws
-        .ec2
-        .create_vpc()
-        .cidr_block(&resource.props["cidr"])
-        .tag_specifications(tag_spec(ctx, ResourceType::Vpc, resource))
-        .send()
-        .await
-        .map_err(aws_error)?;
-    let vpc_id = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .context("CreateVpc returned no id")?
-        .to_owned();
+    let vpc_id = create_once(
+        ctx,
+        "the VPC",
+        || async {
+            let vpc = ctx
+                .aws
+                .ec2_once
+                .create_vpc()
+                .cidr_block(&resource.props["cidr"])
+                .tag_specifications(tag_spec(ctx, ResourceType::Vpc, resource))
+                .send()
+                .await?;
+            Ok(vpc.vpc().and_then(|v| v.vpc_id()).map(str::to_owned))
+        },
+        || async {
+            let found = ctx
+                .aws
+                .ec2
+                .describe_vpcs()
+                .set_filters(Some(component_filters(ctx, &resource.component).into()))
+                .send()
+                .await
+                .map_err(aws_error)?;
+            Ok(found.vpcs().first().map(|v| v.vpc_id().map(str::to_owned)))
+        },
+    )
+    .await?
+    .context("CreateVpc returned no id")?;
     let current = created(resource, vpc_id);
     let unset = |_: &str| true;
     update_vpc(ctx, resource, &current, &unset).await
@@ -315,22 +356,44 @@ pub async fn create_subnet(
     known: &Known,
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
-    let subnet = ctx
-        .aws
-        .ec2
-        .create_subnet()
-        .vpc_id(id(known, &resource.props["vpc"])?)
-        .cidr_block(&resource.props["cidr"])
-        .availability_zone(&resource.props["zone"])
-        .tag_specifications(tag_spec(ctx, ResourceType::Subnet, resource))
-        .send()
-        .await
-        .map_err(aws_error)?;
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .context("CreateSubnet returned no id")?;
-    let current = created(resource, subnet_id.to_owned());
+    let vpc = id(known, &resource.props["vpc"])?;
+    let subnet_id = create_once(
+        ctx,
+        "the subnet",
+        || async {
+            let subnet = ctx
+                .aws
+                .ec2_once
+                .create_subnet()
+                .vpc_id(vpc)
+                .cidr_block(&resource.props["cidr"])
+                .availability_zone(&resource.props["zone"])
+                .tag_specifications(tag_spec(ctx, ResourceType::Subnet, resource))
+                .send()
+                .await?;
+            Ok(subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .map(str::to_owned))
+        },
+        || async {
+            let found = ctx
+                .aws
+                .ec2
+                .describe_subnets()
+                .set_filters(Some(component_filters(ctx, &resource.component).into()))
+                .send()
+                .await
+                .map_err(aws_error)?;
+            Ok(found
+                .subnets()
+                .first()
+                .map(|s| s.subnet_id().map(str::to_owned)))
+        },
+    )
+    .await?
+    .context("CreateSubnet returned no id")?;
+    let current = created(resource, subnet_id);
     update_subnet(ctx, resource, &current).await
 }
 
@@ -355,22 +418,57 @@ pub async fn create_internet_gateway(
     known: &Known,
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
-    let gateway = ctx
-        .aws
-        .ec2
-        .create_internet_gateway()
-        .tag_specifications(tag_spec(ctx, ResourceType::InternetGateway, resource))
-        .send()
-        .await
-        .map_err(aws_error)?;
-    let gateway_id = gateway
-        .internet_gateway()
-        .and_then(|g| g.internet_gateway_id())
-        .context("CreateInternetGateway returned no id")?;
-    let mut current = created(resource, gateway_id.to_owned());
-    current.props.insert("vpc".into(), String::new());
+    let (gateway_id, attached) = create_once(
+        ctx,
+        "the internet gateway",
+        || async {
+            let gateway = ctx
+                .aws
+                .ec2_once
+                .create_internet_gateway()
+                .tag_specifications(tag_spec(ctx, ResourceType::InternetGateway, resource))
+                .send()
+                .await?;
+            Ok((
+                gateway
+                    .internet_gateway()
+                    .and_then(|g| g.internet_gateway_id())
+                    .map(str::to_owned),
+                String::new(),
+            ))
+        },
+        || async {
+            let found = ctx
+                .aws
+                .ec2
+                .describe_internet_gateways()
+                .set_filters(Some(component_filters(ctx, &resource.component).into()))
+                .send()
+                .await
+                .map_err(aws_error)?;
+            Ok(found.internet_gateways().first().map(|g| {
+                let attached: Vec<&str> =
+                    g.attachments().iter().filter_map(|a| a.vpc_id()).collect();
+                (
+                    g.internet_gateway_id().map(str::to_owned),
+                    attached.join(","),
+                )
+            }))
+        },
+    )
+    .await?;
+    let gateway_id = gateway_id.context("CreateInternetGateway returned no id")?;
+    let mut current = created(resource, gateway_id.clone());
+    // An adopted gateway may be attached already (ids here, as discovery reads them).
+    let vpc = id(known, "vpc")?;
+    let attached = if attached == vpc {
+        "vpc".to_owned()
+    } else {
+        attached
+    };
+    current.props.insert("vpc".into(), attached);
     update_internet_gateway(ctx, known, &current).await?;
-    Ok(created(resource, gateway_id.to_owned()))
+    Ok(created(resource, gateway_id))
 }
 
 pub async fn update_internet_gateway(
@@ -391,7 +489,7 @@ pub async fn update_internet_gateway(
             .vpc_id(attached_id)
             .send()
             .await
-            .map_err(aws_error)?;
+            .or_already(GONE)?;
     }
     if current.props["vpc"] != "vpc" {
         ctx.aws
@@ -401,7 +499,7 @@ pub async fn update_internet_gateway(
             .vpc_id(vpc)
             .send()
             .await
-            .map_err(aws_error)?;
+            .or_already(PRESENT)?;
     }
     let mut updated = current.clone();
     updated.props.insert("vpc".into(), "vpc".into());
@@ -409,26 +507,46 @@ pub async fn update_internet_gateway(
 }
 
 pub async fn create_elastic_ip(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
-    let address = ctx
-        .aws
-        .ec2
-        .allocate_address()
-        .domain(DomainType::Vpc)
-        .tag_specifications(tag_spec(ctx, ResourceType::ElasticIp, resource))
-        .send()
-        .await
-        .map_err(aws_error)?;
+    let (allocation, public_ip) = create_once(
+        ctx,
+        "the Elastic IP",
+        || async {
+            let address = ctx
+                .aws
+                .ec2_once
+                .allocate_address()
+                .domain(DomainType::Vpc)
+                .tag_specifications(tag_spec(ctx, ResourceType::ElasticIp, resource))
+                .send()
+                .await?;
+            Ok((
+                address.allocation_id().map(str::to_owned),
+                address.public_ip().unwrap_or_default().to_owned(),
+            ))
+        },
+        || async {
+            let found = ctx
+                .aws
+                .ec2
+                .describe_addresses()
+                .set_filters(Some(component_filters(ctx, &resource.component).into()))
+                .send()
+                .await
+                .map_err(aws_error)?;
+            Ok(found.addresses().first().map(|a| {
+                (
+                    a.allocation_id().map(str::to_owned),
+                    a.public_ip().unwrap_or_default().to_owned(),
+                )
+            }))
+        },
+    )
+    .await?;
     let mut current = created(
         resource,
-        address
-            .allocation_id()
-            .context("AllocateAddress returned no id")?
-            .to_owned(),
+        allocation.context("AllocateAddress returned no id")?,
     );
-    current.attrs.insert(
-        "public_ip".into(),
-        address.public_ip().unwrap_or_default().to_owned(),
-    );
+    current.attrs.insert("public_ip".into(), public_ip);
     Ok(current)
 }
 
@@ -437,25 +555,64 @@ pub async fn create_nat_gateway(
     known: &Known,
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
-    let nat = ctx
-        .aws
-        .ec2
-        .create_nat_gateway()
-        .subnet_id(id(known, &resource.props["subnet"])?)
-        .allocation_id(id(known, &resource.props["elastic_ip"])?)
-        .tag_specifications(tag_spec(ctx, ResourceType::Natgateway, resource))
-        .send()
-        .await
-        .map_err(aws_error)?;
-    let nat_id = nat
-        .nat_gateway()
-        .and_then(|n| n.nat_gateway_id())
-        .context("CreateNatGateway returned no id")?;
-    wait_nat(ctx, &resource.component, nat_id, "available").await?;
-    Ok(created(resource, nat_id.to_owned()))
+    let subnet = id(known, &resource.props["subnet"])?;
+    let allocation = id(known, &resource.props["elastic_ip"])?;
+    let token = client_token(ctx, &resource.component, &[subnet, allocation]);
+    let nat_id = create_once(
+        ctx,
+        "the NAT gateway",
+        || async {
+            let nat = ctx
+                .aws
+                .ec2_once
+                .create_nat_gateway()
+                .client_token(&token)
+                .subnet_id(subnet)
+                .allocation_id(allocation)
+                .tag_specifications(tag_spec(ctx, ResourceType::Natgateway, resource))
+                .send()
+                .await?;
+            Ok(nat
+                .nat_gateway()
+                .and_then(|n| n.nat_gateway_id())
+                .map(str::to_owned))
+        },
+        || async {
+            let found = ctx
+                .aws
+                .ec2
+                .describe_nat_gateways()
+                .set_filter(Some(component_filters(ctx, &resource.component).into()))
+                .send()
+                .await
+                .map_err(aws_error)?;
+            // Tags are checked here too: not every endpoint applies tag filters
+            // to NAT gateways (moto 5.2.5 ignores them).
+            Ok(found
+                .nat_gateways()
+                .iter()
+                .filter(|n| ec2_tagged(ctx, n.tags()).is_some_and(|(c, _)| c == resource.component))
+                .find(|n| {
+                    !matches!(
+                        n.state().map(|s| s.as_str()),
+                        Some("deleted" | "deleting" | "failed")
+                    )
+                })
+                .map(|n| n.nat_gateway_id().map(str::to_owned)))
+        },
+    )
+    .await?
+    .context("CreateNatGateway returned no id")?;
+    wait_nat(ctx, &resource.component, &nat_id, "available").await?;
+    Ok(created(resource, nat_id))
 }
 
-async fn wait_nat(ctx: &Ctx, component: &str, nat_id: &str, target: &str) -> anyhow::Result<()> {
+pub async fn wait_nat(
+    ctx: &Ctx,
+    component: &str,
+    nat_id: &str,
+    target: &str,
+) -> anyhow::Result<()> {
     wait_for(ctx, component, || async {
         let nats = ctx
             .aws
@@ -490,20 +647,46 @@ pub async fn create_route_table(
     known: &Known,
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
-    let table = ctx
-        .aws
-        .ec2
-        .create_route_table()
-        .vpc_id(id(known, "vpc")?)
-        .tag_specifications(tag_spec(ctx, ResourceType::RouteTable, resource))
-        .send()
-        .await
-        .map_err(aws_error)?;
-    let table_id = table
-        .route_table()
-        .and_then(|t| t.route_table_id())
-        .context("CreateRouteTable returned no id")?;
-    let mut current = created(resource, table_id.to_owned());
+    let vpc = id(known, "vpc")?;
+    let token = client_token(ctx, &resource.component, &[vpc]);
+    let table_id = create_once(
+        ctx,
+        "the route table",
+        || async {
+            let table = ctx
+                .aws
+                .ec2_once
+                .create_route_table()
+                .client_token(&token)
+                .vpc_id(vpc)
+                .tag_specifications(tag_spec(ctx, ResourceType::RouteTable, resource))
+                .send()
+                .await?;
+            Ok(table
+                .route_table()
+                .and_then(|t| t.route_table_id())
+                .map(str::to_owned))
+        },
+        || async {
+            let found = ctx
+                .aws
+                .ec2
+                .describe_route_tables()
+                .set_filters(Some(component_filters(ctx, &resource.component).into()))
+                .send()
+                .await
+                .map_err(aws_error)?;
+            Ok(found
+                .route_tables()
+                .first()
+                .map(|t| t.route_table_id().map(str::to_owned)))
+        },
+    )
+    .await?
+    .context("CreateRouteTable returned no id")?;
+    let mut current = created(resource, table_id);
+    // Routes and associations are (re)made by the update below, which tolerates
+    // the ones a lost answer left behind.
     current.props.insert("default_route".into(), String::new());
     current.props.insert("subnets".into(), String::new());
     let all = |_: &str| true;
@@ -522,7 +705,8 @@ pub async fn update_route_table(
         let target_component = &resource.props["default_route"];
         let target = id(known, target_component)?;
         let is_nat = known.get(target_component).map(|e| e.kind) == Some(Kind::NatGateway);
-        if current.props["default_route"].is_empty() {
+        let mut replace = !current.props["default_route"].is_empty();
+        if !replace {
             let request = ec2
                 .create_route()
                 .route_table_id(&current.id)
@@ -532,8 +716,14 @@ pub async fn update_route_table(
             } else {
                 request.gateway_id(target)
             };
-            request.send().await.map_err(aws_error)?;
-        } else {
+            // There already (a resend after a lost answer): pointed at the target below.
+            replace = request
+                .send()
+                .await
+                .or_already(&["RouteAlreadyExists"])?
+                .is_none();
+        }
+        if replace {
             let request = ec2
                 .replace_route()
                 .route_table_id(&current.id)
@@ -581,7 +771,7 @@ pub async fn delete_vpc(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .vpc_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 
@@ -592,7 +782,7 @@ pub async fn delete_subnet(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> 
         .subnet_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 
@@ -618,7 +808,7 @@ pub async fn delete_internet_gateway(ctx: &Ctx, current: &Existing) -> anyhow::R
                 .vpc_id(vpc)
                 .send()
                 .await
-                .map_err(aws_error)?;
+                .or_already(GONE)?;
         }
     }
     ctx.aws
@@ -627,7 +817,7 @@ pub async fn delete_internet_gateway(ctx: &Ctx, current: &Existing) -> anyhow::R
         .internet_gateway_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 
@@ -638,7 +828,7 @@ pub async fn delete_elastic_ip(ctx: &Ctx, current: &Existing) -> anyhow::Result<
         .allocation_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 
@@ -649,7 +839,7 @@ pub async fn delete_nat_gateway(ctx: &Ctx, current: &Existing) -> anyhow::Result
         .nat_gateway_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     // Its Elastic IP is only released once the gateway is gone.
     wait_nat(ctx, &current.component, &current.id, "deleted").await
 }
@@ -663,7 +853,7 @@ pub async fn delete_route_table(ctx: &Ctx, current: &Existing) -> anyhow::Result
                 .association_id(association)
                 .send()
                 .await
-                .map_err(aws_error)?;
+                .or_already(GONE)?;
         }
     }
     ctx.aws
@@ -672,6 +862,6 @@ pub async fn delete_route_table(ctx: &Ctx, current: &Existing) -> anyhow::Result
         .route_table_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }

@@ -7,8 +7,8 @@
 use anyhow::{Context, bail};
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 
-use super::{Ctx, Known, created, existing, tagged};
-use crate::stack::aws::aws_error;
+use super::{Ctx, Known, adopt, created, existing, tagged};
+use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
 use crate::stack::spec::{
     Existing, GENERATED, Kind, MASKED, Resource, database_url, names, redis_url,
 };
@@ -163,7 +163,8 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
         .collect::<Result<_, _>>()?;
     // Tags go in the same call: a parameter of this name without them is someone
     // else's, and AWS refuses the create (ParameterAlreadyExists).
-    ctx.aws
+    if ctx
+        .aws
         .ssm
         .put_parameter()
         .name(&resource.name)
@@ -172,7 +173,11 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
         .set_tags(Some(tags))
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(EXISTS)?
+        .is_none()
+    {
+        adopt(ctx, resource, discover(ctx).await?)?;
+    }
     Ok(created(resource, resource.name.clone()))
 }
 
@@ -204,7 +209,7 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .name(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 

@@ -9,8 +9,8 @@
 use anyhow::Context;
 use aws_sdk_elasticache::types::Tag;
 
-use super::{Ctx, Known, Poll, created, existing, id, ids, tagged, wait_for};
-use crate::stack::aws::{aws_error, error_code};
+use super::{Ctx, Known, Poll, adopt, created, existing, id, ids, tagged, wait_for, with_endpoint};
+use crate::stack::aws::{EXISTS, Failure, GONE, OrAlready, aws_error, error_code, failure};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {
@@ -159,7 +159,8 @@ pub async fn create_subnet_group(
     known: &Known,
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
-    ctx.aws
+    if ctx
+        .aws
         .elasticache
         .create_cache_subnet_group()
         .cache_subnet_group_name(&resource.name)
@@ -168,7 +169,11 @@ pub async fn create_subnet_group(
         .set_tags(Some(tags(ctx, resource)))
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(EXISTS)?
+        .is_none()
+    {
+        adopt(ctx, resource, discover(ctx).await?)?;
+    }
     Ok(created(resource, resource.name.clone()))
 }
 
@@ -191,7 +196,8 @@ pub async fn update_subnet_group(
 
 pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
     let p = &resource.props;
-    ctx.aws
+    if ctx
+        .aws
         .elasticache
         .create_replication_group()
         .replication_group_id(&resource.name)
@@ -212,8 +218,14 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
         .set_tags(Some(tags(ctx, resource)))
         .send()
         .await
-        .map_err(aws_error)?;
-    wait_available(ctx, resource).await
+        .or_already(EXISTS)?
+        .is_none()
+    {
+        adopt(ctx, resource, discover(ctx).await?)?;
+    }
+    wait_available(ctx, &resource.component, &resource.name)
+        .await
+        .map(|endpoint| with_endpoint(resource, endpoint))
 }
 
 pub async fn update(
@@ -237,16 +249,19 @@ pub async fn update(
             request.set_security_group_ids(Some(ids(known, &resource.props["security_groups"])?));
     }
     request.send().await.map_err(aws_error)?;
-    wait_available(ctx, resource).await
+    wait_available(ctx, &resource.component, &resource.name)
+        .await
+        .map(|endpoint| with_endpoint(resource, endpoint))
 }
 
-async fn wait_available(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
-    let endpoint = wait_for(ctx, &resource.component, || async {
+/// Waits until the group is available and returns its primary endpoint.
+pub async fn wait_available(ctx: &Ctx, component: &str, name: &str) -> anyhow::Result<String> {
+    wait_for(ctx, component, || async {
         let groups = ctx
             .aws
             .elasticache
             .describe_replication_groups()
-            .replication_group_id(&resource.name)
+            .replication_group_id(name)
             .send()
             .await
             .map_err(aws_error)?;
@@ -259,10 +274,7 @@ async fn wait_available(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existi
             (status, _) => Poll::Pending(status.unwrap_or("unknown").to_owned()),
         })
     })
-    .await?;
-    let mut current = created(resource, resource.name.clone());
-    current.attrs.insert("endpoint".into(), endpoint);
-    Ok(current)
+    .await
 }
 
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
@@ -272,7 +284,7 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .replication_group_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }
 
@@ -280,8 +292,15 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
 /// CacheSubnetGroupInUse until then, so this retries within the wait timeout.
 pub async fn delete_subnet_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     wait_for(ctx, &current.component, || async {
-        match ctx.aws.elasticache.delete_cache_subnet_group().cache_subnet_group_name(&current.id).send().await {
+        // Sent once per poll: this loop is the retry (an endpoint that lacks the
+        // call answers 500, which the SDK would otherwise resend ten times).
+        let once = aws_sdk_elasticache::config::Builder::default()
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        match ctx.aws.elasticache.delete_cache_subnet_group().cache_subnet_group_name(&current.id).customize().config_override(once).send().await {
             Ok(_) => Ok(Poll::Ready(())),
+            Err(error) if error_code(&error) == Some("CacheSubnetGroupNotFoundFault") => {
+                Ok(Poll::Ready(()))
+            }
             Err(error) if error_code(&error) == Some("CacheSubnetGroupInUse") => {
                 Ok(Poll::Pending("in use by the replication group being deleted".to_owned()))
             }
@@ -292,6 +311,10 @@ pub async fn delete_subnet_group(ctx: &Ctx, current: &Existing) -> anyhow::Resul
                     current.name
                 );
                 Ok(Poll::Ready(()))
+            }
+            // Throttled, or the answer lost: the next poll sends it again.
+            Err(error) if failure(&error) != Failure::Refused => {
+                Ok(Poll::Pending("not answered".to_owned()))
             }
             Err(error) => Err(aws_error(error)),
         }

@@ -5,8 +5,8 @@ use anyhow::{Context, bail};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
 use super::network::{ec2_tagged, stack_filter, tag_spec};
-use super::{Ctx, Known, created, existing, id};
-use crate::stack::aws::aws_error;
+use super::{Ctx, Known, adopt, created, existing, id};
+use crate::stack::aws::{EXISTS, GONE, OrAlready, PRESENT, aws_error};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
@@ -73,11 +73,14 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
         .tag_specifications(tag_spec(ctx, ResourceType::SecurityGroup, resource))
         .send()
         .await
-        .map_err(aws_error)?;
-    let group_id = group
-        .group_id()
-        .context("CreateSecurityGroup returned no id")?
-        .to_owned();
+        .or_already(EXISTS)?;
+    let group_id = match group {
+        Some(group) => group
+            .group_id()
+            .context("CreateSecurityGroup returned no id")?
+            .to_owned(),
+        None => adopt(ctx, resource, discover(ctx).await?)?.id,
+    };
     let mut current = created(resource, group_id);
     current.props.insert("ingress".into(), String::new());
     update(ctx, known, resource, &current).await
@@ -116,7 +119,7 @@ pub async fn update(
             .set_ip_permissions(Some(extra))
             .send()
             .await
-            .map_err(aws_error)?;
+            .or_already(GONE)?;
     }
     if !missing.is_empty() {
         ctx.aws
@@ -126,7 +129,7 @@ pub async fn update(
             .set_ip_permissions(Some(missing))
             .send()
             .await
-            .map_err(aws_error)?;
+            .or_already(PRESENT)?;
     }
     Ok(created(resource, current.id.clone()))
 }
@@ -158,6 +161,6 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .group_id(&current.id)
         .send()
         .await
-        .map_err(aws_error)?;
+        .or_already(GONE)?;
     Ok(())
 }

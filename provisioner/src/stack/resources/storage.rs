@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{
 };
 
 use super::{Ctx, created, existing, tagged};
-use crate::stack::aws::{aws_error, error_code};
+use crate::stack::aws::{OrAlready, aws_error, error_code};
 use crate::stack::spec::{Existing, Kind, Resource, lifecycle_rule, names};
 
 /// The bucket's component name (see `spec::desired`).
@@ -183,7 +183,11 @@ pub async fn create(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> 
                 .build(),
         );
     }
-    request.send().await.map_err(aws_error)?;
+    // Outside us-east-1 a resend after a lost answer is told the bucket is ours already.
+    request
+        .send()
+        .await
+        .or_already(&["BucketAlreadyOwnedByYou"])?;
     let mut current = created(resource, resource.name.clone());
     current.props.insert("tagged".into(), "false".into());
     update(ctx, resource, &current).await
