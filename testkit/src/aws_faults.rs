@@ -4,8 +4,9 @@
 //! - **Slow resources.** After an RDS instance, an ElastiCache replication
 //!   group, a NAT gateway or a load balancer is created, describe calls show
 //!   it `creating` / `pending` / `provisioning` for as long as AWS would take,
-//!   scaled from minutes to [`Faults::seconds_per_minute`]; deleting one holds
-//!   the answer that long. The create itself answers at once, as AWS's does.
+//!   scaled from minutes to [`Faults::seconds_per_minute`], without the
+//!   endpoint AWS gives only once it is usable; deleting one holds the answer
+//!   that long. The create itself answers at once, as AWS's does.
 //! - **Throttling.** A share of all requests is answered with the throttling
 //!   error of the request's protocol (EC2's `RequestLimitExceeded`, awsQuery's
 //!   `Throttling`, JSON's `ThrottlingException`, S3's `SlowDown`).
@@ -59,6 +60,8 @@ struct SlowKind {
     /// The status element as describe shows it when usable, and while on its way.
     ready: &'static str,
     pending: &'static str,
+    /// An element AWS gives only once the resource is usable (its endpoint).
+    hidden_while_pending: Option<&'static str>,
     create_minutes: f64,
     delete_minutes: f64,
 }
@@ -75,6 +78,7 @@ const SLOW: [SlowKind; 4] = [
         id_tag: "DBInstanceIdentifier",
         ready: "<DBInstanceStatus>available</DBInstanceStatus>",
         pending: "<DBInstanceStatus>creating</DBInstanceStatus>",
+        hidden_while_pending: Some("Endpoint"),
         create_minutes: 7.5,
         delete_minutes: 5.0,
     },
@@ -87,6 +91,7 @@ const SLOW: [SlowKind; 4] = [
         id_tag: "ReplicationGroupId",
         ready: "<Status>available</Status>",
         pending: "<Status>creating</Status>",
+        hidden_while_pending: Some("PrimaryEndpoint"),
         create_minutes: 6.5,
         delete_minutes: 4.0,
     },
@@ -99,6 +104,7 @@ const SLOW: [SlowKind; 4] = [
         id_tag: "natGatewayId",
         ready: "<state>available</state>",
         pending: "<state>pending</state>",
+        hidden_while_pending: None,
         create_minutes: 1.5,
         delete_minutes: 1.0,
     },
@@ -111,6 +117,7 @@ const SLOW: [SlowKind; 4] = [
         id_tag: "LoadBalancerArn",
         ready: "<Code>active</Code>",
         pending: "<Code>provisioning</Code>",
+        hidden_while_pending: None,
         create_minutes: 2.5,
         delete_minutes: 0.5,
     },
@@ -525,7 +532,13 @@ impl State {
             }
         }
         for (from, to) in sections.into_iter().rev() {
-            let section = text[from..to].replace(slow.ready, slow.pending);
+            let mut section = text[from..to].replace(slow.ready, slow.pending);
+            if let Some(tag) = slow.hidden_while_pending {
+                while let Some((_, end)) = element(&section, tag, 0) {
+                    let start = section.find(&format!("<{tag}>")).unwrap_or(end);
+                    section.replace_range(start..end + tag.len() + 3, "");
+                }
+            }
             text.replace_range(from..to, &section);
         }
         text.into_bytes()
