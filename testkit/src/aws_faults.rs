@@ -13,6 +13,8 @@
 //! - **Lost answers.** A share of mutating requests is forwarded, carried out,
 //!   and then answered with a 5xx: the change happened, the caller cannot know.
 //!
+//! - **Refusals.** Named operations are refused as a missing permission would.
+//!
 //! Decisions are seeded: the nth request of one operation gets the same fate
 //! under the same seed (concurrent requests of one operation may trade fates).
 
@@ -34,6 +36,9 @@ pub struct Faults {
     /// How long one minute of AWS's lasts here for slow resources; zero makes
     /// every resource instant, as moto is.
     pub seconds_per_minute: f64,
+    /// Operations (`CreateReplicationGroup`) always refused as a missing IAM
+    /// permission would refuse them: 403, not retryable.
+    pub refuse: Vec<String>,
 }
 
 /// What the proxy did, for tests to check that the faults really happened.
@@ -413,6 +418,18 @@ impl State {
         let nth_bytes = nth.to_le_bytes();
         let fate = |what: &[u8]| draw(&[&seed, key.as_bytes(), &nth_bytes, what]);
         self.counts.lock().unwrap().requests += 1;
+        if self.faults.refuse.contains(&call.operation) {
+            return error(
+                call.protocol,
+                StatusCode::FORBIDDEN,
+                if call.protocol == Protocol::Ec2 {
+                    "UnauthorizedOperation"
+                } else {
+                    "AccessDenied"
+                },
+                "You are not authorized to perform this operation.",
+            );
+        }
         if fate(b"throttle") < self.faults.throttle {
             self.counts.lock().unwrap().throttled += 1;
             return throttled(call.protocol);

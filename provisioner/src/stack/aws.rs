@@ -372,9 +372,41 @@ impl Aws {
     }
 }
 
-/// An SDK error with its service message, code and cause, in one line.
-pub fn aws_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> anyhow::Error {
-    anyhow::anyhow!("{}", DisplayErrorContext(&error))
+/// A failed call in one line: AWS's code and message (and the HTTP status)
+/// for an error AWS answered, the cause for one it did not (time-out,
+/// connection, an answer that is not an AWS error document).
+pub fn aws_error<E>(
+    error: aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> anyhow::Error
+where
+    E: std::error::Error
+        + aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + Send
+        + Sync
+        + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match &error {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            match (service.err().code(), service.err().message()) {
+                (Some(code), Some(message)) => anyhow::anyhow!("{code}: {message} (HTTP {status})"),
+                (Some(code), None) => anyhow::anyhow!("{code} (HTTP {status})"),
+                _ => anyhow::anyhow!(
+                    "HTTP {status} without an AWS error code: {}",
+                    String::from_utf8_lossy(
+                        &service.raw().body().bytes().unwrap_or_default()
+                            [..service.raw().body().bytes().map_or(0, |b| b.len().min(200))]
+                    )
+                    .trim()
+                ),
+            }
+        }
+        _ => anyhow::anyhow!("{}", DisplayErrorContext(&error)),
+    }
 }
 
 /// How a failed call failed, for deciding whether to send it again.

@@ -2,7 +2,8 @@
 //! fault-injecting proxy of `accunode_testkit::aws_faults` in front of moto:
 //! slow resources (apply within 10 % of its critical path; a run killed during
 //! a slow create is waited for by the next), throttling (one run succeeds) and
-//! lost answers (exactly one resource per component, over twenty seeds). Every
+//! lost answers (exactly one resource per component, over twenty seeds), and
+//! a refused resource stopping only what depends on it. Every
 //! outcome is checked with describe calls against moto directly, not through
 //! the proxy and not by our own discovery.
 
@@ -273,4 +274,75 @@ async fn a_run_killed_during_a_slow_create_is_waited_for_and_converges() {
         "one resource per component"
     );
     destroy_leaves_nothing(&aws, &proxy, &stack, "killed during a slow create").await;
+}
+
+#[tokio::test]
+async fn a_failed_resource_stops_only_what_depends_on_it() {
+    let aws = clients().await;
+    let refusing = FaultProxy::start(
+        &aws_endpoint_url(),
+        Faults {
+            refuse: vec!["CreateReplicationGroup".to_owned()],
+            // The database (2.3 s here) is still creating when Redis fails.
+            seconds_per_minute: 0.3,
+            ..Faults::default()
+        },
+    );
+    let stack = unique_stack("part");
+    let failed = through(&refusing, &stack, &["provision", "--phase", "2"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&failed.stdout),
+        stderr(&failed)
+    );
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(said.contains("redis: cannot create redis group"), "{said}");
+    assert!(said.contains("AccessDenied"), "{said}");
+    // What needs Redis's endpoint was not started; everything else was made.
+    let not_started = said
+        .lines()
+        .find_map(|l| l.strip_prefix("not started, as they depend on it: "))
+        .unwrap_or_else(|| panic!("no list of what was not started: {said}"));
+    assert!(not_started.contains("param-redis-url"), "{not_started}");
+    // Started after the failure, as they do not depend on Redis.
+    for component in ["param-database-url", "listener-http"] {
+        assert!(
+            said.lines()
+                .any(|l| l.contains(&format!("+ {component} ")) && l.contains("created")),
+            "{component} was not made after Redis failed: {said}"
+        );
+    }
+    let made = counts(&inventory(&aws, &stack).await);
+    for (kind, count) in [
+        ("database", 1),
+        ("load-balancer", 1),
+        ("nat-gateway", 1),
+        ("redis", 0),
+    ] {
+        assert_eq!(
+            made.get(kind).copied().unwrap_or(0),
+            count,
+            "{kind}: {made:?}"
+        );
+    }
+    // Without the refusal, the next run makes only what is missing.
+    let clean = FaultProxy::start(&aws_endpoint_url(), Faults::default());
+    let resumed = json(&through(
+        &clean,
+        &stack,
+        &["provision", "--phase", "2", "--output", "json"],
+    ));
+    let created: Vec<&str> = resumed["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "create")
+        .map(|s| s["component"].as_str().unwrap())
+        .collect();
+    assert!(
+        created.contains(&"redis") && !created.contains(&"database"),
+        "{created:?}"
+    );
+    replan_is_clean(&clean, &stack, "after a failed resource");
+    destroy_leaves_nothing(&aws, &clean, &stack, "after a failed resource").await;
 }
