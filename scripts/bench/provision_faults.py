@@ -1,10 +1,11 @@
 """Phase 2 through the AWS-like proxy (testkit's aws-faults) in front of moto.
 
-1. Slow resources (one AWS minute lasts SECONDS_PER_MINUTE s here: RDS 7.5 min,
-   ElastiCache 6.5, ALB 2.5, NAT 1.5): `provision --phase 2` from nothing with
-   `--schedule waves` (the former engine) and with the graph walk, alternating,
-   each on a fresh stack: wall time of the apply next to its measured critical
-   path.
+1. `provision --phase 2` from nothing with `--schedule waves` (the former
+   engine) and with the graph walk, alternating, each on a fresh stack: wall
+   time of the apply next to its measured critical path; first with every
+   resource instant (moto as it is), then with slow resources (one AWS minute
+   lasts SECONDS_PER_MINUTE s here: RDS 7.5 min, ElastiCache 6.5, ALB 2.5,
+   NAT 1.5).
 2. 10 % of calls throttled: `provision --phase 2` from nothing and `destroy`,
    with the calls, retries and throttles the command reports; the same without
    throttling in the same run as the baseline.
@@ -49,29 +50,32 @@ def stack(tag, n):
     return f"bp{tag}{n}{int(time.time()) % 100000}"
 
 
-slow = Proxy("--seconds-per-minute", SECONDS_PER_MINUTE)
-rows = {"waves": [], "graph": []}
-for n in range(runs):
-    for schedule in ("waves", "graph"):
-        name = stack(schedule[0], n)
-        _, out = run(slow, "provision", "--phase", "2", "--stack", name,
-                     "--schedule", schedule, "--output", "json")
-        applied = json.loads(out)["apply"]
-        rows[schedule].append((applied["wall_secs"], applied["critical_path"]["seconds"],
-                               " → ".join(applied["critical_path"]["chain"])))
-        run(slow, "destroy", "--yes", "--delete-data", "--stack", name)
-slow.stop()
-print(f"Slow resources ({SECONDS_PER_MINUTE} s per AWS minute), phase 2 from nothing, {runs} runs each:")
-print(f"{'schedule':<8} {'wall s (median)':>16} {'critical path s':>16} {'wall / path':>12}")
-for schedule, measured in rows.items():
-    wall = statistics.median(m[0] for m in measured)
-    path = statistics.median(m[1] for m in measured)
-    print(f"{schedule:<8} {wall:>16.2f} {path:>16.2f} {wall / path:>12.2f}")
-print("graph / waves wall time:",
-      f"{statistics.median(m[0] for m in rows['graph']) / statistics.median(m[0] for m in rows['waves']):.2f}")
-print("critical path of the last graph run:", rows["graph"][-1][2])
+for seconds_per_minute in ("0", SECONDS_PER_MINUTE):
+    proxy = Proxy("--seconds-per-minute", seconds_per_minute)
+    rows = {"waves": [], "graph": []}
+    for n in range(runs):
+        for schedule in ("waves", "graph"):
+            name = stack(schedule[0], n)
+            _, out = run(proxy, "provision", "--phase", "2", "--stack", name,
+                         "--schedule", schedule, "--output", "json")
+            applied = json.loads(out)["apply"]
+            rows[schedule].append((applied["wall_secs"], applied["critical_path"]["seconds"],
+                                   " → ".join(applied["critical_path"]["chain"])))
+            run(proxy, "destroy", "--yes", "--delete-data", "--stack", name)
+    proxy.stop()
+    what = "as moto is (every resource at once)" if seconds_per_minute == "0" else \
+        f"slow resources ({seconds_per_minute} s per AWS minute)"
+    print(f"Phase 2 from nothing, {what}, {runs} runs each:")
+    print(f"{'schedule':<8} {'wall s (median)':>16} {'critical path s':>16} {'wall / path':>12}")
+    for schedule, measured in rows.items():
+        wall = statistics.median(m[0] for m in measured)
+        path = statistics.median(m[1] for m in measured)
+        print(f"{schedule:<8} {wall:>16.3f} {path:>16.3f} {wall / path:>12.2f}")
+    print("graph / waves wall time:",
+          f"{statistics.median(m[0] for m in rows['graph']) / statistics.median(m[0] for m in rows['waves']):.2f}")
+    print("critical path of the last graph run:", rows["graph"][-1][2])
+    print()
 
-print()
 print("Phase 2 from nothing and destroy, calls as the command reports them:")
 print(f"{'throttling':<11} {'command':<10} {'seconds':>8} {'calls':>6} {'retried':>8} {'throttled':>10}")
 for share in ("0", "0.1"):

@@ -16,7 +16,9 @@
 //! - **Refusals.** Named operations are refused as a missing permission would.
 //!
 //! Decisions are seeded: the nth request of one operation gets the same fate
-//! under the same seed (concurrent requests of one operation may trade fates).
+//! under the same seed. Which request is the nth depends on timing (polls,
+//! resends, concurrent requests of one operation), so a seed fixes the share
+//! and spread of the faults, not which call of a run meets them.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -158,7 +160,12 @@ impl FaultProxy {
         let state = Arc::new(State {
             upstream: upstream.trim_end_matches('/').to_owned(),
             faults,
-            http: reqwest::Client::new(),
+            // Straight to the upstream: no proxy from the environment, no redirects.
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
             counts: Mutex::default(),
             occurrences: Mutex::default(),
             pending: Mutex::default(),
@@ -451,8 +458,17 @@ impl State {
             .http
             .request(method, format!("{}{path_and_query}", self.upstream))
             .body(body.to_vec());
+        // The body is forwarded whole: what framed it on the way in does not go on.
+        const HOP_BY_HOP: [&str; 6] = [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "expect",
+        ];
         for (name, value) in &headers {
-            if name != "host" && name != "content-length" {
+            if !HOP_BY_HOP.contains(&name.as_str()) {
                 forward = forward.header(name, value);
             }
         }

@@ -488,19 +488,11 @@ pub const GONE: &[&str] = &[
     "TargetGroupNotFound",
 ];
 
-/// Error codes that say what a call was to add (a rule, a route, an
-/// attachment) is there already.
-pub const PRESENT: &[&str] = &[
-    "InvalidPermission.Duplicate",
-    "LimitExceeded",
-    "Resource.AlreadyAssociated",
-    "RouteAlreadyExists",
-];
-
 /// For calls whose resend after a lost answer finds its own work done.
 pub trait OrAlready<T> {
     /// `Ok(None)` when AWS answers one of `codes`: what the call was to do is
-    /// already so (see [`EXISTS`], [`GONE`], [`PRESENT`]).
+    /// already so (see [`EXISTS`], [`GONE`]); where a code could also mean
+    /// something else, the caller checks.
     fn or_already(self, codes: &[&str]) -> anyhow::Result<Option<T>>;
 }
 

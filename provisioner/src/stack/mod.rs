@@ -402,17 +402,7 @@ async fn run_async(
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            // The dependency graph of the largest shape (HTTPS listener included).
-            let inputs = Inputs {
-                stack: &ctx.stack,
-                region: ctx.region(),
-                account: &ctx.account,
-                image_id: "",
-                admin_cidr: None,
-                certificate_arn: Some("arn:aws:acm:graph"),
-            };
-            let phase = ctx.definition.phases[0].clone();
-            let graph = spec::desired(&ctx.definition, &phase, &inputs, &Known::new());
+            let graph = every_dependency(&ctx);
             let (kept, destroyed) = apply::destroy(&ctx, &graph, existing, delete_data).await?;
             for bucket in &kept {
                 println!(
@@ -455,6 +445,40 @@ async fn run_async(
         }
         StackCommand::Cost { .. } => unreachable!("cost needs no AWS and is answered before"),
     }
+}
+
+/// Every dependency any shape of the stack can have, by component: what
+/// exists may come from any phase, with or without HTTPS (the HTTP listener
+/// forwards to the targets without it, and only redirects with it).
+fn every_dependency(ctx: &Ctx) -> Vec<spec::Resource> {
+    let mut merged: BTreeMap<String, spec::Resource> = BTreeMap::new();
+    for phase in &ctx.definition.phases {
+        for certificate_arn in [None, Some("arn:aws:acm:graph")] {
+            let inputs = Inputs {
+                stack: &ctx.stack,
+                region: ctx.region(),
+                account: &ctx.account,
+                image_id: "",
+                admin_cidr: None,
+                certificate_arn,
+            };
+            for resource in spec::desired(&ctx.definition, phase, &inputs, &Known::new()) {
+                match merged.get_mut(&resource.component) {
+                    Some(known) => {
+                        for dependency in resource.depends_on {
+                            if !known.depends_on.contains(&dependency) {
+                                known.depends_on.push(dependency);
+                            }
+                        }
+                    }
+                    None => {
+                        merged.insert(resource.component.clone(), resource);
+                    }
+                }
+            }
+        }
+    }
+    merged.into_values().collect()
 }
 
 fn status_text(ctx: &Ctx, existing: &Known) -> String {

@@ -174,6 +174,13 @@ where
         }
     }
     let state = state.into_inner();
+    // Nothing runs and nothing is ready: what still waits is in a cycle.
+    for i in (0..nodes.len()).filter(|&i| state[i] == State::Waiting) {
+        failures.push((
+            i,
+            anyhow::anyhow!("never ready: it depends, through others, on itself"),
+        ));
+    }
     Walked {
         took,
         failures,
@@ -305,5 +312,19 @@ mod tests {
         assert_eq!(done.into_inner(), [3, 4]);
         assert_eq!(walked.failures.len(), 1);
         assert_eq!(walked.skipped, [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_cycle_is_reported_not_left_undone() {
+        let nodes = graph(&[("a", &[1]), ("b", &[0]), ("c", &[])]);
+        let walked = walk(
+            &nodes,
+            Schedule::Graph,
+            |i| async move { anyhow::Ok(i) },
+            |_, _| {},
+        )
+        .await;
+        let stuck: Vec<usize> = walked.failures.iter().map(|(i, _)| *i).collect();
+        assert_eq!(stuck, [0, 1]);
     }
 }

@@ -88,12 +88,24 @@ pub(crate) fn stack_filter(stack: &str) -> Filter {
         .build()
 }
 
+/// NAT gateways not deleted (moto lists deleted ones forever, which slows
+/// every unfiltered describe as the test run goes on).
+fn not_deleted() -> Filter {
+    Filter::builder()
+        .name("state")
+        .values("pending")
+        .values("available")
+        .values("failed")
+        .build()
+}
+
 /// How many EC2 network resources of each type carry the stack's tag.
 async fn network_counts(aws: &Clients, stack: &str) -> [usize; 8] {
     let ec2 = &aws.ec2;
     let nats = ec2
         .describe_nat_gateways()
         .filter(stack_filter(stack))
+        .filter(not_deleted())
         .send()
         .await
         .unwrap();
@@ -212,7 +224,7 @@ pub(crate) fn inventory<'a>(
             .send();
         let addresses = ec2.describe_addresses().filters(stack_filter(stack)).send();
         // moto ignores tag filters on DescribeNatGateways: the tags are checked below.
-        let nats = ec2.describe_nat_gateways().send();
+        let nats = ec2.describe_nat_gateways().filter(not_deleted()).send();
         let tables = ec2
             .describe_route_tables()
             .filters(stack_filter(stack))

@@ -274,7 +274,11 @@ pub async fn update(
     if changed("security_groups") {
         request = request.set_vpc_security_group_ids(Some(ids(known, &p["security_groups"])?));
     }
-    request.send().await.map_err(aws_error)?;
+    // A resend after a lost answer finds it modifying already: wait for that below.
+    request
+        .send()
+        .await
+        .or_already(&["InvalidDBInstanceState"])?;
     wait_available(ctx, &resource.component, &resource.name)
         .await
         .map(|endpoint| with_endpoint(resource, endpoint))
@@ -333,7 +337,8 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .final_db_snapshot_identifier(format!("{}-final-{stamp}", current.id))
         .send()
         .await
-        .or_already(GONE)?;
+        // A resend after a lost answer finds it deleting: wait for that below.
+        .or_already(&[GONE, &["InvalidDBInstanceState"]].concat())?;
     wait_for(ctx, &current.component, || async {
         match ctx
             .aws

@@ -6,7 +6,7 @@ use anyhow::Context;
 use aws_sdk_iam::types::Tag;
 
 use super::{Ctx, Known, adopt, created, existing, id, tagged};
-use crate::stack::aws::{EXISTS, GONE, OrAlready, PRESENT, aws_error};
+use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 const POLICY_NAME: &str = "accunode";
@@ -244,14 +244,25 @@ pub async fn update_instance_profile(
             .await
             .or_already(GONE)?;
     }
-    ctx.aws
+    let role = id(known, &resource.props["role"])?;
+    let added = ctx
+        .aws
         .iam
         .add_role_to_instance_profile()
         .instance_profile_name(&current.id)
-        .role_name(id(known, &resource.props["role"])?)
+        .role_name(role)
         .send()
         .await
-        .or_already(PRESENT)?;
+        // A profile holds one role: it has one already.
+        .or_already(&["LimitExceeded"])?;
+    if added.is_none() {
+        let roles = profile_roles(ctx, &current.id).await?;
+        anyhow::ensure!(
+            roles == [role],
+            "instance profile {} holds {roles:?}, not {role}",
+            current.id
+        );
+    }
     Ok(created(resource, current.id.clone()))
 }
 

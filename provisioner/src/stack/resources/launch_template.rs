@@ -155,16 +155,14 @@ fn data(
 }
 
 pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
-    let data = data(ctx, known, resource)?;
-    let token = client_token(ctx, &resource.component, &[&format!("{data:?}")]);
+    // Its name is unique: a resend is answered "already exists" and adopted.
     let template = ctx
         .aws
         .ec2
         .create_launch_template()
-        .client_token(token)
         .launch_template_name(&resource.name)
         .version_description("accunode provision")
-        .launch_template_data(data)
+        .launch_template_data(data(ctx, known, resource)?)
         .tag_specifications(tag_spec(ctx, ResourceType::LaunchTemplate, resource))
         .send()
         .await

@@ -645,13 +645,27 @@ pub async fn delete_load_balancer(ctx: &Ctx, current: &Existing) -> anyhow::Resu
     .await
 }
 
+/// AWS says ResourceInUse for a while after the listener that forwarded to
+/// the group is deleted: that is waited out.
 pub async fn delete_target_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws
-        .elb
-        .delete_target_group()
-        .target_group_arn(&current.id)
-        .send()
-        .await
-        .or_already(GONE)?;
-    Ok(())
+    wait_for(ctx, &current.component, || async {
+        match ctx
+            .aws
+            .elb
+            .delete_target_group()
+            .target_group_arn(&current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Poll::Ready(())),
+            Err(error) if error_code(&error) == Some("ResourceInUse") => Ok(Poll::Pending(
+                "in use by a listener being deleted".to_owned(),
+            )),
+            Err(error) if error_code(&error).is_some_and(|code| GONE.contains(&code)) => {
+                Ok(Poll::Ready(()))
+            }
+            Err(error) => Err(aws_error(error)),
+        }
+    })
+    .await
 }

@@ -137,7 +137,27 @@ pub fn with_endpoint(resource: &Resource, endpoint: String) -> Existing {
 pub fn in_transition(current: &Existing) -> Option<&str> {
     let status = |key: &str| current.attrs.get(key).map(String::as_str);
     match current.kind {
-        Kind::Database | Kind::Redis => status("status").filter(|s| *s != "available"),
+        // On its way to available; a stopped or failed instance is not waited for.
+        Kind::Database => status("status").filter(|s| {
+            matches!(
+                *s,
+                "creating"
+                    | "modifying"
+                    | "backing-up"
+                    | "rebooting"
+                    | "starting"
+                    | "upgrading"
+                    | "renaming"
+                    | "maintenance"
+                    | "resetting-master-credentials"
+                    | "storage-optimization"
+                    | "configuring-enhanced-monitoring"
+                    | "configuring-log-exports"
+            )
+        }),
+        Kind::Redis => {
+            status("status").filter(|s| matches!(*s, "creating" | "modifying" | "snapshotting"))
+        }
         Kind::NatGateway => status("state").filter(|s| *s == "pending"),
         Kind::LoadBalancer => status("state").filter(|s| *s == "provisioning"),
         _ => None,
@@ -219,12 +239,19 @@ where
         // Back off with jitter, as the SDK's retry does.
         tokio::time::sleep(pause.mul_f64(0.5 + jitter())).await;
         pause = (pause * 2).min(Duration::from_secs(10));
-        if how == Failure::Unknown
-            && let Some(found) = find()
-                .await
-                .with_context(|| format!("cannot look for {what} after a lost answer"))?
-        {
-            return Ok(found);
+        if how == Failure::Unknown {
+            // Tags show up within about a second of the create: look twice.
+            for look in 0..2 {
+                if look > 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                if let Some(found) = find()
+                    .await
+                    .with_context(|| format!("cannot look for {what} after a lost answer"))?
+                {
+                    return Ok(found);
+                }
+            }
         }
     }
     unreachable!("the last attempt returns")
@@ -468,6 +495,14 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     let Err(error) = delete_once(ctx, current).await else {
         return Ok(());
     };
+    // Discovery leaves out these kinds while they are deleting: their absence
+    // there does not say they are gone (their deletes wait for that).
+    if matches!(
+        current.kind,
+        Kind::Database | Kind::Redis | Kind::NatGateway
+    ) {
+        return Err(error);
+    }
     match discover_kind(ctx, current.kind).await {
         Ok(found) if !found.iter().any(|e| e.id == current.id) => Ok(()),
         _ => Err(error),

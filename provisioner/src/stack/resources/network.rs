@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::{Ctx, Known, Poll, create_once, created, existing, id, tagged, wait_for};
-use crate::stack::aws::{GONE, OrAlready, PRESENT, aws_error};
+use crate::stack::aws::{GONE, OrAlready, aws_error};
 use crate::stack::spec::{COMPONENT_TAG, Existing, Kind, Resource, STACK_TAG};
 
 pub fn tag_spec(ctx: &Ctx, resource_type: ResourceType, resource: &Resource) -> TagSpecification {
@@ -38,9 +38,11 @@ pub fn component_filters(ctx: &Ctx, component: &str) -> [Filter; 2] {
     ]
 }
 
-/// An idempotency token for a create: the same for the same stack, component
-/// and request (so a resend after a lost answer, or a re-run after a crash,
-/// reuses it), another for a replacement made with other settings.
+/// An idempotency token for a request: the same for the same stack, component
+/// and request, so a resend carries it. Creates whose resource AWS keeps listed
+/// after it is deleted or failed (a NAT gateway, a route table) add `once()`:
+/// with a token derived from the request alone, re-making one on the same
+/// subnet and address would be answered with the old, dead one.
 pub fn client_token(ctx: &Ctx, component: &str, request: &[&str]) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
@@ -51,6 +53,24 @@ pub fn client_token(ctx: &Ctx, component: &str, request: &[&str]) -> String {
     let digest = hash.finalize();
     // EC2 takes up to 64 ASCII characters.
     digest[..20].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A value of this create call alone, for [`client_token`]: resends of the
+/// call share it; a re-run, which finds what an earlier run made by its tags,
+/// does not.
+pub fn once() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// NAT gateways that are on their way or in use.
+fn live_nat_gateways() -> Filter {
+    Filter::builder()
+        .name("state")
+        .values("pending")
+        .values("available")
+        .build()
 }
 
 pub fn ec2_tagged(ctx: &Ctx, tags: &[Tag]) -> Option<(String, String)> {
@@ -99,8 +119,11 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 .map_err(aws_error)
         },
         async {
+            // Live ones only: AWS lists deleted gateways for an hour, and not
+            // every endpoint filters them by tag (moto 5.2.5 lists them all).
             ec2.describe_nat_gateways()
                 .filter(stack_filter(ctx))
+                .filter(live_nat_gateways())
                 .send()
                 .await
                 .map_err(aws_error)
@@ -491,15 +514,38 @@ pub async fn update_internet_gateway(
             .await
             .or_already(GONE)?;
     }
-    if current.props["vpc"] != "vpc" {
-        ctx.aws
+    if current.props["vpc"] != "vpc"
+        && ctx
+            .aws
             .ec2
             .attach_internet_gateway()
             .internet_gateway_id(&current.id)
             .vpc_id(vpc)
             .send()
             .await
-            .or_already(PRESENT)?;
+            .or_already(&["Resource.AlreadyAssociated"])?
+            .is_none()
+    {
+        // Attached already: to this VPC is what a resend after a lost answer finds.
+        let found = ctx
+            .aws
+            .ec2
+            .describe_internet_gateways()
+            .internet_gateway_ids(&current.id)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        let attached: Vec<&str> = found
+            .internet_gateways()
+            .iter()
+            .flat_map(|g| g.attachments())
+            .filter_map(|a| a.vpc_id())
+            .collect();
+        anyhow::ensure!(
+            attached == [vpc],
+            "internet gateway {} is attached to {attached:?}, not to the stack's VPC {vpc}",
+            current.id
+        );
     }
     let mut updated = current.clone();
     updated.props.insert("vpc".into(), "vpc".into());
@@ -557,7 +603,7 @@ pub async fn create_nat_gateway(
 ) -> anyhow::Result<Existing> {
     let subnet = id(known, &resource.props["subnet"])?;
     let allocation = id(known, &resource.props["elastic_ip"])?;
-    let token = client_token(ctx, &resource.component, &[subnet, allocation]);
+    let token = client_token(ctx, &resource.component, &[subnet, allocation, &once()]);
     let nat_id = create_once(
         ctx,
         "the NAT gateway",
@@ -583,6 +629,7 @@ pub async fn create_nat_gateway(
                 .ec2
                 .describe_nat_gateways()
                 .set_filter(Some(component_filters(ctx, &resource.component).into()))
+                .filter(live_nat_gateways())
                 .send()
                 .await
                 .map_err(aws_error)?;
@@ -648,7 +695,7 @@ pub async fn create_route_table(
     resource: &Resource,
 ) -> anyhow::Result<Existing> {
     let vpc = id(known, "vpc")?;
-    let token = client_token(ctx, &resource.component, &[vpc]);
+    let token = client_token(ctx, &resource.component, &[vpc, &once()]);
     let table_id = create_once(
         ctx,
         "the route table",
@@ -749,16 +796,37 @@ pub async fn update_route_table(
                     .association_id(association)
                     .send()
                     .await
-                    .map_err(aws_error)?;
+                    .or_already(GONE)?;
             }
         }
         for subnet in wanted.iter().filter(|s| !have.contains(s)) {
-            ec2.associate_route_table()
+            let subnet_id = id(known, subnet)?;
+            let associated = ec2
+                .associate_route_table()
                 .route_table_id(&current.id)
-                .subnet_id(id(known, subnet)?)
+                .subnet_id(subnet_id)
                 .send()
                 .await
-                .map_err(aws_error)?;
+                .or_already(&["Resource.AlreadyAssociated"])?;
+            if associated.is_none() {
+                // Associated already: with this table is what a resend after a lost answer finds.
+                let tables = ec2
+                    .describe_route_tables()
+                    .route_table_ids(&current.id)
+                    .send()
+                    .await
+                    .map_err(aws_error)?;
+                let ours = tables
+                    .route_tables()
+                    .iter()
+                    .flat_map(|t| t.associations())
+                    .any(|a| a.subnet_id() == Some(subnet_id));
+                anyhow::ensure!(
+                    ours,
+                    "subnet {subnet_id} is associated with another route table than {}",
+                    current.id
+                );
+            }
         }
     }
     Ok(created(resource, current.id.clone()))

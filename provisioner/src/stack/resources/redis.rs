@@ -248,7 +248,11 @@ pub async fn update(
         request =
             request.set_security_group_ids(Some(ids(known, &resource.props["security_groups"])?));
     }
-    request.send().await.map_err(aws_error)?;
+    // A resend after a lost answer finds it modifying already: wait for that below.
+    request
+        .send()
+        .await
+        .or_already(&["InvalidReplicationGroupState"])?;
     wait_available(ctx, &resource.component, &resource.name)
         .await
         .map(|endpoint| with_endpoint(resource, endpoint))
@@ -284,7 +288,8 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .replication_group_id(&current.id)
         .send()
         .await
-        .or_already(GONE)?;
+        // A resend after a lost answer finds it deleting already.
+        .or_already(&[GONE, &["InvalidReplicationGroupState"]].concat())?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
 use super::network::{ec2_tagged, stack_filter, tag_spec};
 use super::{Ctx, Known, adopt, created, existing, id};
-use crate::stack::aws::{EXISTS, GONE, OrAlready, PRESENT, aws_error};
+use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
 use crate::stack::spec::{Existing, Kind, Resource};
 
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
@@ -112,27 +112,53 @@ pub async fn update(
         .map(|r| permission(known, r))
         .collect::<anyhow::Result<_>>()?;
     if !extra.is_empty() {
-        ctx.aws
-            .ec2
-            .revoke_security_group_ingress()
-            .group_id(&current.id)
-            .set_ip_permissions(Some(extra))
-            .send()
+        // All or nothing: when one is gone already (a resend after a lost
+        // answer), the rest go one by one.
+        let revoke = |permissions: Vec<IpPermission>| {
+            ctx.aws
+                .ec2
+                .revoke_security_group_ingress()
+                .group_id(&current.id)
+                .set_ip_permissions(Some(permissions))
+                .send()
+        };
+        if revoke(extra.clone())
             .await
-            .or_already(GONE)?;
+            .or_already(&[GONE_RULE])?
+            .is_none()
+        {
+            for permission in extra {
+                revoke(vec![permission]).await.or_already(&[GONE_RULE])?;
+            }
+        }
     }
     if !missing.is_empty() {
-        ctx.aws
-            .ec2
-            .authorize_security_group_ingress()
-            .group_id(&current.id)
-            .set_ip_permissions(Some(missing))
-            .send()
+        // All or nothing too: when one is there already, the rest one by one.
+        let authorize = |permissions: Vec<IpPermission>| {
+            ctx.aws
+                .ec2
+                .authorize_security_group_ingress()
+                .group_id(&current.id)
+                .set_ip_permissions(Some(permissions))
+                .send()
+        };
+        if authorize(missing.clone())
             .await
-            .or_already(PRESENT)?;
+            .or_already(&[DUPLICATE_RULE])?
+            .is_none()
+        {
+            for permission in missing {
+                authorize(vec![permission])
+                    .await
+                    .or_already(&[DUPLICATE_RULE])?;
+            }
+        }
     }
     Ok(created(resource, current.id.clone()))
 }
+
+const DUPLICATE_RULE: &str = "InvalidPermission.Duplicate";
+const GONE_RULE: &str = "InvalidPermission.NotFound";
 
 /// "tcp 8000 from sg-alb" or "tcp 22 from 203.0.113.0/24" as an EC2 permission.
 fn permission(known: &Known, rule: &str) -> anyhow::Result<IpPermission> {
