@@ -402,7 +402,7 @@ async fn run_async(
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let graph = every_dependency(&ctx);
+            let graph = every_dependency(&ctx.definition, &ctx.stack, ctx.region(), &ctx.account);
             let (kept, destroyed) = apply::destroy(&ctx, &graph, existing, delete_data).await?;
             for bucket in &kept {
                 println!(
@@ -450,19 +450,24 @@ async fn run_async(
 /// Every dependency any shape of the stack can have, by component: what
 /// exists may come from any phase, with or without HTTPS (the HTTP listener
 /// forwards to the targets without it, and only redirects with it).
-fn every_dependency(ctx: &Ctx) -> Vec<spec::Resource> {
+fn every_dependency(
+    definition: &Definition,
+    stack: &str,
+    region: &str,
+    account: &str,
+) -> Vec<spec::Resource> {
     let mut merged: BTreeMap<String, spec::Resource> = BTreeMap::new();
-    for phase in &ctx.definition.phases {
+    for phase in &definition.phases {
         for certificate_arn in [None, Some("arn:aws:acm:graph")] {
             let inputs = Inputs {
-                stack: &ctx.stack,
-                region: ctx.region(),
-                account: &ctx.account,
+                stack,
+                region,
+                account,
                 image_id: "",
                 admin_cidr: None,
                 certificate_arn,
             };
-            for resource in spec::desired(&ctx.definition, phase, &inputs, &Known::new()) {
+            for resource in spec::desired(definition, phase, &inputs, &Known::new()) {
                 match merged.get_mut(&resource.component) {
                     Some(known) => {
                         for dependency in resource.depends_on {
@@ -655,4 +660,36 @@ fn cost_report(
         println!("  - {note}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::stack::definition::BUILT_IN;
+
+    #[test]
+    fn destroy_orders_by_the_dependencies_of_every_shape() {
+        let definition = Definition::parse(BUILT_IN).unwrap();
+        let graph = every_dependency(&definition, "s", "us-east-1", "000000000000");
+        let depends_on = |component: &str| {
+            &graph
+                .iter()
+                .find(|r| r.component == component)
+                .unwrap_or_else(|| panic!("{component} is in no shape"))
+                .depends_on
+        };
+        // Without HTTPS the HTTP listener forwards to the targets; with it,
+        // it only redirects and the HTTPS listener forwards.
+        for listener in ["listener-http", "listener-https"] {
+            assert!(
+                depends_on(listener).contains(&"target-group-api".to_owned()),
+                "{listener}: {:?}",
+                depends_on(listener)
+            );
+        }
+        let components: BTreeSet<&str> = graph.iter().map(|r| r.component.as_str()).collect();
+        assert_eq!(components.len(), graph.len(), "one node per component");
+    }
 }
