@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::definition::{AlarmDimension, Definition, Phase};
 use super::render;
+use super::resources::security_group::Rule;
 
 /// Every resource carries these two tags; they are the only state the provisioner keeps.
 pub const STACK_TAG: &str = "accunode:stack";
@@ -360,55 +361,43 @@ pub fn desired(
 
     // Security groups exactly as the original design's "Security Groups" section.
     let port = definition.instances.api_port;
-    let ssh: Vec<String> = inputs
+    let ssh: Vec<Rule> = inputs
         .admin_cidr
-        .map(|cidr| format!("tcp 22 from {cidr}"))
+        .map(|cidr| Rule::tcp(22, cidr))
         .into_iter()
         .collect();
-    let groups: [(&str, &str, Vec<String>, Vec<&str>); 5] = [
+    let anywhere = "0.0.0.0/0";
+    let groups: [(&str, &str, Vec<Rule>); 5] = [
         (
             "sg-alb",
             "AccuNode load balancer: HTTP and HTTPS from anywhere",
-            vec![
-                "tcp 80 from 0.0.0.0/0".into(),
-                "tcp 443 from 0.0.0.0/0".into(),
-            ],
-            vec![],
+            vec![Rule::tcp(80, anywhere), Rule::tcp(443, anywhere)],
         ),
         (
             "sg-api",
             "AccuNode API servers: the API port from the load balancer only",
-            [vec![format!("tcp {port} from sg-alb")], ssh.clone()].concat(),
-            vec!["sg-alb"],
+            [vec![Rule::tcp(port, "sg-alb")], ssh.clone()].concat(),
         ),
         (
             "sg-worker",
             "AccuNode workers: no inbound traffic but SSH from the admin range",
             ssh.clone(),
-            vec![],
         ),
         (
             "sg-database",
             "AccuNode PostgreSQL: from the API servers and workers only",
-            vec![
-                "tcp 5432 from sg-api".into(),
-                "tcp 5432 from sg-worker".into(),
-            ],
-            vec!["sg-api", "sg-worker"],
+            vec![Rule::tcp(5432, "sg-api"), Rule::tcp(5432, "sg-worker")],
         ),
         (
             "sg-redis",
             "AccuNode Redis: from the API servers and workers only",
-            vec![
-                "tcp 6379 from sg-api".into(),
-                "tcp 6379 from sg-worker".into(),
-            ],
-            vec!["sg-api", "sg-worker"],
+            vec![Rule::tcp(6379, "sg-api"), Rule::tcp(6379, "sg-worker")],
         ),
     ];
-    for (component, description, rules, sources) in groups {
+    for (component, description, rules) in groups {
+        // A group waits for the groups its rules admit traffic from.
         let mut deps = vec!["vpc"];
-        deps.extend(sources);
+        deps.extend(rules.iter().filter_map(Rule::source_group));
         b.add(
             component,
             Kind::SecurityGroup,
@@ -416,7 +405,7 @@ pub fn desired(
             &[
                 ("vpc", "vpc".into()),
                 ("description", description.into()),
-                ("ingress", list(rules)),
+                ("ingress", list(rules.iter().map(Rule::to_string))),
             ],
             &deps,
         );

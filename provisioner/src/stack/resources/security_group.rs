@@ -1,5 +1,9 @@
-//! Security groups and their inbound rules ("tcp PORT from CIDR-or-group"),
-//! converged rule by rule: missing rules are added, extra ones revoked.
+//! Security groups and their inbound rules ([`Rule`]: "tcp PORT from
+//! CIDR-or-group"), converged rule by rule: missing rules are added, extra
+//! ones revoked.
+
+use std::fmt;
+use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
@@ -26,21 +30,23 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         };
         let mut rules = Vec::new();
         for permission in group.ip_permissions() {
-            let protocol = permission.ip_protocol().unwrap_or("-1");
-            let port = permission
-                .from_port()
-                .map_or("all".to_owned(), |p| p.to_string());
-            for range in permission.ip_ranges() {
-                rules.push(format!(
-                    "{protocol} {port} from {}",
-                    range.cidr_ip().unwrap_or_default()
-                ));
-            }
-            for pair in permission.user_id_group_pairs() {
-                rules.push(format!(
-                    "{protocol} {port} from {}",
-                    pair.group_id().unwrap_or_default()
-                ));
+            let sources = permission
+                .ip_ranges()
+                .iter()
+                .map(|range| range.cidr_ip())
+                .chain(
+                    permission
+                        .user_id_group_pairs()
+                        .iter()
+                        .map(|pair| pair.group_id()),
+                );
+            for from in sources {
+                let rule = Rule {
+                    protocol: permission.ip_protocol().unwrap_or("-1").to_owned(),
+                    port: permission.from_port(),
+                    from: from.unwrap_or_default().to_owned(),
+                };
+                rules.push(rule.to_string());
             }
         }
         rules.sort();
@@ -92,25 +98,18 @@ pub async fn update(
     resource: &Resource,
     current: &Existing,
 ) -> anyhow::Result<Existing> {
-    let rules = |value: &str| -> Vec<String> {
-        value
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
-    let wanted = rules(&resource.props["ingress"]);
-    let have = rules(&current.props["ingress"]);
+    let wanted = Rule::list(&resource.props["ingress"])?;
+    let have = Rule::list(&current.props["ingress"])?;
     let missing: Vec<IpPermission> = wanted
         .iter()
         .filter(|r| !have.contains(r))
-        .map(|r| permission(known, r))
-        .collect::<anyhow::Result<_>>()?;
+        .map(|r| r.permission(known))
+        .collect();
     let extra: Vec<IpPermission> = have
         .iter()
         .filter(|r| !wanted.contains(r))
-        .map(|r| permission(known, r))
-        .collect::<anyhow::Result<_>>()?;
+        .map(|r| r.permission(known))
+        .collect();
     if !extra.is_empty() {
         // All or nothing: when one is gone already (a resend after a lost
         // answer), the rest go one by one.
@@ -160,24 +159,89 @@ pub async fn update(
 const DUPLICATE_RULE: &str = "InvalidPermission.Duplicate";
 const GONE_RULE: &str = "InvalidPermission.NotFound";
 
-/// "tcp 8000 from sg-alb" or "tcp 22 from 203.0.113.0/24" as an EC2 permission.
-fn permission(known: &Known, rule: &str) -> anyhow::Result<IpPermission> {
-    let parts: Vec<&str> = rule.split(' ').collect();
-    let [protocol, port, "from", source] = parts[..] else {
-        bail!("malformed rule {rule:?}")
-    };
-    let mut permission = IpPermission::builder().ip_protocol(protocol);
-    if let Ok(port) = port.parse::<i32>() {
-        permission = permission.from_port(port).to_port(port);
+/// One inbound rule: a protocol, a port (`None`: every port) and where the
+/// traffic may come from, a CIDR range or a security group (the stack's
+/// component name; discovery reads an AWS id and maps it to one). Plans show
+/// and compare it as text, "tcp 8000 from sg-alb"; this type is the one place
+/// that text is made and read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub protocol: String,
+    pub port: Option<i32>,
+    pub from: String,
+}
+
+impl Rule {
+    pub fn tcp(port: i32, from: impl Into<String>) -> Rule {
+        Rule {
+            protocol: "tcp".to_owned(),
+            port: Some(port),
+            from: from.into(),
+        }
     }
-    permission = if source.contains('/') {
-        permission.ip_ranges(IpRange::builder().cidr_ip(source).build())
-    } else {
-        // A component name, or an AWS group id that is not (or no longer) the stack's.
-        let group = known.get(source).map_or(source, |e| e.id.as_str());
-        permission.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).build())
-    };
-    Ok(permission.build())
+
+    /// The security group the traffic comes from, when it is not a CIDR range.
+    pub fn source_group(&self) -> Option<&str> {
+        (!self.from.contains('/')).then_some(self.from.as_str())
+    }
+
+    /// The rules of an `ingress` property (comma-separated).
+    pub fn list(value: &str) -> anyhow::Result<Vec<Rule>> {
+        value
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::parse)
+            .collect()
+    }
+
+    /// As EC2 takes it, with a component's group id from `known`.
+    fn permission(&self, known: &Known) -> IpPermission {
+        let mut permission = IpPermission::builder().ip_protocol(&self.protocol);
+        if let Some(port) = self.port {
+            permission = permission.from_port(port).to_port(port);
+        }
+        permission = match self.source_group() {
+            None => permission.ip_ranges(IpRange::builder().cidr_ip(&self.from).build()),
+            // A component name, or an AWS group id that is not (or no longer) the stack's.
+            Some(group) => {
+                let id = known.get(group).map_or(group, |e| e.id.as_str());
+                permission.user_id_group_pairs(UserIdGroupPair::builder().group_id(id).build())
+            }
+        };
+        permission.build()
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{} {port} from {}", self.protocol, self.from),
+            None => write!(f, "{} all from {}", self.protocol, self.from),
+        }
+    }
+}
+
+impl FromStr for Rule {
+    type Err = anyhow::Error;
+
+    fn from_str(rule: &str) -> anyhow::Result<Rule> {
+        let parts: Vec<&str> = rule.split(' ').collect();
+        let [protocol, port, "from", from] = parts[..] else {
+            bail!("malformed rule {rule:?}: expected \"PROTOCOL PORT from SOURCE\"")
+        };
+        let port = match port {
+            "all" => None,
+            port => Some(
+                port.parse()
+                    .with_context(|| format!("malformed rule {rule:?}: port {port:?}"))?,
+            ),
+        };
+        Ok(Rule {
+            protocol: protocol.to_owned(),
+            port,
+            from: from.to_owned(),
+        })
+    }
 }
 
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
@@ -189,4 +253,36 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .await
         .or_already(GONE)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_read_back_what_they_write() {
+        for text in [
+            "tcp 8000 from sg-alb",
+            "tcp 22 from 203.0.113.0/24",
+            "-1 all from sg-1",
+        ] {
+            let rule: Rule = text.parse().unwrap();
+            assert_eq!(rule.to_string(), text);
+        }
+        let rule = Rule::tcp(5432, "sg-api");
+        assert_eq!(
+            (rule.to_string().as_str(), rule.source_group()),
+            ("tcp 5432 from sg-api", Some("sg-api"))
+        );
+        assert_eq!(Rule::tcp(22, "10.0.0.0/8").source_group(), None);
+        for bad in ["tcp 8000 sg-alb", "tcp eighty from sg-alb", ""] {
+            assert!(bad.parse::<Rule>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Rule::list("tcp 80 from 0.0.0.0/0,tcp 443 from 0.0.0.0/0")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
 }
