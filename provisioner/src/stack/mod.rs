@@ -8,6 +8,7 @@ mod cost;
 mod definition;
 mod plan;
 mod progress;
+mod properties;
 mod render;
 mod resources;
 mod spec;

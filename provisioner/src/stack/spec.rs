@@ -12,8 +12,8 @@ use accunode_core::published_metrics;
 use serde::Serialize;
 
 use super::definition::{AlarmDimension, Definition, Phase};
+use super::properties::Rule;
 use super::render;
-use super::resources::security_group::Rule;
 
 /// Every resource carries these two tags; they are the only state the provisioner keeps.
 pub const STACK_TAG: &str = "accunode:stack";

@@ -2,15 +2,13 @@
 //! CIDR-or-group"), converged rule by rule: missing rules are added, extra
 //! ones revoked.
 
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
 use super::network::{ec2_tagged, stack_filter, tag_spec};
 use super::{Ctx, Known, adopt, created, existing, id};
 use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
+use crate::stack::properties::Rule;
 use crate::stack::spec::{Existing, Kind, Resource};
 
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
@@ -103,12 +101,12 @@ pub async fn update(
     let missing: Vec<IpPermission> = wanted
         .iter()
         .filter(|r| !have.contains(r))
-        .map(|r| r.permission(known))
+        .map(|r| permission(r, known))
         .collect();
     let extra: Vec<IpPermission> = have
         .iter()
         .filter(|r| !wanted.contains(r))
-        .map(|r| r.permission(known))
+        .map(|r| permission(r, known))
         .collect();
     if !extra.is_empty() {
         // All or nothing: when one is gone already (a resend after a lost
@@ -159,89 +157,21 @@ pub async fn update(
 const DUPLICATE_RULE: &str = "InvalidPermission.Duplicate";
 const GONE_RULE: &str = "InvalidPermission.NotFound";
 
-/// One inbound rule: a protocol, a port (`None`: every port) and where the
-/// traffic may come from, a CIDR range or a security group (the stack's
-/// component name; discovery reads an AWS id and maps it to one). Plans show
-/// and compare it as text, "tcp 8000 from sg-alb"; this type is the one place
-/// that text is made and read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub protocol: String,
-    pub port: Option<i32>,
-    pub from: String,
-}
-
-impl Rule {
-    pub fn tcp(port: i32, from: impl Into<String>) -> Rule {
-        Rule {
-            protocol: "tcp".to_owned(),
-            port: Some(port),
-            from: from.into(),
+/// `rule` as EC2 takes it, with a component's group id from `known`.
+fn permission(rule: &Rule, known: &Known) -> IpPermission {
+    let mut permission = IpPermission::builder().ip_protocol(&rule.protocol);
+    if let Some(port) = rule.port {
+        permission = permission.from_port(port).to_port(port);
+    }
+    permission = match rule.source_group() {
+        None => permission.ip_ranges(IpRange::builder().cidr_ip(&rule.from).build()),
+        // A component name, or an AWS group id that is not (or no longer) the stack's.
+        Some(group) => {
+            let id = known.get(group).map_or(group, |e| e.id.as_str());
+            permission.user_id_group_pairs(UserIdGroupPair::builder().group_id(id).build())
         }
-    }
-
-    /// The security group the traffic comes from, when it is not a CIDR range.
-    pub fn source_group(&self) -> Option<&str> {
-        (!self.from.contains('/')).then_some(self.from.as_str())
-    }
-
-    /// The rules of an `ingress` property (comma-separated).
-    pub fn list(value: &str) -> anyhow::Result<Vec<Rule>> {
-        value
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::parse)
-            .collect()
-    }
-
-    /// As EC2 takes it, with a component's group id from `known`.
-    fn permission(&self, known: &Known) -> IpPermission {
-        let mut permission = IpPermission::builder().ip_protocol(&self.protocol);
-        if let Some(port) = self.port {
-            permission = permission.from_port(port).to_port(port);
-        }
-        permission = match self.source_group() {
-            None => permission.ip_ranges(IpRange::builder().cidr_ip(&self.from).build()),
-            // A component name, or an AWS group id that is not (or no longer) the stack's.
-            Some(group) => {
-                let id = known.get(group).map_or(group, |e| e.id.as_str());
-                permission.user_id_group_pairs(UserIdGroupPair::builder().group_id(id).build())
-            }
-        };
-        permission.build()
-    }
-}
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.port {
-            Some(port) => write!(f, "{} {port} from {}", self.protocol, self.from),
-            None => write!(f, "{} all from {}", self.protocol, self.from),
-        }
-    }
-}
-
-impl FromStr for Rule {
-    type Err = anyhow::Error;
-
-    fn from_str(rule: &str) -> anyhow::Result<Rule> {
-        let parts: Vec<&str> = rule.split(' ').collect();
-        let [protocol, port, "from", from] = parts[..] else {
-            bail!("malformed rule {rule:?}: expected \"PROTOCOL PORT from SOURCE\"")
-        };
-        let port = match port {
-            "all" => None,
-            port => Some(
-                port.parse()
-                    .with_context(|| format!("malformed rule {rule:?}: port {port:?}"))?,
-            ),
-        };
-        Ok(Rule {
-            protocol: protocol.to_owned(),
-            port,
-            from: from.to_owned(),
-        })
-    }
+    };
+    permission.build()
 }
 
 pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
@@ -253,36 +183,4 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .await
         .or_already(GONE)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rules_read_back_what_they_write() {
-        for text in [
-            "tcp 8000 from sg-alb",
-            "tcp 22 from 203.0.113.0/24",
-            "-1 all from sg-1",
-        ] {
-            let rule: Rule = text.parse().unwrap();
-            assert_eq!(rule.to_string(), text);
-        }
-        let rule = Rule::tcp(5432, "sg-api");
-        assert_eq!(
-            (rule.to_string().as_str(), rule.source_group()),
-            ("tcp 5432 from sg-api", Some("sg-api"))
-        );
-        assert_eq!(Rule::tcp(22, "10.0.0.0/8").source_group(), None);
-        for bad in ["tcp 8000 sg-alb", "tcp eighty from sg-alb", ""] {
-            assert!(bad.parse::<Rule>().is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            Rule::list("tcp 80 from 0.0.0.0/0,tcp 443 from 0.0.0.0/0")
-                .unwrap()
-                .len(),
-            2
-        );
-    }
 }
