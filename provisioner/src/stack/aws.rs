@@ -395,14 +395,13 @@ where
             match (service.err().code(), service.err().message()) {
                 (Some(code), Some(message)) => anyhow::anyhow!("{code}: {message} (HTTP {status})"),
                 (Some(code), None) => anyhow::anyhow!("{code} (HTTP {status})"),
-                _ => anyhow::anyhow!(
-                    "HTTP {status} without an AWS error code: {}",
-                    String::from_utf8_lossy(
-                        &service.raw().body().bytes().unwrap_or_default()
-                            [..service.raw().body().bytes().map_or(0, |b| b.len().min(200))]
+                _ => {
+                    let body = service.raw().body().bytes().unwrap_or_default();
+                    anyhow::anyhow!(
+                        "HTTP {status} without an AWS error code: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)]).trim()
                     )
-                    .trim()
-                ),
+                }
             }
         }
         _ => anyhow::anyhow!("{}", DisplayErrorContext(&error)),
