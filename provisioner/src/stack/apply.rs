@@ -13,7 +13,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use super::plan::{Action, Plan, Step};
-use super::resources::{self, Ctx, Known};
+use super::resources::{self, Changed, Ctx, Known};
 use super::spec::{Existing, Kind, Resource};
 use super::walk::{self, CriticalPath, Node, Schedule};
 
@@ -66,7 +66,8 @@ async fn run_step(
         (Action::Keep, current) => return Ok(current.filter(|_| waited)),
         (Action::Create, _) => resources::create(ctx, known, resource).await?,
         (Action::Update, Some(current)) => {
-            resources::update(ctx, known, resource, &current, &step.changes).await?
+            let changed = Changed(step.changes.iter().map(|c| c.key.clone()).collect());
+            resources::update(ctx, known, resource, &current, &changed).await?
         }
         (Action::Replace, Some(current)) => {
             resources::delete(ctx, &current).await?;

@@ -10,7 +10,7 @@
 //! cannot deduplicate (a VPC, a subnet…) go through it without any automatic
 //! resend, because a resent create whose first answer was lost makes a second
 //! resource (and `elb_once`, for endpoints that do not deduplicate balancers
-//! and listeners by name and port as AWS does); [`super::resources::create_once`] looks before it sends again.
+//! and listeners by name and port as AWS does); [`super::resources::find::create_once`] looks before it sends again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -196,7 +196,7 @@ const COMPARISONS: [&str; 4] = [
 ];
 /// The namespaces of the metrics the API and the worker publish.
 const OWN_NAMESPACES: &str = "AccuNode/";
-/// The scaling policies an alarm may trigger (see `spec::desired`).
+/// The scaling policies an alarm may trigger (`resources/scaling_policy.rs`).
 pub const ALARM_ACTIONS: [&str; 2] = ["worker-scale-up", "worker-scale-down"];
 
 impl Definition {
@@ -347,6 +347,16 @@ impl Definition {
                     ALARM_ACTIONS.join(", ")
                 );
             }
+            // Plans show an alarm's metric as "namespace metric statistic …",
+            // words apart (`resources/alarm.rs` reads it back that way).
+            for (field, value) in [("namespace", &alarm.namespace), ("metric", &alarm.metric)] {
+                if value.is_empty() || value.chars().any(char::is_whitespace) {
+                    bail!(
+                        "alarm {}: {field} {value:?} must be one word, without spaces",
+                        alarm.name
+                    );
+                }
+            }
             if alarm.period_secs < 60 || alarm.period_secs % 60 != 0 {
                 bail!("alarm {}: period_secs must be a multiple of 60", alarm.name);
             }
@@ -465,6 +475,16 @@ mod tests {
         let error = Definition::parse(&aws_by_stack).unwrap_err().to_string();
         assert!(
             error.contains("alarm WorkerHighCpu: only AccuNode/"),
+            "{error}"
+        );
+
+        let spaced = BUILT_IN.replace(
+            "metric = \"CPUUtilization\"",
+            "metric = \"CPU Utilization\"",
+        );
+        let error = Definition::parse(&spaced).unwrap_err().to_string();
+        assert!(
+            error.contains("metric \"CPU Utilization\" must be one word"),
             "{error}"
         );
 

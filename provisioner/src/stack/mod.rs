@@ -4,11 +4,9 @@
 
 mod apply;
 mod aws;
-mod cost;
 mod definition;
 mod plan;
 mod progress;
-mod properties;
 mod render;
 mod resources;
 mod spec;
@@ -269,7 +267,7 @@ async fn make_plan(
         admin_cidr: options.admin_cidr.as_deref(),
         certificate_arn: options.certificate_arn.as_deref(),
     };
-    let desired = spec::desired(&ctx.definition, &phase_definition, &inputs, &existing);
+    let desired = resources::desired(&ctx.definition, &phase_definition, &inputs, &existing);
     let plan = plan::plan(
         &ctx.definition,
         &ctx.stack,
@@ -468,7 +466,7 @@ fn every_dependency(
                 admin_cidr: None,
                 certificate_arn,
             };
-            for resource in spec::desired(definition, phase, &inputs, &Known::new()) {
+            for resource in resources::desired(definition, phase, &inputs, &Known::new()) {
                 match merged.get_mut(&resource.component) {
                     Some(known) => {
                         for dependency in resource.depends_on {
@@ -507,26 +505,9 @@ fn status_text(ctx: &Ctx, existing: &Known) -> String {
         existing.len()
     );
     let mut rows: Vec<&Existing> = existing.values().collect();
-    rows.sort_by_key(|e| std::cmp::Reverse(Kind::DESTROY_ORDER.iter().position(|k| *k == e.kind)));
+    rows.sort_by_key(|e| e.kind.creation_rank());
     for e in rows {
-        let health = match e.kind {
-            Kind::AutoScalingGroup => format!(
-                "{} of {} desired in service",
-                e.attrs.get("in_service").map_or("0", String::as_str),
-                e.props.get("desired").map_or("?", String::as_str)
-            ),
-            Kind::TargetGroup => format!(
-                "{} of {} targets healthy",
-                e.attrs.get("healthy_targets").map_or("0", String::as_str),
-                e.attrs.get("targets").map_or("0", String::as_str)
-            ),
-            _ => e
-                .attrs
-                .get("status")
-                .or(e.attrs.get("state"))
-                .cloned()
-                .unwrap_or_else(|| "ok".to_owned()),
-        };
+        let health = e.kind.home().status(e);
         let _ = writeln!(
             out,
             "  {:<28} {:<20} {:<40} {health}",
@@ -606,13 +587,13 @@ fn cost_report(
         admin_cidr: None,
         certificate_arn: None,
     };
-    let desired = spec::desired(definition, phase, &inputs, &Known::new());
+    let desired = resources::desired(definition, phase, &inputs, &Known::new());
     let lines: Vec<CostLine> = desired
         .iter()
         .map(|r| CostLine {
             component: r.component.clone(),
             kind: r.kind,
-            monthly: cost::monthly(definition, r.kind, &r.props),
+            monthly: r.kind.home().monthly_cost(definition, &r.props),
         })
         .filter(|l| l.monthly > 0.0)
         .collect();

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::cost;
 use super::definition::Definition;
 use super::progress::Progress;
 use super::spec::{Existing, Kind, Props, Resource};
@@ -80,46 +79,6 @@ impl Plan {
     }
 }
 
-/// Properties AWS cannot change on a live resource.
-fn forces_replacement(kind: Kind, key: &str) -> bool {
-    match kind {
-        Kind::Vpc => key == "cidr",
-        Kind::Subnet => matches!(key, "vpc" | "cidr" | "zone"),
-        Kind::NatGateway => matches!(key, "subnet" | "elastic_ip"),
-        Kind::ElasticIp => key == "domain",
-        Kind::SecurityGroup => matches!(key, "vpc" | "description"),
-        Kind::RouteTable => key == "vpc",
-        Kind::Parameter => key == "type",
-        Kind::Database => matches!(
-            key,
-            "engine" | "engine_version" | "encrypted" | "subnet_group"
-        ),
-        // Moving a live group to in-transit encryption and AUTH takes AWS's
-        // two-step migration, which the provisioner does not drive: replace.
-        Kind::Redis => matches!(
-            key,
-            "engine" | "encrypted_at_rest" | "nodes" | "encrypted_in_transit" | "auth_token"
-        ),
-        Kind::TargetGroup => matches!(key, "vpc" | "protocol" | "port"),
-        Kind::LoadBalancer => key == "scheme",
-        Kind::ScalingPolicy => key == "type",
-        _ => false,
-    }
-}
-
-/// A difference that is deliberately left as it is, with the reason.
-fn accepted(kind: Kind, key: &str, wanted: &str, have: &str) -> Option<String> {
-    if kind == Kind::Database && key == "storage_gb" {
-        let (wanted, have) = (wanted.parse::<i64>().ok()?, have.parse::<i64>().ok()?);
-        if have > wanted {
-            return Some(format!(
-                "storage stays at {have} GB (the phase asks {wanted} GB): RDS storage cannot shrink"
-            ));
-        }
-    }
-    None
-}
-
 pub fn plan(
     definition: &Definition,
     stack: &str,
@@ -130,6 +89,7 @@ pub fn plan(
 ) -> Plan {
     let mut steps = Vec::new();
     for resource in desired {
+        let home = resource.kind.home();
         let current = existing.get(&resource.component);
         let mut changes = Vec::new();
         let mut notes = Vec::new();
@@ -143,7 +103,7 @@ pub fn plan(
                 if have == wanted {
                     continue;
                 }
-                if let Some(note) = accepted(resource.kind, key, wanted, have) {
+                if let Some(note) = home.accepted(key, wanted, have) {
                     notes.push(note);
                     effective.insert(key.clone(), have.clone());
                     continue;
@@ -152,7 +112,7 @@ pub fn plan(
                     key: key.clone(),
                     before: have.clone(),
                     after: wanted.clone(),
-                    forces_replacement: forces_replacement(resource.kind, key),
+                    forces_replacement: home.forces_replacement(key),
                 });
             }
         }
@@ -171,8 +131,8 @@ pub fn plan(
             changes,
             notes,
             monthly_cost_before: current
-                .map_or(0.0, |c| cost::monthly(definition, c.kind, &c.props)),
-            monthly_cost_after: cost::monthly(definition, resource.kind, &effective),
+                .map_or(0.0, |c| c.kind.home().monthly_cost(definition, &c.props)),
+            monthly_cost_after: home.monthly_cost(definition, &effective),
         });
     }
     let wanted: BTreeSet<&str> = desired.iter().map(|r| r.component.as_str()).collect();
@@ -180,7 +140,8 @@ pub fn plan(
         .values()
         .filter(|e| !wanted.contains(e.component.as_str()))
         .collect();
-    leftovers.sort_by_key(|e| Kind::DESTROY_ORDER.iter().position(|k| *k == e.kind));
+    // What uses a resource goes before it.
+    leftovers.sort_by_key(|e| std::cmp::Reverse(e.kind.creation_rank()));
     for current in leftovers {
         steps.push(Step {
             component: current.component.clone(),
@@ -190,7 +151,7 @@ pub fn plan(
             depends_on: vec![],
             changes: vec![],
             notes: vec![],
-            monthly_cost_before: cost::monthly(definition, current.kind, &current.props),
+            monthly_cost_before: current.kind.home().monthly_cost(definition, &current.props),
             monthly_cost_after: 0.0,
         });
     }
@@ -287,7 +248,8 @@ fn shown(value: &str) -> &str {
 mod tests {
     use super::*;
     use crate::stack::definition::BUILT_IN;
-    use crate::stack::spec::{Inputs, desired};
+    use crate::stack::resources::desired;
+    use crate::stack::spec::Inputs;
 
     fn inputs() -> Inputs<'static> {
         Inputs {

@@ -1,83 +1,169 @@
-//! RDS PostgreSQL and its subnet group. Class, storage, Multi-AZ and backup
-//! retention change in place (applied immediately); the master password comes
-//! from the stack's SSM parameter, generated before the instance exists.
+//! RDS PostgreSQL. Class, storage, Multi-AZ and backup retention change in
+//! place (applied immediately); storage never shrinks (RDS cannot). The master
+//! password comes from the stack's SSM parameter, generated before the
+//! instance exists. A delete leaves a final snapshot.
 
 use anyhow::Context;
-use aws_sdk_rds::types::Tag;
+use futures::future::{BoxFuture, FutureExt};
 
-use super::{Ctx, Known, Poll, adopt, created, existing, id, ids, tagged, wait_for, with_endpoint};
+use super::db_subnet_group::{ours, tags};
+use super::find::adopt;
+use super::wait::{Poll, wait_for};
+use super::{
+    Changed, Ctx, Known, ResourceKind, Wanted, existing, id, ids, resource, with_endpoint,
+};
 use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error, error_code};
-use crate::stack::spec::{Existing, Kind, Resource};
+use crate::stack::definition::Definition;
+use crate::stack::spec::{Existing, Kind, Props, Resource};
 
-fn tags(ctx: &Ctx, resource: &Resource) -> Vec<Tag> {
-    ctx.tags(&resource.component, &resource.name)
-        .into_iter()
-        .map(|(key, value)| Tag::builder().key(key).value(value).build())
-        .collect()
-}
+pub struct Database;
 
-fn ours(ctx: &Ctx, tags: &[Tag]) -> Option<String> {
-    tagged(
-        &ctx.stack,
-        tags.iter()
-            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
-    )
-    .map(|(c, _)| c)
+impl ResourceKind for Database {
+    fn kind(&self) -> Kind {
+        Kind::Database
+    }
+
+    fn label(&self) -> &'static str {
+        "rds instance"
+    }
+
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
+        let db = &wanted.definition.database;
+        let phase = wanted.phase;
+        vec![resource(
+            "database",
+            Kind::Database,
+            wanted.name("db"),
+            &[
+                ("engine", db.engine.clone()),
+                ("engine_version", db.engine_version.clone()),
+                ("class", phase.database_class.clone()),
+                ("storage_gb", phase.database_storage_gb.to_string()),
+                ("storage_type", db.storage_type.clone()),
+                ("multi_az", phase.database_multi_az.to_string()),
+                ("backup_days", phase.database_backup_days.to_string()),
+                ("encrypted", "true".into()),
+                ("public", "false".into()),
+                ("subnet_group", "db-subnet-group".into()),
+                ("security_groups", "sg-database".into()),
+            ],
+            &["db-subnet-group", "sg-database", "param-database-password"],
+        )]
+    }
+
+    fn forces_replacement(&self, key: &str) -> bool {
+        matches!(
+            key,
+            "engine" | "engine_version" | "encrypted" | "subnet_group"
+        )
+    }
+
+    fn accepted(&self, key: &str, wanted: &str, have: &str) -> Option<String> {
+        if key == "storage_gb" {
+            let (wanted, have) = (wanted.parse::<i64>().ok()?, have.parse::<i64>().ok()?);
+            if have > wanted {
+                return Some(format!(
+                    "storage stays at {have} GB (the phase asks {wanted} GB): RDS storage cannot shrink"
+                ));
+            }
+        }
+        None
+    }
+
+    fn monthly_cost(&self, definition: &Definition, props: &Props) -> f64 {
+        let prices = &definition.prices;
+        let class = props
+            .get("class")
+            .and_then(|c| prices.rds_hourly.get(c))
+            .copied()
+            .unwrap_or(0.0);
+        let storage_gb = props
+            .get("storage_gb")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        // Multi-AZ runs and stores a standby: twice the instance and the storage.
+        let copies = if props.get("multi_az").is_some_and(|v| v == "true") {
+            2.0
+        } else {
+            1.0
+        };
+        copies * (class * prices.hours_per_month + storage_gb * prices.rds_gp2_gb_month)
+    }
+
+    fn in_transition<'e>(&self, current: &'e Existing) -> Option<&'e str> {
+        // On its way to available; a stopped or failed instance is not waited for.
+        current.attrs.get("status").map(String::as_str).filter(|s| {
+            matches!(
+                *s,
+                "creating"
+                    | "modifying"
+                    | "backing-up"
+                    | "rebooting"
+                    | "starting"
+                    | "upgrading"
+                    | "renaming"
+                    | "maintenance"
+                    | "resetting-master-credentials"
+                    | "storage-optimization"
+                    | "configuring-enhanced-monitoring"
+                    | "configuring-log-exports"
+            )
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a mut Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        settle(ctx, current).boxed()
+    }
+
+    fn hidden_while_deleting(&self) -> bool {
+        true
+    }
+
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
+        discover(ctx).boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        create(ctx, known, resource).boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+        current: &'a Existing,
+        changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        update(ctx, known, resource, current, changed).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        delete(ctx, current).boxed()
+    }
 }
 
 fn name(ctx: &Ctx) -> String {
     format!("{}-db", ctx.stack)
 }
 
-fn subnet_group_name(ctx: &Ctx) -> String {
-    format!("{}-db-subnets", ctx.stack)
-}
-
-pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let rds = &ctx.aws.rds;
     let name = name(ctx);
     let mut found = Vec::new();
-    let group_name = subnet_group_name(ctx);
-    match rds
-        .describe_db_subnet_groups()
-        .db_subnet_group_name(&group_name)
-        .send()
-        .await
-    {
-        Ok(groups) => {
-            for group in groups.db_subnet_groups() {
-                let arn = group.db_subnet_group_arn().unwrap_or_default();
-                let tags = rds
-                    .list_tags_for_resource()
-                    .resource_name(arn)
-                    .send()
-                    .await
-                    .map_err(aws_error)?;
-                let Some(component) = ours(ctx, tags.tag_list()) else {
-                    anyhow::bail!(
-                        "the DB subnet group {group_name} exists without the tag accunode:stack={}: not this stack's, not touched",
-                        ctx.stack
-                    );
-                };
-                let subnets: Vec<&str> = group
-                    .subnets()
-                    .iter()
-                    .filter_map(|s| s.subnet_identifier())
-                    .collect();
-                let mut e = existing(
-                    component,
-                    Kind::DbSubnetGroup,
-                    group_name.clone(),
-                    group_name.clone(),
-                    &[("subnets", subnets.join(","))],
-                );
-                e.aliases.push(arn.to_owned());
-                found.push(e);
-            }
-        }
-        Err(error) if error_code(&error) == Some("DBSubnetGroupNotFoundFault") => {}
-        Err(error) => return Err(aws_error(error)).context("cannot look up the DB subnet group"),
-    }
     match rds
         .describe_db_instances()
         .db_instance_identifier(&name)
@@ -164,47 +250,7 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     Ok(found)
 }
 
-pub async fn create_subnet_group(
-    ctx: &Ctx,
-    known: &Known,
-    resource: &Resource,
-) -> anyhow::Result<Existing> {
-    if ctx
-        .aws
-        .rds
-        .create_db_subnet_group()
-        .db_subnet_group_name(&resource.name)
-        .db_subnet_group_description(format!("AccuNode {} database: private subnets", ctx.stack))
-        .set_subnet_ids(Some(ids(known, &resource.props["subnets"])?))
-        .set_tags(Some(tags(ctx, resource)))
-        .send()
-        .await
-        .or_already(EXISTS)?
-        .is_none()
-    {
-        adopt(ctx, resource, discover(ctx).await?)?;
-    }
-    Ok(created(resource, resource.name.clone()))
-}
-
-pub async fn update_subnet_group(
-    ctx: &Ctx,
-    known: &Known,
-    resource: &Resource,
-    current: &Existing,
-) -> anyhow::Result<Existing> {
-    ctx.aws
-        .rds
-        .modify_db_subnet_group()
-        .db_subnet_group_name(&current.id)
-        .set_subnet_ids(Some(ids(known, &resource.props["subnets"])?))
-        .send()
-        .await
-        .map_err(aws_error)?;
-    Ok(created(resource, current.id.clone()))
-}
-
-pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
     let p = &resource.props;
     let number = |key: &str| {
         p[key]
@@ -245,12 +291,12 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
         .map(|endpoint| with_endpoint(resource, endpoint))
 }
 
-pub async fn update(
+async fn update(
     ctx: &Ctx,
     known: &Known,
     resource: &Resource,
     current: &Existing,
-    changed: &dyn Fn(&str) -> bool,
+    changed: &Changed,
 ) -> anyhow::Result<Existing> {
     let p = &resource.props;
     let mut request = ctx
@@ -259,19 +305,19 @@ pub async fn update(
         .modify_db_instance()
         .db_instance_identifier(&current.id)
         .apply_immediately(true);
-    if changed("class") {
+    if changed.has("class") {
         request = request.db_instance_class(&p["class"]);
     }
-    if changed("storage_gb") {
+    if changed.has("storage_gb") {
         request = request.allocated_storage(p["storage_gb"].parse()?);
     }
-    if changed("multi_az") {
+    if changed.has("multi_az") {
         request = request.multi_az(p["multi_az"] == "true");
     }
-    if changed("backup_days") {
+    if changed.has("backup_days") {
         request = request.backup_retention_period(p["backup_days"].parse()?);
     }
-    if changed("security_groups") {
+    if changed.has("security_groups") {
         request = request.set_vpc_security_group_ids(Some(ids(known, &p["security_groups"])?));
     }
     // A resend after a lost answer finds it modifying already: wait for that below.
@@ -284,8 +330,17 @@ pub async fn update(
         .map(|endpoint| with_endpoint(resource, endpoint))
 }
 
+/// Waits for an instance discovery found on its way to available, and records
+/// the endpoint AWS gives only then.
+async fn settle(ctx: &Ctx, current: &mut Existing) -> anyhow::Result<()> {
+    let endpoint = wait_available(ctx, &current.component, &current.id).await?;
+    current.attrs.insert("endpoint".into(), endpoint);
+    current.attrs.insert("status".into(), "available".into());
+    Ok(())
+}
+
 /// Waits until the instance is available and returns its endpoint.
-pub async fn wait_available(ctx: &Ctx, component: &str, name: &str) -> anyhow::Result<String> {
+async fn wait_available(ctx: &Ctx, component: &str, name: &str) -> anyhow::Result<String> {
     wait_for(ctx, component, || async {
         let instances = ctx
             .aws
@@ -312,19 +367,8 @@ pub async fn wait_available(ctx: &Ctx, component: &str, name: &str) -> anyhow::R
     .await
 }
 
-pub async fn delete_subnet_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    ctx.aws
-        .rds
-        .delete_db_subnet_group()
-        .db_subnet_group_name(&current.id)
-        .send()
-        .await
-        .or_already(GONE)?;
-    Ok(())
-}
-
 /// Deletes the instance after a final snapshot named after it and the time.
-pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -363,4 +407,37 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::definition::BUILT_IN;
+
+    fn props(pairs: &[(&str, &str)]) -> Props {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn multi_az_costs_twice_a_single_instance() {
+        let definition = Definition::parse(BUILT_IN).unwrap();
+        let single = Database.monthly_cost(
+            &definition,
+            &props(&[("class", "db.t3.micro"), ("storage_gb", "20")]),
+        );
+        let multi = Database.monthly_cost(
+            &definition,
+            &props(&[
+                ("class", "db.t3.micro"),
+                ("storage_gb", "20"),
+                ("multi_az", "true"),
+            ]),
+        );
+        // A db.t3.micro at $0.018/h plus 20 GB gp2.
+        assert!((single - (0.018 * 730.0 + 20.0 * 0.115)).abs() < 1e-9);
+        assert!((multi - 2.0 * single).abs() < 1e-9);
+    }
 }

@@ -1,6 +1,7 @@
 //! Launch templates of the API and worker groups, rendered from
 //! `launch-templates/` (user data + systemd unit). A change makes a new
 //! template version and makes it the default, which the groups launch.
+//! Plans compare the user data by its digest: AWS gives it back only encoded.
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{
@@ -10,16 +11,96 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 use base64::Engine;
+use futures::future::{BoxFuture, FutureExt};
 
-use super::network::{client_token, ec2_tagged, stack_filter, tag_spec};
-use super::{Ctx, Known, existing, id, ids};
+use super::find::adopt;
+use super::tags::{client_token, ec2_tagged, stack_filter, tag_spec};
+use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, id, ids, resource};
 use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
 use crate::stack::render::{sha256_hex, user_data};
 use crate::stack::spec::{Existing, Kind, Resource, names};
 
+pub struct LaunchTemplate;
+
+impl ResourceKind for LaunchTemplate {
+    fn kind(&self) -> Kind {
+        Kind::LaunchTemplate
+    }
+
+    fn label(&self) -> &'static str {
+        "launch template"
+    }
+
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
+        let inputs = wanted.inputs;
+        // Instances: one launch template per tier, user data from launch-templates/.
+        let instances = &wanted.definition.instances;
+        ["api", "worker"]
+            .into_iter()
+            .map(|tier| {
+                let bucket = names::bucket(inputs.stack, inputs.account, inputs.region);
+                let uploads = format!("s3://{bucket}/{}", names::UPLOADS_PREFIX);
+                let script = user_data(tier, inputs.stack, inputs.region, &bucket, &uploads);
+                resource(
+                    &format!("launch-template-{tier}"),
+                    Kind::LaunchTemplate,
+                    wanted.name(&format!("{tier}-template")),
+                    &[
+                        ("image", inputs.image_id.to_owned()),
+                        ("instance_type", instances.instance_type.clone()),
+                        ("security_groups", format!("sg-{tier}")),
+                        ("instance_profile", format!("profile-{tier}")),
+                        (
+                            "volume",
+                            format!(
+                                "{} GB {}",
+                                instances.root_volume_gb, instances.root_volume_type
+                            ),
+                        ),
+                        ("user_data_sha256", sha256_hex(script.as_bytes())),
+                    ],
+                    &[&format!("sg-{tier}"), &format!("profile-{tier}")],
+                )
+            })
+            .collect()
+    }
+
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
+        discover(ctx).boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        create(ctx, known, resource).boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+        current: &'a Existing,
+        _changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        update(ctx, known, resource, current).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        delete(ctx, current).boxed()
+    }
+}
+
 const ROOT_DEVICE: &str = "/dev/xvda";
 
-pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let ec2 = &ctx.aws.ec2;
     let templates = ec2
         .describe_launch_templates()
@@ -154,7 +235,7 @@ fn data(
         .build())
 }
 
-pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
     // Its name is unique: a resend is answered "already exists" and adopted.
     let template = ctx
         .aws
@@ -173,12 +254,12 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
             .and_then(|t| t.launch_template_id())
             .context("CreateLaunchTemplate returned no id")?
             .to_owned(),
-        None => super::adopt(ctx, resource, discover(ctx).await?)?.id,
+        None => adopt(ctx, resource, discover(ctx).await?)?.id,
     };
-    Ok(super::created(resource, template_id))
+    Ok(created(resource, template_id))
 }
 
-pub async fn update(
+async fn update(
     ctx: &Ctx,
     known: &Known,
     resource: &Resource,
@@ -213,10 +294,10 @@ pub async fn update(
         .send()
         .await
         .map_err(aws_error)?;
-    Ok(super::created(resource, current.id.clone()))
+    Ok(created(resource, current.id.clone()))
 }
 
-pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     ctx.aws
         .ec2
         .delete_launch_template()

@@ -1,31 +1,213 @@
-//! The resource kinds: for each, discovery (what exists, as properties plan can
-//! compare), create, update in place and delete. Every create tags the resource
-//! in the same call that makes it, so an interrupted run leaves nothing a
-//! re-run cannot find.
+//! The resource kinds, one file each. A kind's file owns everything about it:
+//! the resources of it a phase wants (`desired`, from the definition), which
+//! properties force a replacement, its monthly price, its waits, and its
+//! discover/create/update/delete against AWS. [`ResourceKind`] is that
+//! contract and [`KINDS`] registers each kind once, in creation order
+//! (destroy goes backwards); the engine (plan, apply, status) reaches kinds
+//! only through them. What kinds share lives beside them: [`tags`] (how the
+//! stack's resources are tagged and found), [`wait`] (polling a slow
+//! resource), [`find`] (making a create happen once when answers get lost).
+//! Every create tags the resource in the call that makes it, so an
+//! interrupted run leaves nothing a re-run cannot find.
 
-pub mod autoscaling;
-pub mod database;
-pub mod iam;
-pub mod launch_template;
-pub mod load_balancer;
-pub mod monitoring;
-pub mod network;
-pub mod parameter;
-pub mod redis;
-pub mod security_group;
-pub mod storage;
+pub mod find;
+pub mod tags;
+pub mod wait;
+
+mod alarm;
+mod auto_scaling_group;
+mod bucket;
+mod cache_subnet_group;
+mod dashboard;
+mod database;
+mod db_subnet_group;
+mod elastic_ip;
+mod instance_profile;
+mod internet_gateway;
+mod launch_template;
+mod listener;
+mod load_balancer;
+mod nat_gateway;
+mod parameter;
+mod redis;
+mod role;
+mod route_table;
+mod scaling_policy;
+mod security_group;
+mod subnet;
+mod target_group;
+mod vpc;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures::future::{BoxFuture, FutureExt};
 
-use super::aws::{Aws, aws_error};
-use super::definition::Definition;
-use super::plan::Change;
+use super::aws::Aws;
+use super::definition::{Definition, Phase};
 use super::progress::Progress;
-use super::spec::{COMPONENT_TAG, Existing, Kind, Resource, STACK_TAG};
+use super::spec::{COMPONENT_TAG, Existing, Inputs, Kind, Props, Resource, STACK_TAG};
+
+/// Every kind, in creation order: a kind comes after the kinds its resources
+/// may depend on (a unit test holds it to that), and destroy goes backwards.
+/// SSM parameters come before the database and Redis, which read their
+/// generated secrets; the two URL parameters, which hold those resources'
+/// endpoints, are the exception (AWS ties neither to the other).
+/// A new kind is one line here, one `Kind` variant and its own file.
+pub const KINDS: [&dyn ResourceKind; 23] = [
+    &vpc::Vpc,
+    &subnet::Subnet,
+    &internet_gateway::InternetGateway,
+    &elastic_ip::ElasticIp,
+    &nat_gateway::NatGateway,
+    &route_table::RouteTable,
+    &security_group::SecurityGroup,
+    &role::Role,
+    &instance_profile::InstanceProfile,
+    &bucket::Bucket,
+    &parameter::Parameter,
+    &db_subnet_group::DbSubnetGroup,
+    &database::Database,
+    &cache_subnet_group::CacheSubnetGroup,
+    &redis::Redis,
+    &launch_template::LaunchTemplate,
+    &target_group::TargetGroup,
+    &load_balancer::LoadBalancer,
+    &listener::Listener,
+    &auto_scaling_group::AutoScalingGroup,
+    &scaling_policy::ScalingPolicy,
+    &alarm::Alarm,
+    &dashboard::Dashboard,
+];
+
+/// What one kind of resource is and how it is handled. Everything but
+/// `kind`, `label`, `desired`, `discover`, `create` and `delete` has the
+/// default of a kind with no such trait (free, changed in place, usable as
+/// soon as it is created).
+pub trait ResourceKind: Sync {
+    fn kind(&self) -> Kind;
+
+    /// How plans and progress rows name the kind.
+    fn label(&self) -> &'static str;
+
+    /// The resources of this kind that `wanted`'s phase asks for.
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource>;
+
+    /// Whether a change of `key` needs a new resource (AWS cannot change it
+    /// on a live one).
+    fn forces_replacement(&self, _key: &str) -> bool {
+        false
+    }
+
+    /// Why a difference of `key` is deliberately left as it is, if it is.
+    fn accepted(&self, _key: &str, _wanted: &str, _have: &str) -> Option<String> {
+        None
+    }
+
+    /// What a resource with `props` costs a month, from the definition's
+    /// price table. The same function prices what exists and what is wanted,
+    /// so a plan's before and after compare like with like.
+    fn monthly_cost(&self, _definition: &Definition, _props: &Props) -> f64 {
+        0.0
+    }
+
+    /// The health column of `status`.
+    fn status(&self, current: &Existing) -> String {
+        current
+            .attrs
+            .get("status")
+            .or(current.attrs.get("state"))
+            .cloned()
+            .unwrap_or_else(|| "ok".to_owned())
+    }
+
+    /// The state of a resource discovery found on its way to being usable
+    /// (an RDS instance still creating after a killed run), if it is.
+    fn in_transition<'e>(&self, _current: &'e Existing) -> Option<&'e str> {
+        None
+    }
+
+    /// Waits until a resource [`in_transition`](Self::in_transition) is
+    /// usable, and updates what dependents read from it (an endpoint AWS
+    /// gives only then).
+    fn settle<'a>(
+        &'a self,
+        _ctx: &'a Ctx,
+        _current: &'a mut Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        async { Ok(()) }.boxed()
+    }
+
+    /// Whether discovery leaves the kind out while it is deleting, so that
+    /// its absence there does not say it is gone (its delete waits for that).
+    fn hidden_while_deleting(&self) -> bool {
+        false
+    }
+
+    /// Every resource of this kind that carries the stack's tags.
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>>;
+
+    fn create<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>>;
+
+    /// Changes `current` in place to `resource`; `changed` holds the keys the
+    /// plan found different (none that force a replacement).
+    fn update<'a>(
+        &'a self,
+        _ctx: &'a Ctx,
+        _known: &'a Known,
+        resource: &'a Resource,
+        _current: &'a Existing,
+        _changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        let label = self.label();
+        async move { bail!("{label} {} cannot change in place", resource.name) }.boxed()
+    }
+
+    /// Deletes `current`; a "not found" answer counts as done.
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+impl Kind {
+    /// The kind's file.
+    pub fn home(self) -> &'static dyn ResourceKind {
+        *KINDS
+            .iter()
+            .find(|home| home.kind() == self)
+            .expect("every kind is registered in KINDS (unit test)")
+    }
+
+    pub fn label(self) -> &'static str {
+        self.home().label()
+    }
+
+    /// The kind's place in creation order; destroy goes from the highest.
+    pub fn creation_rank(self) -> usize {
+        KINDS
+            .iter()
+            .position(|home| home.kind() == self)
+            .expect("every kind is registered in KINDS (unit test)")
+    }
+}
+
+/// The keys of the properties a plan found different.
+#[derive(Debug, Default)]
+pub struct Changed(pub Vec<String>);
+
+impl Changed {
+    pub fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|changed| changed == key)
+    }
+}
 
 /// Everything an operation on a resource needs.
 pub struct Ctx {
@@ -73,22 +255,6 @@ pub fn ids(known: &Known, components: &str) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// A resource discovered with the stack's tag: its component and name from its tags.
-pub fn tagged<'a>(
-    stack: &str,
-    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Option<(String, Option<String>)> {
-    let tags: BTreeMap<&str, &str> = tags.into_iter().collect();
-    if tags.get(STACK_TAG) != Some(&stack) {
-        return None;
-    }
-    let component = tags.get(COMPONENT_TAG)?;
-    Some((
-        (*component).to_owned(),
-        tags.get("Name").map(|n| (*n).to_owned()),
-    ))
-}
-
 /// Build an `Existing` from discovery.
 pub fn existing(
     component: String,
@@ -131,229 +297,163 @@ pub fn with_endpoint(resource: &Resource, endpoint: String) -> Existing {
     current
 }
 
-/// The status of a resource discovery found on its way to being usable
-/// (an RDS instance still creating after a killed run, a NAT gateway pending),
-/// or `None` when it is usable or its kind has no such states.
-pub fn in_transition(current: &Existing) -> Option<&str> {
-    let status = |key: &str| current.attrs.get(key).map(String::as_str);
-    match current.kind {
-        // On its way to available; a stopped or failed instance is not waited for.
-        Kind::Database => status("status").filter(|s| {
-            matches!(
-                *s,
-                "creating"
-                    | "modifying"
-                    | "backing-up"
-                    | "rebooting"
-                    | "starting"
-                    | "upgrading"
-                    | "renaming"
-                    | "maintenance"
-                    | "resetting-master-credentials"
-                    | "storage-optimization"
-                    | "configuring-enhanced-monitoring"
-                    | "configuring-log-exports"
-            )
-        }),
-        Kind::Redis => {
-            status("status").filter(|s| matches!(*s, "creating" | "modifying" | "snapshotting"))
-        }
-        Kind::NatGateway => status("state").filter(|s| *s == "pending"),
-        Kind::LoadBalancer => status("state").filter(|s| *s == "provisioning"),
-        _ => None,
+/// What a kind's `desired` reads: the definition, the phase, the run's inputs
+/// and what exists (values only known once a resource exists, such as an
+/// endpoint, come from there).
+pub struct Wanted<'a> {
+    pub definition: &'a Definition,
+    pub phase: &'a Phase,
+    pub inputs: &'a Inputs<'a>,
+    pub existing: &'a Known,
+}
+
+impl Wanted<'_> {
+    /// The AWS name (or `Name` tag) of one of the stack's resources.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.inputs.stack)
+    }
+
+    /// The subnet components of a tier ("public" or "private"), one per zone.
+    pub fn subnets(&self, tier: &str) -> Vec<String> {
+        self.definition
+            .network
+            .availability_zones
+            .iter()
+            .map(|zone| subnet_component(tier, zone))
+            .collect()
+    }
+
+    /// A tier's subnets as a property: the sorted, comma-separated components.
+    pub fn subnet_list(&self, tier: &str) -> String {
+        list(self.subnets(tier))
+    }
+
+    /// A read-only fact of an existing resource (an endpoint, an ARN suffix).
+    pub fn attr(&self, component: &str, attr: &str) -> Option<String> {
+        self.existing
+            .get(component)
+            .and_then(|e| e.attrs.get(attr))
+            .cloned()
     }
 }
 
-/// Waits until `current` (see [`in_transition`]) is usable, and updates what
-/// dependents read from it (an endpoint AWS gives only then).
-pub async fn settle(ctx: &Ctx, current: &mut Existing) -> anyhow::Result<()> {
-    let (component, id) = (current.component.as_str(), current.id.as_str());
-    match current.kind {
-        Kind::Database => {
-            let endpoint = database::wait_available(ctx, component, id).await?;
-            current.attrs.insert("endpoint".into(), endpoint);
-            current.attrs.insert("status".into(), "available".into());
-        }
-        Kind::Redis => {
-            let endpoint = redis::wait_available(ctx, component, id).await?;
-            current.attrs.insert("endpoint".into(), endpoint);
-            current.attrs.insert("status".into(), "available".into());
-        }
-        Kind::NatGateway => {
-            network::wait_nat(ctx, component, id, "available").await?;
-            current.attrs.insert("state".into(), "available".into());
-        }
-        Kind::LoadBalancer => {
-            load_balancer::wait_active(ctx, component, id).await?;
-            current.attrs.insert("state".into(), "active".into());
-        }
-        _ => {}
+/// The zone letter's component suffix: subnet-public-a, subnet-private-b.
+pub fn subnet_component(tier: &str, zone: &str) -> String {
+    format!("subnet-{tier}-{zone}")
+}
+
+/// A set-valued property: its items sorted and comma-separated.
+pub fn list(items: impl IntoIterator<Item = String>) -> String {
+    let mut items: Vec<String> = items.into_iter().collect();
+    items.sort();
+    items.join(",")
+}
+
+/// A number as plans show it (no trailing ".0").
+pub fn number(value: f64) -> String {
+    format!("{value}")
+}
+
+/// One wanted resource.
+pub fn resource(
+    component: &str,
+    kind: Kind,
+    name: String,
+    props: &[(&str, String)],
+    depends_on: &[&str],
+) -> Resource {
+    Resource {
+        component: component.to_owned(),
+        kind,
+        name,
+        props: props
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
     }
-    Ok(())
 }
 
-/// Sends a create that AWS cannot deduplicate (on `aws.ec2_once`, which never
-/// resends by itself) so that it makes at most one resource: a throttled
-/// create is sent again after a pause; one whose answer was lost (time-out,
-/// reset, 5xx) is first looked for with `find` (by the tags it was sent with),
-/// adopted when it is there, and only sent again when it is not.
-pub async fn create_once<T, E, Send, SendFut, Find, FindFut>(
-    ctx: &Ctx,
-    what: &str,
-    send: Send,
-    find: Find,
-) -> anyhow::Result<T>
-where
-    E: std::error::Error
-        + aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::marker::Send
-        + Sync
-        + 'static,
-    Send: Fn() -> SendFut,
-    SendFut: Future<
-        Output = Result<
-            T,
-            aws_smithy_runtime_api::client::result::SdkError<
-                E,
-                aws_smithy_runtime_api::http::Response,
-            >,
-        >,
-    >,
-    Find: Fn() -> FindFut,
-    FindFut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    use super::aws::{Failure, failure};
-    let mut pause = Duration::from_millis(200);
-    for attempt in 1..=super::aws::MAX_ATTEMPTS {
-        if attempt > 1 {
-            ctx.aws.calls.record_resend();
-        }
-        let error = match send().await {
-            Ok(made) => return Ok(made),
-            Err(error) => error,
-        };
-        let how = failure(&error);
-        if how == Failure::Refused || attempt == super::aws::MAX_ATTEMPTS {
-            return Err(aws_error(error)).with_context(|| format!("cannot create {what}"));
-        }
-        // Back off with jitter, as the SDK's retry does.
-        tokio::time::sleep(pause.mul_f64(0.5 + jitter())).await;
-        pause = (pause * 2).min(Duration::from_secs(10));
-        if how == Failure::Unknown {
-            // Tags show up within about a second of the create: look twice.
-            for look in 0..2 {
-                if look > 0 {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                if let Some(found) = find()
-                    .await
-                    .with_context(|| format!("cannot look for {what} after a lost answer"))?
-                {
-                    return Ok(found);
-                }
-            }
-        }
-    }
-    unreachable!("the last attempt returns")
-}
-
-/// The resource of `resource.component` among what discovery `found`: what a create
-/// adopts when AWS answers that it exists already (its own resend, after the
-/// first answer was lost). A look-alike without the stack's tags is refused.
-pub fn adopt(ctx: &Ctx, resource: &Resource, found: Vec<Existing>) -> anyhow::Result<Existing> {
-    found
-        .into_iter()
-        .find(|found| found.component == resource.component)
-        .with_context(|| {
-            format!(
-                "{} {} exists without the tags accunode:stack={} accunode:component={}: not this stack's, not touched",
-                resource.kind.label(),
-                resource.name,
-                ctx.stack,
-                resource.component
-            )
-        })
-}
-
-/// A number in [0, 1) that differs between calls, for spreading resends.
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 2];
-    getrandom::fill(&mut bytes).map_or(0.5, |()| f64::from(u16::from_le_bytes(bytes)) / 65536.0)
-}
-
-/// What a wait's check reports.
-pub enum Poll<T> {
-    Ready(T),
-    Pending(String),
-}
-
-/// Poll `check` until it is ready, backing off to 10 s, printing the status
-/// every 15 s, and failing after the run's wait timeout.
-pub async fn wait_for<T, F, Fut>(ctx: &Ctx, component: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Poll<T>>>,
-{
-    let started = Instant::now();
-    let mut delay: Duration = Duration::from_millis(50);
-    let mut last_report = Instant::now();
-    loop {
-        match check().await? {
-            Poll::Ready(value) => return Ok(value),
-            Poll::Pending(status) => {
-                if started.elapsed() > ctx.wait_timeout {
-                    bail!(
-                        "{component}: still {status} after {} s (--wait-timeout); run the command again to go on waiting",
-                        started.elapsed().as_secs()
-                    );
-                }
-                if last_report.elapsed() >= Duration::from_secs(15) {
-                    ctx.progress.waiting(component, &status, started.elapsed());
-                    last_report = Instant::now();
-                }
-            }
-        }
-        // Polls a quarter of the time waited so far apart: a resource is seen
-        // ready at most about 25 % after it is, with a few calls a minute.
-        tokio::time::sleep(delay).await;
-        delay = (started.elapsed() / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
-    }
+/// The resources of `phase`, kind by kind in creation order.
+pub fn desired(
+    definition: &Definition,
+    phase: &Phase,
+    inputs: &Inputs<'_>,
+    existing: &Known,
+) -> Vec<Resource> {
+    let wanted = Wanted {
+        definition,
+        phase,
+        inputs,
+        existing,
+    };
+    KINDS
+        .iter()
+        .flat_map(|home| home.desired(&wanted))
+        .collect()
 }
 
 /// Everything of the stack that exists, discovered kind by kind concurrently.
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
-    let (
-        network,
-        groups,
-        iam,
-        storage,
-        parameters,
-        database,
-        redis,
-        templates,
-        balancer,
-        scaling,
-        monitoring,
-    ) = tokio::try_join!(
-        network::discover(ctx),
-        security_group::discover(ctx),
-        iam::discover(ctx),
-        storage::discover(ctx),
-        parameter::discover(ctx),
-        database::discover(ctx),
-        redis::discover(ctx),
-        launch_template::discover(ctx),
-        load_balancer::discover(ctx),
-        autoscaling::discover(ctx),
-        monitoring::discover(ctx),
-    )?;
-    let mut found: Vec<Existing> = [
-        network, groups, iam, storage, parameters, database, redis, templates, balancer, scaling,
-        monitoring,
-    ]
-    .concat();
+    let found = futures::future::try_join_all(KINDS.iter().map(|home| home.discover(ctx))).await?;
+    let mut found: Vec<Existing> = found.concat();
     references_to_components(&mut found);
     Ok(found)
+}
+
+pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+    resource
+        .kind
+        .home()
+        .create(ctx, known, resource)
+        .await
+        .with_context(|| format!("cannot create {} {}", resource.kind.label(), resource.name))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    known: &Known,
+    resource: &Resource,
+    current: &Existing,
+    changed: &Changed,
+) -> anyhow::Result<Existing> {
+    resource
+        .kind
+        .home()
+        .update(ctx, known, resource, current, changed)
+        .await
+        .with_context(|| format!("cannot update {} {}", resource.kind.label(), resource.name))
+}
+
+/// Deletes `current`. When the delete fails, AWS is asked whether the
+/// resource is still there: a delete resent after its first answer was lost
+/// finds nothing to delete, and gone is what was asked for.
+pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+    let home = current.kind.home();
+    let Err(error) = home
+        .delete(ctx, current)
+        .await
+        .with_context(|| format!("cannot delete {} {}", current.kind.label(), current.name))
+    else {
+        return Ok(());
+    };
+    if home.hidden_while_deleting() {
+        return Err(error);
+    }
+    match home.discover(ctx).await {
+        Ok(found) if !found.iter().any(|e| e.id == current.id) => Ok(()),
+        _ => Err(error),
+    }
+}
+
+/// The state of `current` when discovery found it on its way to being usable.
+pub fn in_transition(current: &Existing) -> Option<&str> {
+    current.kind.home().in_transition(current)
+}
+
+/// Waits until `current` (see [`in_transition`]) is usable.
+pub async fn settle(ctx: &Ctx, current: &mut Existing) -> anyhow::Result<()> {
+    current.kind.home().settle(ctx, current).await
 }
 
 /// Discovery reads AWS ids inside properties (a subnet's VPC, a rule's source
@@ -416,155 +516,212 @@ fn replace_tokens(value: &str, is_list: bool, by_id: &BTreeMap<String, String>) 
     out
 }
 
-pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
-    match resource.kind {
-        Kind::Vpc => network::create_vpc(ctx, resource).await,
-        Kind::Subnet => network::create_subnet(ctx, known, resource).await,
-        Kind::InternetGateway => network::create_internet_gateway(ctx, known, resource).await,
-        Kind::ElasticIp => network::create_elastic_ip(ctx, resource).await,
-        Kind::NatGateway => network::create_nat_gateway(ctx, known, resource).await,
-        Kind::RouteTable => network::create_route_table(ctx, known, resource).await,
-        Kind::SecurityGroup => security_group::create(ctx, known, resource).await,
-        Kind::Role => iam::create_role(ctx, resource).await,
-        Kind::InstanceProfile => iam::create_instance_profile(ctx, known, resource).await,
-        Kind::Bucket => storage::create(ctx, resource).await,
-        Kind::Parameter => parameter::create(ctx, known, resource).await,
-        Kind::DbSubnetGroup => database::create_subnet_group(ctx, known, resource).await,
-        Kind::Database => database::create(ctx, known, resource).await,
-        Kind::CacheSubnetGroup => redis::create_subnet_group(ctx, known, resource).await,
-        Kind::Redis => redis::create(ctx, known, resource).await,
-        Kind::LaunchTemplate => launch_template::create(ctx, known, resource).await,
-        Kind::TargetGroup => load_balancer::create_target_group(ctx, known, resource).await,
-        Kind::LoadBalancer => load_balancer::create_load_balancer(ctx, known, resource).await,
-        Kind::Listener => load_balancer::create_listener(ctx, known, resource).await,
-        Kind::AutoScalingGroup => autoscaling::create_group(ctx, known, resource).await,
-        Kind::ScalingPolicy => autoscaling::put_policy(ctx, known, resource).await,
-        Kind::Alarm => monitoring::put_alarm(ctx, known, resource).await,
-        Kind::Dashboard => monitoring::put_dashboard(ctx, known, resource).await,
-    }
-    .with_context(|| format!("cannot create {} {}", resource.kind.label(), resource.name))
-}
-
-pub async fn update(
-    ctx: &Ctx,
-    known: &Known,
-    resource: &Resource,
-    current: &Existing,
-    changes: &[Change],
-) -> anyhow::Result<Existing> {
-    let changed = |key: &str| changes.iter().any(|c| c.key == key);
-    match resource.kind {
-        Kind::Vpc => network::update_vpc(ctx, resource, current, &changed).await,
-        Kind::Subnet => network::update_subnet(ctx, resource, current).await,
-        Kind::InternetGateway => network::update_internet_gateway(ctx, known, current).await,
-        Kind::RouteTable => {
-            network::update_route_table(ctx, known, resource, current, &changed).await
-        }
-        Kind::SecurityGroup => security_group::update(ctx, known, resource, current).await,
-        Kind::Role => iam::update_role(ctx, resource, current).await,
-        Kind::InstanceProfile => iam::update_instance_profile(ctx, known, resource, current).await,
-        Kind::Bucket => storage::update(ctx, resource, current).await,
-        Kind::Parameter => parameter::update(ctx, known, resource, current).await,
-        Kind::DbSubnetGroup => database::update_subnet_group(ctx, known, resource, current).await,
-        Kind::Database => database::update(ctx, known, resource, current, &changed).await,
-        Kind::CacheSubnetGroup => redis::update_subnet_group(ctx, known, resource, current).await,
-        Kind::Redis => redis::update(ctx, known, resource, current, &changed).await,
-        Kind::LaunchTemplate => launch_template::update(ctx, known, resource, current).await,
-        Kind::TargetGroup => {
-            load_balancer::update_target_group(ctx, resource, current, &changed).await
-        }
-        Kind::LoadBalancer => {
-            load_balancer::update_load_balancer(ctx, known, resource, current, &changed).await
-        }
-        Kind::Listener => load_balancer::update_listener(ctx, known, resource, current).await,
-        Kind::AutoScalingGroup => autoscaling::update_group(ctx, known, resource, current).await,
-        Kind::ScalingPolicy => autoscaling::put_policy(ctx, known, resource).await,
-        Kind::Alarm => monitoring::put_alarm(ctx, known, resource).await,
-        Kind::Dashboard => monitoring::put_dashboard(ctx, known, resource).await,
-        Kind::ElasticIp | Kind::NatGateway => {
-            bail!("{} cannot change in place", resource.kind.label())
-        }
-    }
-    .with_context(|| format!("cannot update {} {}", resource.kind.label(), resource.name))
-}
-
-/// Deletes `current`. When the delete fails, AWS is asked whether the
-/// resource is still there: a delete resent after its first answer was lost
-/// finds nothing to delete, and gone is what was asked for.
-pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    let Err(error) = delete_once(ctx, current).await else {
-        return Ok(());
-    };
-    // Discovery leaves out these kinds while they are deleting: their absence
-    // there does not say they are gone (their deletes wait for that).
-    if matches!(
-        current.kind,
-        Kind::Database | Kind::Redis | Kind::NatGateway
-    ) {
-        return Err(error);
-    }
-    match discover_kind(ctx, current.kind).await {
-        Ok(found) if !found.iter().any(|e| e.id == current.id) => Ok(()),
-        _ => Err(error),
-    }
-}
-
-/// What exists of the stack among the resources of `kind`'s module.
-async fn discover_kind(ctx: &Ctx, kind: Kind) -> anyhow::Result<Vec<Existing>> {
-    match kind {
-        Kind::Vpc
-        | Kind::Subnet
-        | Kind::InternetGateway
-        | Kind::ElasticIp
-        | Kind::NatGateway
-        | Kind::RouteTable => network::discover(ctx).await,
-        Kind::SecurityGroup => security_group::discover(ctx).await,
-        Kind::Role | Kind::InstanceProfile => iam::discover(ctx).await,
-        Kind::Bucket => storage::discover(ctx).await,
-        Kind::Parameter => parameter::discover(ctx).await,
-        Kind::DbSubnetGroup | Kind::Database => database::discover(ctx).await,
-        Kind::CacheSubnetGroup | Kind::Redis => redis::discover(ctx).await,
-        Kind::LaunchTemplate => launch_template::discover(ctx).await,
-        Kind::TargetGroup | Kind::LoadBalancer | Kind::Listener => {
-            load_balancer::discover(ctx).await
-        }
-        Kind::AutoScalingGroup | Kind::ScalingPolicy => autoscaling::discover(ctx).await,
-        Kind::Alarm | Kind::Dashboard => monitoring::discover(ctx).await,
-    }
-}
-
-async fn delete_once(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    match current.kind {
-        Kind::Vpc => network::delete_vpc(ctx, current).await,
-        Kind::Subnet => network::delete_subnet(ctx, current).await,
-        Kind::InternetGateway => network::delete_internet_gateway(ctx, current).await,
-        Kind::ElasticIp => network::delete_elastic_ip(ctx, current).await,
-        Kind::NatGateway => network::delete_nat_gateway(ctx, current).await,
-        Kind::RouteTable => network::delete_route_table(ctx, current).await,
-        Kind::SecurityGroup => security_group::delete(ctx, current).await,
-        Kind::Role => iam::delete_role(ctx, current).await,
-        Kind::InstanceProfile => iam::delete_instance_profile(ctx, current).await,
-        Kind::Bucket => storage::delete(ctx, current).await,
-        Kind::Parameter => parameter::delete(ctx, current).await,
-        Kind::DbSubnetGroup => database::delete_subnet_group(ctx, current).await,
-        Kind::Database => database::delete(ctx, current).await,
-        Kind::CacheSubnetGroup => redis::delete_subnet_group(ctx, current).await,
-        Kind::Redis => redis::delete(ctx, current).await,
-        Kind::LaunchTemplate => launch_template::delete(ctx, current).await,
-        Kind::TargetGroup => load_balancer::delete_target_group(ctx, current).await,
-        Kind::LoadBalancer => load_balancer::delete_load_balancer(ctx, current).await,
-        Kind::Listener => load_balancer::delete_listener(ctx, current).await,
-        Kind::AutoScalingGroup => autoscaling::delete_group(ctx, current).await,
-        Kind::ScalingPolicy => autoscaling::delete_policy(ctx, current).await,
-        Kind::Alarm => monitoring::delete_alarm(ctx, current).await,
-        Kind::Dashboard => monitoring::delete_dashboard(ctx, current).await,
-    }
-    .with_context(|| format!("cannot delete {} {}", current.kind.label(), current.name))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use accunode_core::published_metrics::{self, STACK_DIMENSION};
+
     use super::*;
+    use crate::stack::definition::BUILT_IN;
+    use crate::stack::render;
+
+    const STACK: &str = "teststack";
+
+    fn inputs() -> Inputs<'static> {
+        Inputs {
+            stack: STACK,
+            region: "us-east-1",
+            account: "123456789012",
+            image_id: "ami-0123456789abcdef0",
+            admin_cidr: None,
+            certificate_arn: None,
+        }
+    }
+
+    /// A metric something reads: where, namespace, name, dimensions.
+    type Read = (String, String, String, Vec<(String, String)>);
+
+    /// Every metric line of the dashboard's widgets: `[namespace, name,
+    /// dimension, value, …, {options}]`.
+    fn widget_reads(body: &str) -> Vec<Read> {
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        let mut reads = Vec::new();
+        for widget in body["widgets"].as_array().unwrap() {
+            let title = widget["properties"]["title"].as_str().unwrap();
+            for line in widget["properties"]["metrics"].as_array().unwrap() {
+                let words: Vec<&str> = line
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .take_while(|item| !item.is_object())
+                    .map(|item| item.as_str().expect("a metric line holds strings"))
+                    .collect();
+                assert!(
+                    words.len() >= 2 && words.len().is_multiple_of(2),
+                    "widget {title}: {line}"
+                );
+                let dimensions = words[2..]
+                    .chunks(2)
+                    .map(|pair| (pair[0].to_owned(), pair[1].to_owned()))
+                    .collect();
+                reads.push((
+                    format!("widget {title:?}"),
+                    words[0].to_owned(),
+                    words[1].to_owned(),
+                    dimensions,
+                ));
+            }
+        }
+        reads
+    }
+
+    /// What an alarm reads, from its properties ("namespace name stat period xN",
+    /// dimensions "Name=value,…").
+    fn alarm_read(alarm: &Resource) -> Read {
+        let metric: alarm::AlarmMetric = alarm.props["metric"].parse().unwrap();
+        let dimensions: alarm::MetricDimensions = alarm.props["dimensions"].parse().unwrap();
+        (
+            format!("alarm {}", alarm.name),
+            metric.namespace,
+            metric.name,
+            dimensions.0,
+        )
+    }
+
+    #[test]
+    fn every_own_metric_an_alarm_or_widget_reads_is_published_with_the_stack_dimension() {
+        let definition = Definition::parse(BUILT_IN).unwrap();
+        let none = BTreeMap::new();
+        for number in [1, 2, 3] {
+            let phase = definition.phase(number).unwrap();
+            let resources = desired(&definition, phase, &inputs(), &none);
+            let alarms: Vec<&Resource> =
+                resources.iter().filter(|r| r.kind == Kind::Alarm).collect();
+            let mut reads: Vec<Read> = alarms.iter().map(|alarm| alarm_read(alarm)).collect();
+
+            // Every step-scaling policy is triggered by alarms, which are among those read.
+            for policy in resources
+                .iter()
+                .filter(|r| r.kind == Kind::ScalingPolicy && r.props["type"] == "StepScaling")
+            {
+                let triggers: Vec<&&Resource> = alarms
+                    .iter()
+                    .filter(|a| a.props["actions"].split(',').any(|p| p == policy.component))
+                    .collect();
+                assert!(
+                    !triggers.is_empty(),
+                    "phase {number}: no alarm triggers {}",
+                    policy.component
+                );
+                for trigger in triggers {
+                    let (_, namespace, ..) = alarm_read(trigger);
+                    assert_eq!(
+                        namespace,
+                        published_metrics::WORKER_NAMESPACE,
+                        "phase {number}: {} scales workers on a worker metric",
+                        trigger.name
+                    );
+                }
+            }
+
+            // The dashboard, as the resource renders it (its digest says it is the same body).
+            let dashboard = resources
+                .iter()
+                .find(|r| r.kind == Kind::Dashboard)
+                .unwrap();
+            let body =
+                render::dashboard_body(STACK, "us-east-1", &dashboard::dashboard_refs(&none));
+            assert_eq!(
+                dashboard.props["body_sha256"],
+                render::sha256_hex(body.as_bytes())
+            );
+            reads.extend(widget_reads(&body));
+
+            let stack_only = vec![(STACK_DIMENSION.to_owned(), STACK.to_owned())];
+            for (place, namespace, name, dimensions) in &reads {
+                if namespace.starts_with("AccuNode/") {
+                    assert!(
+                        published_metrics::is_published(namespace, name),
+                        "phase {number}: {place} reads {namespace} {name}, which neither the API nor the worker publishes"
+                    );
+                    assert_eq!(
+                        dimensions, &stack_only,
+                        "phase {number}: {place} reads {namespace} {name} with other dimensions than the published Stack={STACK}"
+                    );
+                } else {
+                    assert!(
+                        dimensions.iter().all(|(d, _)| d != STACK_DIMENSION),
+                        "phase {number}: {place}: AWS metrics keep their own dimensions"
+                    );
+                }
+            }
+            // The worker metrics the issue names are all read somewhere.
+            for metric in published_metrics::WORKER_METRICS {
+                assert!(
+                    reads
+                        .iter()
+                        .any(|(_, ns, name, _)| ns == metric.namespace && name == metric.name),
+                    "phase {number}: nothing reads {} {}",
+                    metric.namespace,
+                    metric.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_is_registered_once_after_the_kinds_its_resources_depend_on() {
+        let registered: BTreeSet<Kind> = KINDS.iter().map(|home| home.kind()).collect();
+        assert_eq!(registered.len(), KINDS.len(), "a kind is registered twice");
+        let definition = Definition::parse(BUILT_IN).unwrap();
+        let mut wanted_kinds = BTreeSet::new();
+        for phase in &definition.phases {
+            for certificate_arn in [
+                None,
+                Some("arn:aws:acm:us-east-1:123456789012:certificate/x"),
+            ] {
+                let inputs = Inputs {
+                    admin_cidr: Some("203.0.113.0/24"),
+                    certificate_arn,
+                    ..inputs()
+                };
+                let resources = desired(&definition, phase, &inputs, &Known::new());
+                let by_component: BTreeMap<&str, &Resource> = resources
+                    .iter()
+                    .map(|r| (r.component.as_str(), r))
+                    .collect();
+                for r in &resources {
+                    wanted_kinds.insert(r.kind);
+                    assert_eq!(
+                        r.kind.home().kind(),
+                        r.kind,
+                        "{} has another kind's home",
+                        r.component
+                    );
+                    for dependency in &r.depends_on {
+                        let dependency = by_component[dependency.as_str()];
+                        if r.kind == Kind::Parameter {
+                            // A value read from what it depends on (see KINDS).
+                            continue;
+                        }
+                        assert!(
+                            dependency.kind.creation_rank() <= r.kind.creation_rank(),
+                            "{} ({}) depends on {} ({}), registered after it",
+                            r.component,
+                            r.kind.label(),
+                            dependency.component,
+                            dependency.kind.label()
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            wanted_kinds, registered,
+            "every registered kind is wanted by some shape"
+        );
+    }
 
     #[test]
     fn ids_inside_properties_become_component_names() {

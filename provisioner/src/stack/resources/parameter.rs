@@ -2,18 +2,107 @@
 //! secret, database password and Redis AUTH token (made once, never
 //! overwritten, never printed) and the database and Redis URLs derived from the
 //! live endpoints, which hold them (shown masked). Instances read them at boot;
-//! nothing secret goes into user data.
+//! nothing secret goes into user data. The database and Redis creates read
+//! their secret here.
 
 use anyhow::{Context, bail};
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
+use futures::future::{BoxFuture, FutureExt};
 
-use super::{Ctx, Known, adopt, created, existing, tagged};
+use super::find::adopt;
+use super::tags::tagged;
+use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, resource};
 use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
 use crate::stack::spec::{
-    Existing, GENERATED, Kind, MASKED, Resource, database_url, names, redis_url,
+    AFTER_APPLY, Existing, GENERATED, Kind, MASKED, Resource, database_url, names, redis_url,
 };
 
-pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+pub struct Parameter;
+
+impl ResourceKind for Parameter {
+    fn kind(&self) -> Kind {
+        Kind::Parameter
+    }
+
+    fn label(&self) -> &'static str {
+        "ssm parameter"
+    }
+
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
+        let parameter = |key: &str, value: String, depends_on: &[&str]| {
+            resource(
+                &format!("param-{key}"),
+                Kind::Parameter,
+                names::parameter(wanted.inputs.stack, key),
+                &[("type", "SecureString".into()), ("value", value)],
+                depends_on,
+            )
+        };
+        // Secrets: generated once, before what needs them, so an interrupted run never loses one.
+        let mut parameters: Vec<Resource> = ["jwt-secret", "database-password", "redis-auth-token"]
+            .into_iter()
+            .map(|key| parameter(key, GENERATED.into(), &[]))
+            .collect();
+        let db = &wanted.definition.database;
+        let database_url = wanted
+            .attr("database", "endpoint")
+            .map_or(AFTER_APPLY.to_owned(), |host| {
+                database_url(&db.master_username, MASKED, &host, &db.database_name)
+            });
+        let redis_url = wanted
+            .attr("redis", "endpoint")
+            .map_or(AFTER_APPLY.to_owned(), |host| redis_url(MASKED, &host));
+        for (key, value, dependencies) in [
+            (
+                "database-url",
+                database_url,
+                ["database", "param-database-password"],
+            ),
+            ("redis-url", redis_url, ["redis", "param-redis-auth-token"]),
+        ] {
+            parameters.push(parameter(key, value, &dependencies));
+        }
+        parameters
+    }
+
+    fn forces_replacement(&self, key: &str) -> bool {
+        key == "type"
+    }
+
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
+        discover(ctx).boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        create(ctx, known, resource).boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+        current: &'a Existing,
+        _changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        update(ctx, known, resource, current).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        delete(ctx, current).boxed()
+    }
+}
+
+async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let ssm = &ctx.aws.ssm;
     let prefix = names::parameter(&ctx.stack, "");
     let mut found = Vec::new();
@@ -115,12 +204,12 @@ async fn read(ctx: &Ctx, key: &str) -> anyhow::Result<String> {
 }
 
 /// The database master password, for the database's create call.
-pub async fn database_password(ctx: &Ctx) -> anyhow::Result<String> {
+pub(super) async fn database_password(ctx: &Ctx) -> anyhow::Result<String> {
     read(ctx, "database-password").await
 }
 
 /// The Redis AUTH token, for the replication group's create call.
-pub async fn redis_auth_token(ctx: &Ctx) -> anyhow::Result<String> {
+pub(super) async fn redis_auth_token(ctx: &Ctx) -> anyhow::Result<String> {
     read(ctx, "redis-auth-token").await
 }
 
@@ -155,7 +244,7 @@ async fn value(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<
     }
 }
 
-pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
     let tags: Vec<Tag> = ctx
         .tags(&resource.component, &resource.name)
         .into_iter()
@@ -181,7 +270,7 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
     Ok(created(resource, resource.name.clone()))
 }
 
-pub async fn update(
+async fn update(
     ctx: &Ctx,
     known: &Known,
     resource: &Resource,
@@ -202,7 +291,7 @@ pub async fn update(
     Ok(created(resource, current.id.clone()))
 }
 
-pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     ctx.aws
         .ssm
         .delete_parameter()

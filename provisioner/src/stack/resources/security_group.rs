@@ -1,17 +1,201 @@
 //! Security groups and their inbound rules ([`Rule`]: "tcp PORT from
 //! CIDR-or-group"), converged rule by rule: missing rules are added, extra
-//! ones revoked.
+//! ones revoked. The five groups are the original design's "Security Groups"
+//! section; a group depends on the groups its rules admit traffic from.
+//!
+//! A rule is the security group's typed property: plans show and compare it
+//! as text (discovery produces the same text from describe calls), but the
+//! code builds and reads it as a [`Rule`], so the text is made and parsed in
+//! one place.
 
-use anyhow::Context;
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
+use futures::future::{BoxFuture, FutureExt};
 
-use super::network::{ec2_tagged, stack_filter, tag_spec};
-use super::{Ctx, Known, adopt, created, existing, id};
+use super::find::adopt;
+use super::tags::{ec2_tagged, stack_filter, tag_spec};
+use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, id, list, resource};
 use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
-use crate::stack::properties::Rule;
 use crate::stack::spec::{Existing, Kind, Resource};
 
-pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+pub struct SecurityGroup;
+
+impl ResourceKind for SecurityGroup {
+    fn kind(&self) -> Kind {
+        Kind::SecurityGroup
+    }
+
+    fn label(&self) -> &'static str {
+        "security group"
+    }
+
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
+        // Security groups exactly as the original design's "Security Groups" section.
+        let port = wanted.definition.instances.api_port;
+        let ssh: Vec<Rule> = wanted
+            .inputs
+            .admin_cidr
+            .map(|cidr| Rule::tcp(22, cidr))
+            .into_iter()
+            .collect();
+        let anywhere = "0.0.0.0/0";
+        let groups: [(&str, &str, Vec<Rule>); 5] = [
+            (
+                "sg-alb",
+                "AccuNode load balancer: HTTP and HTTPS from anywhere",
+                vec![Rule::tcp(80, anywhere), Rule::tcp(443, anywhere)],
+            ),
+            (
+                "sg-api",
+                "AccuNode API servers: the API port from the load balancer only",
+                [vec![Rule::tcp(port, "sg-alb")], ssh.clone()].concat(),
+            ),
+            (
+                "sg-worker",
+                "AccuNode workers: no inbound traffic but SSH from the admin range",
+                ssh,
+            ),
+            (
+                "sg-database",
+                "AccuNode PostgreSQL: from the API servers and workers only",
+                vec![Rule::tcp(5432, "sg-api"), Rule::tcp(5432, "sg-worker")],
+            ),
+            (
+                "sg-redis",
+                "AccuNode Redis: from the API servers and workers only",
+                vec![Rule::tcp(6379, "sg-api"), Rule::tcp(6379, "sg-worker")],
+            ),
+        ];
+        groups
+            .into_iter()
+            .map(|(component, description, rules)| {
+                // A group waits for the groups its rules admit traffic from.
+                let mut deps = vec!["vpc"];
+                deps.extend(rules.iter().filter_map(Rule::source_group));
+                resource(
+                    component,
+                    Kind::SecurityGroup,
+                    wanted.name(component),
+                    &[
+                        ("vpc", "vpc".into()),
+                        ("description", description.into()),
+                        ("ingress", list(rules.iter().map(Rule::to_string))),
+                    ],
+                    &deps,
+                )
+            })
+            .collect()
+    }
+
+    fn forces_replacement(&self, key: &str) -> bool {
+        matches!(key, "vpc" | "description")
+    }
+
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
+        discover(ctx).boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        create(ctx, known, resource).boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+        current: &'a Existing,
+        _changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        update(ctx, known, resource, current).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        delete(ctx, current).boxed()
+    }
+}
+
+/// One inbound rule: a protocol, a port (`None`: every port) and where the
+/// traffic may come from, a CIDR range or a security group (the stack's
+/// component name; discovery reads an AWS id and maps it to one). Plans show
+/// and compare it as text, "tcp 8000 from sg-alb"; this type is the one place
+/// that text is made and read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    protocol: String,
+    port: Option<i32>,
+    from: String,
+}
+
+impl Rule {
+    fn tcp(port: i32, from: impl Into<String>) -> Rule {
+        Rule {
+            protocol: "tcp".to_owned(),
+            port: Some(port),
+            from: from.into(),
+        }
+    }
+
+    /// The security group the traffic comes from, when it is not a CIDR range.
+    fn source_group(&self) -> Option<&str> {
+        (!self.from.contains('/')).then_some(self.from.as_str())
+    }
+
+    /// The rules of an `ingress` property (comma-separated).
+    fn list(value: &str) -> anyhow::Result<Vec<Rule>> {
+        value
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::parse)
+            .collect()
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{} {port} from {}", self.protocol, self.from),
+            None => write!(f, "{} all from {}", self.protocol, self.from),
+        }
+    }
+}
+
+impl FromStr for Rule {
+    type Err = anyhow::Error;
+
+    fn from_str(rule: &str) -> anyhow::Result<Rule> {
+        let parts: Vec<&str> = rule.split(' ').collect();
+        let [protocol, port, "from", from] = parts[..] else {
+            bail!("malformed rule {rule:?}: expected \"PROTOCOL PORT from SOURCE\"")
+        };
+        let port = match port {
+            "all" => None,
+            port => Some(
+                port.parse()
+                    .with_context(|| format!("malformed rule {rule:?}: port {port:?}"))?,
+            ),
+        };
+        Ok(Rule {
+            protocol: protocol.to_owned(),
+            port,
+            from: from.to_owned(),
+        })
+    }
+}
+
+async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let groups = ctx
         .aws
         .ec2
@@ -66,7 +250,7 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     Ok(found)
 }
 
-pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
+async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
     let group = ctx
         .aws
         .ec2
@@ -90,7 +274,7 @@ pub async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Re
     update(ctx, known, resource, &current).await
 }
 
-pub async fn update(
+async fn update(
     ctx: &Ctx,
     known: &Known,
     resource: &Resource,
@@ -174,7 +358,7 @@ fn permission(rule: &Rule, known: &Known) -> IpPermission {
     permission.build()
 }
 
-pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     ctx.aws
         .ec2
         .delete_security_group()
@@ -183,4 +367,36 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .await
         .or_already(GONE)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_read_back_what_they_write() {
+        for text in [
+            "tcp 8000 from sg-alb",
+            "tcp 22 from 203.0.113.0/24",
+            "-1 all from sg-1",
+        ] {
+            let rule: Rule = text.parse().unwrap();
+            assert_eq!(rule.to_string(), text);
+        }
+        let rule = Rule::tcp(5432, "sg-api");
+        assert_eq!(
+            (rule.to_string().as_str(), rule.source_group()),
+            ("tcp 5432 from sg-api", Some("sg-api"))
+        );
+        assert_eq!(Rule::tcp(22, "10.0.0.0/8").source_group(), None);
+        for bad in ["tcp 8000 sg-alb", "tcp eighty from sg-alb", ""] {
+            assert!(bad.parse::<Rule>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Rule::list("tcp 80 from 0.0.0.0/0,tcp 443 from 0.0.0.0/0")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
 }

@@ -1,18 +1,21 @@
-//! The API and worker Auto Scaling groups and their scaling policies: target
-//! tracking on CPU for the API, step scaling for workers, triggered by the
-//! definition's alarms on the workers' queue length and task wait time
-//! (`AccuNode/Workers`, dimension `Stack`).
-//! Sizes change in place with UpdateAutoScalingGroup.
+//! The API and worker Auto Scaling groups: the instances of each tier, from
+//! its launch template, in the private subnets; the API's behind the target
+//! group, with the load balancer's health check. Sizes change in place with
+//! UpdateAutoScalingGroup; a delete terminates the instances.
 
 use anyhow::{Context, bail};
 use aws_sdk_autoscaling::types::{
-    LaunchTemplateSpecification, MetricType, PredefinedMetricSpecification, StepAdjustment, Tag,
-    TargetTrackingConfiguration,
+    AutoScalingGroup as AwsAutoScalingGroup, LaunchTemplateSpecification, Tag,
 };
+use futures::future::{BoxFuture, FutureExt};
 
-use super::{Ctx, Known, Poll, adopt, created, existing, id, ids, tagged, wait_for};
+use super::find::adopt;
+use super::tags::tagged;
+use super::wait::{Poll, wait_for};
+use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, id, ids, resource};
 use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
-use crate::stack::spec::{Existing, Kind, Resource};
+use crate::stack::definition::Definition;
+use crate::stack::spec::{Existing, Kind, Props, Resource};
 
 const TIERS: [&str; 2] = ["api", "worker"];
 
@@ -20,18 +23,137 @@ fn group_name(ctx: &Ctx, tier: &str) -> String {
     format!("{}-{tier}-asg", ctx.stack)
 }
 
-pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
-    let autoscaling = &ctx.aws.autoscaling;
+pub struct AutoScalingGroup;
+
+impl ResourceKind for AutoScalingGroup {
+    fn kind(&self) -> Kind {
+        Kind::AutoScalingGroup
+    }
+
+    fn label(&self) -> &'static str {
+        "auto scaling group"
+    }
+
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
+        let scaling = &wanted.definition.autoscaling;
+        let phase = wanted.phase;
+        let private_subnets = wanted.subnets("private");
+        let mut groups = Vec::new();
+        for (tier, min, max, desired) in [
+            ("api", scaling.api_min, scaling.api_max, phase.api_desired),
+            (
+                "worker",
+                scaling.worker_min,
+                scaling.worker_max,
+                phase.worker_desired,
+            ),
+        ] {
+            let template = format!("launch-template-{tier}");
+            let mut props = vec![
+                ("launch_template", template.clone()),
+                ("min", min.to_string()),
+                ("max", max.to_string()),
+                ("desired", desired.to_string()),
+                ("subnets", wanted.subnet_list("private")),
+                ("cooldown", scaling.cooldown_secs.to_string()),
+                ("health_check_grace", "300".to_owned()),
+            ];
+            let mut deps = vec![template.as_str(), "route-table-private"];
+            if tier == "api" {
+                props.push(("health_check_type", "ELB".into()));
+                props.push(("target_groups", "target-group-api".into()));
+                deps.push("target-group-api");
+            } else {
+                props.push(("health_check_type", "EC2".into()));
+                props.push(("target_groups", String::new()));
+            }
+            deps.extend(private_subnets.iter().map(String::as_str));
+            groups.push(resource(
+                &format!("asg-{tier}"),
+                Kind::AutoScalingGroup,
+                wanted.name(&format!("{tier}-asg")),
+                &props,
+                &deps,
+            ));
+        }
+        groups
+    }
+
+    /// The instances it keeps running: each at the definition's instance
+    /// price plus its root volume.
+    fn monthly_cost(&self, definition: &Definition, props: &Props) -> f64 {
+        let prices = &definition.prices;
+        let instances = &definition.instances;
+        let instance = prices
+            .ec2_hourly
+            .get(&instances.instance_type)
+            .copied()
+            .unwrap_or(0.0);
+        let volume = f64::from(instances.root_volume_gb) * prices.ebs_gp3_gb_month;
+        let desired = props
+            .get("desired")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        desired * (instance * prices.hours_per_month + volume)
+    }
+
+    fn status(&self, current: &Existing) -> String {
+        format!(
+            "{} of {} desired in service",
+            current.attrs.get("in_service").map_or("0", String::as_str),
+            current.props.get("desired").map_or("?", String::as_str)
+        )
+    }
+
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
+        discover(ctx).boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        create(ctx, known, resource).boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+        current: &'a Existing,
+        _changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        update(ctx, known, resource, current).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        delete(ctx, current).boxed()
+    }
+}
+
+/// The stack's Auto Scaling groups as AWS describes them, each with its
+/// component (a group of the stack's name without the stack's tag is
+/// refused). The scaling policies' discovery starts from here: the stack's
+/// policies are those of its groups.
+pub(super) async fn stack_groups(ctx: &Ctx) -> anyhow::Result<Vec<(String, AwsAutoScalingGroup)>> {
     let names: Vec<String> = TIERS.iter().map(|tier| group_name(ctx, tier)).collect();
-    let groups = autoscaling
+    let groups = ctx
+        .aws
+        .autoscaling
         .describe_auto_scaling_groups()
-        .set_auto_scaling_group_names(Some(names.clone()))
+        .set_auto_scaling_group_names(Some(names))
         .send()
         .await
         .map_err(aws_error)
         .context("cannot look up the Auto Scaling groups")?;
     let mut found = Vec::new();
-    let mut ours = Vec::new();
     for group in groups.auto_scaling_groups() {
         let name = group.auto_scaling_group_name().unwrap_or_default();
         let tags = group
@@ -44,6 +166,15 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 ctx.stack
             );
         };
+        found.push((component, group.clone()));
+    }
+    Ok(found)
+}
+
+async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+    let mut found = Vec::new();
+    for (component, group) in stack_groups(ctx).await? {
+        let name = group.auto_scaling_group_name().unwrap_or_default();
         let number = |n: Option<i32>| n.unwrap_or_default().to_string();
         let template = group
             .launch_template()
@@ -87,117 +218,12 @@ pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
         e.attrs
             .insert("instances".into(), group.instances().len().to_string());
         e.attrs.insert("in_service".into(), in_service.to_string());
-        ours.push(name.to_owned());
         found.push(e);
-    }
-    if !ours.is_empty() {
-        let policies = autoscaling
-            .describe_policies()
-            .set_auto_scaling_group_name(None)
-            .send()
-            .await
-            .map_err(aws_error)
-            .context("cannot list the scaling policies")?;
-        for policy in policies.scaling_policies() {
-            let group = policy.auto_scaling_group_name().unwrap_or_default();
-            let name = policy.policy_name().unwrap_or_default();
-            let Some(suffix) = name.strip_prefix(&format!("{}-", ctx.stack)) else {
-                continue;
-            };
-            if !ours.iter().any(|g| g == group) {
-                continue;
-            }
-            let target = policy
-                .target_tracking_configuration()
-                .map(|t| {
-                    let metric = t
-                        .predefined_metric_specification()
-                        .and_then(|m| m.predefined_metric_type())
-                        .map(|m| m.as_str().to_owned())
-                        .unwrap_or_default();
-                    format!("{metric} {}", t.target_value().unwrap_or_default())
-                })
-                .unwrap_or_default();
-            let mut props = vec![
-                ("group", group.to_owned()),
-                ("type", policy.policy_type().unwrap_or_default().to_owned()),
-                (
-                    "warmup",
-                    policy
-                        .estimated_instance_warmup()
-                        .unwrap_or_default()
-                        .to_string(),
-                ),
-            ];
-            if target.is_empty() {
-                props.push(("steps", steps_text(policy.step_adjustments())));
-            } else {
-                props.push(("target", target));
-            }
-            let mut e = existing(
-                format!("policy-{suffix}"),
-                Kind::ScalingPolicy,
-                name.to_owned(),
-                policy.policy_arn().unwrap_or_default().to_owned(),
-                &props,
-            );
-            e.attrs.insert("group_name".into(), group.to_owned());
-            found.push(e);
-        }
     }
     Ok(found)
 }
 
-fn bound(value: Option<f64>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// Steps as "0..20:+1,20..:+2" (bounds are relative to the alarm threshold).
-fn steps_text(steps: &[StepAdjustment]) -> String {
-    steps
-        .iter()
-        .map(|s| {
-            format!(
-                "{}..{}:{:+}",
-                bound(s.metric_interval_lower_bound()),
-                bound(s.metric_interval_upper_bound()),
-                s.scaling_adjustment().unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn parse_steps(text: &str) -> anyhow::Result<Vec<StepAdjustment>> {
-    text.split(',')
-        .map(|step| {
-            let (range, adjustment) = step
-                .split_once(':')
-                .with_context(|| format!("malformed step {step:?}"))?;
-            let (lower, upper) = range
-                .split_once("..")
-                .with_context(|| format!("malformed step {step:?}"))?;
-            let bound = |b: &str| {
-                if b.is_empty() {
-                    Ok(None)
-                } else {
-                    b.parse::<f64>().map(Some)
-                }
-            };
-            Ok(StepAdjustment::builder()
-                .set_metric_interval_lower_bound(bound(lower)?)
-                .set_metric_interval_upper_bound(bound(upper)?)
-                .scaling_adjustment(adjustment.parse()?)
-                .build())
-        })
-        .collect()
-}
-
-pub async fn create_group(
-    ctx: &Ctx,
-    known: &Known,
-    resource: &Resource,
-) -> anyhow::Result<Existing> {
+async fn create(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
     let p = &resource.props;
     let number = |key: &str| {
         p[key]
@@ -248,7 +274,7 @@ pub async fn create_group(
     Ok(created(resource, resource.name.clone()))
 }
 
-pub async fn update_group(
+async fn update(
     ctx: &Ctx,
     known: &Known,
     resource: &Resource,
@@ -316,7 +342,7 @@ pub async fn update_group(
 }
 
 /// Force-deletes the group (its instances are terminated) and waits until it is gone.
-pub async fn delete_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     ctx.aws
         .autoscaling
         .delete_auto_scaling_group()
@@ -342,79 +368,19 @@ pub async fn delete_group(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     .await
 }
 
-/// Creates or replaces a policy (PutScalingPolicy is both), and reads its ARN
-/// back with DescribePolicies: some endpoints leave it out of the answer.
-pub async fn put_policy(ctx: &Ctx, known: &Known, resource: &Resource) -> anyhow::Result<Existing> {
-    let p = &resource.props;
-    let group = id(known, &p["group"])?;
-    let mut request = ctx
-        .aws
-        .autoscaling
-        .put_scaling_policy()
-        .auto_scaling_group_name(group)
-        .policy_name(&resource.name)
-        .policy_type(&p["type"])
-        .estimated_instance_warmup(p["warmup"].parse()?);
-    if let Some(target) = p.get("target") {
-        let (metric, value) = target.split_once(' ').context("malformed target")?;
-        request = request.target_tracking_configuration(
-            TargetTrackingConfiguration::builder()
-                .predefined_metric_specification(
-                    PredefinedMetricSpecification::builder()
-                        .predefined_metric_type(MetricType::from(metric))
-                        .build(),
-                )
-                .target_value(value.parse()?)
-                .build(),
-        );
-    } else {
-        request = request
-            .adjustment_type("ChangeInCapacity")
-            .metric_aggregation_type("Average")
-            .set_step_adjustments(Some(parse_steps(&p["steps"])?));
-    }
-    request.send().await.map_err(aws_error)?;
-    let policies = ctx
-        .aws
-        .autoscaling
-        .describe_policies()
-        .auto_scaling_group_name(group)
-        .policy_names(&resource.name)
-        .send()
-        .await
-        .map_err(aws_error)?;
-    let arn = policies
-        .scaling_policies()
-        .first()
-        .and_then(|p| p.policy_arn())
-        .context("the policy has no ARN")?;
-    Ok(created(resource, arn.to_owned()))
-}
-
-pub async fn delete_policy(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
-    let group_name = current
-        .attrs
-        .get("group_name")
-        .context("the policy has no group")?;
-    ctx.aws
-        .autoscaling
-        .delete_policy()
-        .auto_scaling_group_name(group_name)
-        .policy_name(&current.name)
-        .send()
-        .await
-        .or_already(GONE)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::definition::BUILT_IN;
 
     #[test]
-    fn steps_round_trip() {
-        for text in ["0..20:+1,20..:+2", "..0:-1"] {
-            assert_eq!(steps_text(&parse_steps(text).unwrap()), text);
-        }
+    fn servers_are_priced_from_the_table() {
+        let definition = Definition::parse(BUILT_IN).unwrap();
+        let props: Props = [("desired".to_owned(), "2".to_owned())]
+            .into_iter()
+            .collect();
+        // Two t3.small at $0.0208/h plus 8 GB gp3 each: the original design's "$30/month".
+        let servers = AutoScalingGroup.monthly_cost(&definition, &props);
+        assert!((servers - 2.0 * (0.0208 * 730.0 + 8.0 * 0.08)).abs() < 1e-9);
     }
 }

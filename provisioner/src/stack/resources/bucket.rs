@@ -15,21 +15,124 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging, VersioningConfiguration,
 };
+use futures::future::{BoxFuture, FutureExt};
 
-use super::{Ctx, created, existing, tagged};
+use super::tags::tagged;
+use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, resource};
 use crate::stack::aws::{OrAlready, aws_error, error_code};
-use crate::stack::spec::{Existing, Kind, Resource, lifecycle_rule, names};
+use crate::stack::definition::Definition;
+use crate::stack::spec::{Existing, Kind, Props, Resource, names};
 
-/// The bucket's component name (see `spec::desired`).
+/// The bucket's component name (the one resource `desired` makes).
 const MODEL_BUCKET: &str = "model-bucket";
 /// The id of the lifecycle rule that expires uploads.
 const UPLOADS_RULE: &str = "accunode-uploads-expire";
+
+pub struct Bucket;
+
+impl ResourceKind for Bucket {
+    fn kind(&self) -> Kind {
+        Kind::Bucket
+    }
+
+    fn label(&self) -> &'static str {
+        "s3 bucket"
+    }
+
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
+        let inputs = wanted.inputs;
+        let days = &wanted.definition.bucket;
+        vec![resource(
+            MODEL_BUCKET,
+            Kind::Bucket,
+            names::bucket(inputs.stack, inputs.account, inputs.region),
+            &[
+                ("tagged", "true".into()),
+                ("versioning", "Enabled".into()),
+                ("encryption", "AES256".into()),
+                ("public_access", "blocked".into()),
+                (
+                    "lifecycle",
+                    lifecycle_rule(
+                        &format!("{}/", names::UPLOADS_PREFIX),
+                        Some(days.uploads_expire_days),
+                        Some(days.uploads_noncurrent_days),
+                        Some(days.incomplete_upload_days),
+                    ),
+                ),
+            ],
+            &[],
+        )]
+    }
+
+    fn monthly_cost(&self, definition: &Definition, _props: &Props) -> f64 {
+        let prices = &definition.prices;
+        prices.s3_gb_month * prices.s3_expected_gb
+    }
+
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
+        discover(ctx).boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        _known: &'a Known,
+        resource: &'a Resource,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        create(ctx, resource).boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        _known: &'a Known,
+        resource: &'a Resource,
+        current: &'a Existing,
+        _changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        update(ctx, resource, current).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        delete(ctx, current).boxed()
+    }
+}
+
+/// A bucket lifecycle rule as plans show it: what it applies to and after how
+/// many days it expires current objects, removes old versions and aborts
+/// unfinished multipart uploads (a part AWS does not have is left out).
+fn lifecycle_rule(
+    prefix: &str,
+    expire_days: Option<i32>,
+    noncurrent_days: Option<i32>,
+    incomplete_upload_days: Option<i32>,
+) -> String {
+    let parts: Vec<String> = [
+        ("expire", expire_days),
+        ("old versions", noncurrent_days),
+        ("unfinished uploads", incomplete_upload_days),
+    ]
+    .into_iter()
+    .filter_map(|(what, days)| days.map(|days| format!("{what} after {days} d")))
+    .collect();
+    let prefix = if prefix.is_empty() {
+        "(whole bucket)"
+    } else {
+        prefix
+    };
+    format!("{prefix}: {}", parts.join(", "))
+}
 
 fn bucket_name(ctx: &Ctx) -> String {
     names::bucket(&ctx.stack, &ctx.account, ctx.region())
 }
 
-pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
     let s3 = &ctx.aws.s3;
     let name = bucket_name(ctx);
     match s3.head_bucket().bucket(&name).send().await {
@@ -174,7 +277,7 @@ async fn is_empty(ctx: &Ctx, bucket: &str) -> anyhow::Result<bool> {
     Ok(listing.versions().is_empty() && listing.delete_markers().is_empty())
 }
 
-pub async fn create(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
+async fn create(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> {
     let mut request = ctx.aws.s3.create_bucket().bucket(&resource.name);
     if ctx.region() != "us-east-1" {
         request = request.create_bucket_configuration(
@@ -193,11 +296,7 @@ pub async fn create(ctx: &Ctx, resource: &Resource) -> anyhow::Result<Existing> 
     update(ctx, resource, &current).await
 }
 
-pub async fn update(
-    ctx: &Ctx,
-    resource: &Resource,
-    current: &Existing,
-) -> anyhow::Result<Existing> {
+async fn update(ctx: &Ctx, resource: &Resource, current: &Existing) -> anyhow::Result<Existing> {
     let s3 = &ctx.aws.s3;
     if current.props.get("tagged").map(String::as_str) != Some("true") {
         let mut tagging = Tagging::builder();
@@ -298,7 +397,7 @@ async fn put_lifecycle(ctx: &Ctx, bucket: &str) -> anyhow::Result<()> {
 }
 
 /// Empties the bucket (every version and delete marker) and removes it.
-pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
     let s3 = &ctx.aws.s3;
     loop {
         let listing = s3
@@ -346,4 +445,40 @@ pub async fn delete(ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         .await
         .map_err(aws_error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::stack::definition::BUILT_IN;
+    use crate::stack::spec::Inputs;
+
+    #[test]
+    fn the_model_bucket_expires_uploads_as_the_definition_says() {
+        let definition = Definition::parse(BUILT_IN).unwrap();
+        let inputs = Inputs {
+            stack: "teststack",
+            region: "us-east-1",
+            account: "123456789012",
+            image_id: "ami-0123456789abcdef0",
+            admin_cidr: None,
+            certificate_arn: None,
+        };
+        let resources = super::super::desired(
+            &definition,
+            definition.phase(1).unwrap(),
+            &inputs,
+            &BTreeMap::new(),
+        );
+        let model_bucket = resources
+            .iter()
+            .find(|r| r.component == MODEL_BUCKET)
+            .unwrap();
+        assert_eq!(
+            model_bucket.props["lifecycle"],
+            "uploads/: expire after 30 d, old versions after 1 d, unfinished uploads after 1 d"
+        );
+    }
 }
