@@ -10,7 +10,6 @@ use std::str::FromStr;
 use accunode_core::published_metrics::STACK_DIMENSION;
 use anyhow::{Context, bail};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
-use futures::future::{BoxFuture, FutureExt};
 
 use super::tags::tagged;
 use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, id, number, resource};
@@ -95,36 +94,32 @@ impl ResourceKind for Alarm {
         definition.prices.cloudwatch_alarm_month
     }
 
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
-        discover(ctx).boxed()
+    async fn discover(&self, ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+        discover(ctx).await
     }
 
-    fn create<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        put(ctx, known, resource).boxed()
+    async fn create(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+    ) -> anyhow::Result<Existing> {
+        put(ctx, known, resource).await
     }
 
-    fn update<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-        _current: &'a Existing,
-        _changed: &'a Changed,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        put(ctx, known, resource).boxed()
+    async fn update(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+        _current: &Existing,
+        _changed: &Changed,
+    ) -> anyhow::Result<Existing> {
+        put(ctx, known, resource).await
     }
 
-    fn delete<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        delete(ctx, current).boxed()
+    async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+        delete(ctx, current).await
     }
 }
 

@@ -15,7 +15,6 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging, VersioningConfiguration,
 };
-use futures::future::{BoxFuture, FutureExt};
 
 use super::tags::tagged;
 use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, resource};
@@ -70,36 +69,32 @@ impl ResourceKind for Bucket {
         prices.s3_gb_month * prices.s3_expected_gb
     }
 
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
-        discover(ctx).boxed()
+    async fn discover(&self, ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+        discover(ctx).await
     }
 
-    fn create<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        _known: &'a Known,
-        resource: &'a Resource,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        create(ctx, resource).boxed()
+    async fn create(
+        &self,
+        ctx: &Ctx,
+        _known: &Known,
+        resource: &Resource,
+    ) -> anyhow::Result<Existing> {
+        create(ctx, resource).await
     }
 
-    fn update<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        _known: &'a Known,
-        resource: &'a Resource,
-        current: &'a Existing,
-        _changed: &'a Changed,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        update(ctx, resource, current).boxed()
+    async fn update(
+        &self,
+        ctx: &Ctx,
+        _known: &Known,
+        resource: &Resource,
+        current: &Existing,
+        _changed: &Changed,
+    ) -> anyhow::Result<Existing> {
+        update(ctx, resource, current).await
     }
 
-    fn delete<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        delete(ctx, current).boxed()
+    async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+        delete(ctx, current).await
     }
 }
 

@@ -5,7 +5,6 @@
 
 use anyhow::Context;
 use aws_sdk_elasticache::types::Tag;
-use futures::future::{BoxFuture, FutureExt};
 
 use super::find::adopt;
 use super::tags::tagged;
@@ -37,36 +36,32 @@ impl ResourceKind for CacheSubnetGroup {
         )]
     }
 
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
-        discover(ctx).boxed()
+    async fn discover(&self, ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+        discover(ctx).await
     }
 
-    fn create<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        create(ctx, known, resource).boxed()
+    async fn create(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+    ) -> anyhow::Result<Existing> {
+        create(ctx, known, resource).await
     }
 
-    fn update<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-        current: &'a Existing,
-        _changed: &'a Changed,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        update(ctx, known, resource, current).boxed()
+    async fn update(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+        current: &Existing,
+        _changed: &Changed,
+    ) -> anyhow::Result<Existing> {
+        update(ctx, known, resource, current).await
     }
 
-    fn delete<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        delete(ctx, current).boxed()
+    async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+        delete(ctx, current).await
     }
 }
 

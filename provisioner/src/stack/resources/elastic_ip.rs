@@ -3,7 +3,6 @@
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{DomainType, ResourceType};
-use futures::future::{BoxFuture, FutureExt};
 
 use super::find::create_once;
 use super::tags::{component_filters, ec2_tagged, stack_filter, tag_spec};
@@ -42,25 +41,21 @@ impl ResourceKind for ElasticIp {
         prices.public_ipv4_hourly * prices.hours_per_month
     }
 
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
-        discover(ctx).boxed()
+    async fn discover(&self, ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+        discover(ctx).await
     }
 
-    fn create<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        _known: &'a Known,
-        resource: &'a Resource,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        create(ctx, resource).boxed()
+    async fn create(
+        &self,
+        ctx: &Ctx,
+        _known: &Known,
+        resource: &Resource,
+    ) -> anyhow::Result<Existing> {
+        create(ctx, resource).await
     }
 
-    fn delete<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        delete(ctx, current).boxed()
+    async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+        delete(ctx, current).await
     }
 }
 

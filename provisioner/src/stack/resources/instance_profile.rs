@@ -3,7 +3,6 @@
 //! (`/accunode/<stack>/`, see `role`), which is how discovery lists them.
 
 use anyhow::Context;
-use futures::future::{BoxFuture, FutureExt};
 
 use super::find::adopt;
 use super::role::{is_ours, path, tags};
@@ -38,36 +37,32 @@ impl ResourceKind for InstanceProfile {
             .collect()
     }
 
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
-        discover(ctx).boxed()
+    async fn discover(&self, ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+        discover(ctx).await
     }
 
-    fn create<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        create(ctx, known, resource).boxed()
+    async fn create(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+    ) -> anyhow::Result<Existing> {
+        create(ctx, known, resource).await
     }
 
-    fn update<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-        current: &'a Existing,
-        _changed: &'a Changed,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        update(ctx, known, resource, current).boxed()
+    async fn update(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+        current: &Existing,
+        _changed: &Changed,
+    ) -> anyhow::Result<Existing> {
+        update(ctx, known, resource, current).await
     }
 
-    fn delete<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        delete(ctx, current).boxed()
+    async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+        delete(ctx, current).await
     }
 }
 

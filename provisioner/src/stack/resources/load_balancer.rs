@@ -8,7 +8,6 @@ use anyhow::{Context, bail};
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancer as AwsLoadBalancer, LoadBalancerSchemeEnum, LoadBalancerTypeEnum,
 };
-use futures::future::{BoxFuture, FutureExt};
 
 use super::find::create_once;
 use super::target_group::{components, tags};
@@ -63,49 +62,38 @@ impl ResourceKind for LoadBalancer {
             .filter(|state| *state == "provisioning")
     }
 
-    fn settle<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a mut Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        async move {
-            wait_active(ctx, &current.component, &current.id).await?;
-            current.attrs.insert("state".into(), "active".into());
-            Ok(())
-        }
-        .boxed()
+    async fn settle(&self, ctx: &Ctx, current: &mut Existing) -> anyhow::Result<()> {
+        wait_active(ctx, &current.component, &current.id).await?;
+        current.attrs.insert("state".into(), "active".into());
+        Ok(())
     }
 
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
-        discover(ctx).boxed()
+    async fn discover(&self, ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+        discover(ctx).await
     }
 
-    fn create<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        create(ctx, known, resource).boxed()
+    async fn create(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+    ) -> anyhow::Result<Existing> {
+        create(ctx, known, resource).await
     }
 
-    fn update<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-        current: &'a Existing,
-        changed: &'a Changed,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        update(ctx, known, resource, current, changed).boxed()
+    async fn update(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+        current: &Existing,
+        changed: &Changed,
+    ) -> anyhow::Result<Existing> {
+        update(ctx, known, resource, current, changed).await
     }
 
-    fn delete<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        delete(ctx, current).boxed()
+    async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+        delete(ctx, current).await
     }
 }
 

@@ -39,6 +39,7 @@ mod target_group;
 mod vpc;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -55,7 +56,7 @@ use super::spec::{COMPONENT_TAG, Existing, Inputs, Kind, Props, Resource, STACK_
 /// generated secrets; the two URL parameters, which hold those resources'
 /// endpoints, are the exception (AWS ties neither to the other).
 /// A new kind is one line here, one `Kind` variant and its own file.
-pub const KINDS: [&dyn ResourceKind; 23] = [
+pub const KINDS: [&dyn Home; 23] = [
     &vpc::Vpc,
     &subnet::Subnet,
     &internet_gateway::InternetGateway,
@@ -84,7 +85,8 @@ pub const KINDS: [&dyn ResourceKind; 23] = [
 /// What one kind of resource is and how it is handled. Everything but
 /// `kind`, `label`, `desired`, `discover`, `create` and `delete` has the
 /// default of a kind with no such trait (free, changed in place, usable as
-/// soon as it is created).
+/// soon as it is created). Kind files implement it with `async fn`s; the
+/// engine calls it through [`Home`].
 pub trait ResourceKind: Sync {
     fn kind(&self) -> Kind;
 
@@ -131,12 +133,12 @@ pub trait ResourceKind: Sync {
     /// Waits until a resource [`in_transition`](Self::in_transition) is
     /// usable, and updates what dependents read from it (an endpoint AWS
     /// gives only then).
-    fn settle<'a>(
-        &'a self,
-        _ctx: &'a Ctx,
-        _current: &'a mut Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        async { Ok(()) }.boxed()
+    fn settle(
+        &self,
+        _ctx: &Ctx,
+        _current: &mut Existing,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
     }
 
     /// Whether discovery leaves the kind out while it is deleting, so that
@@ -146,30 +148,69 @@ pub trait ResourceKind: Sync {
     }
 
     /// Every resource of this kind that carries the stack's tags.
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>>;
+    fn discover(&self, ctx: &Ctx) -> impl Future<Output = anyhow::Result<Vec<Existing>>> + Send;
 
+    fn create(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+    ) -> impl Future<Output = anyhow::Result<Existing>> + Send;
+
+    /// Changes `current` in place to `resource`; `changed` holds the keys the
+    /// plan found different (none that force a replacement).
+    fn update(
+        &self,
+        _ctx: &Ctx,
+        _known: &Known,
+        resource: &Resource,
+        _current: &Existing,
+        _changed: &Changed,
+    ) -> impl Future<Output = anyhow::Result<Existing>> + Send {
+        let label = self.label();
+        async move { bail!("{label} {} cannot change in place", resource.name) }
+    }
+
+    /// Deletes `current`; a "not found" answer counts as done.
+    fn delete(
+        &self,
+        ctx: &Ctx,
+        current: &Existing,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// A [`ResourceKind`] as the engine holds it: the same operations with their
+/// futures boxed, so that the 23 kinds can sit in one list.
+pub trait Home: Sync {
+    fn kind(&self) -> Kind;
+    fn label(&self) -> &'static str;
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource>;
+    fn forces_replacement(&self, key: &str) -> bool;
+    fn accepted(&self, key: &str, wanted: &str, have: &str) -> Option<String>;
+    fn monthly_cost(&self, definition: &Definition, props: &Props) -> f64;
+    fn status(&self, current: &Existing) -> String;
+    fn in_transition<'e>(&self, current: &'e Existing) -> Option<&'e str>;
+    fn hidden_while_deleting(&self) -> bool;
+    fn settle<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a mut Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>>;
     fn create<'a>(
         &'a self,
         ctx: &'a Ctx,
         known: &'a Known,
         resource: &'a Resource,
     ) -> BoxFuture<'a, anyhow::Result<Existing>>;
-
-    /// Changes `current` in place to `resource`; `changed` holds the keys the
-    /// plan found different (none that force a replacement).
     fn update<'a>(
         &'a self,
-        _ctx: &'a Ctx,
-        _known: &'a Known,
+        ctx: &'a Ctx,
+        known: &'a Known,
         resource: &'a Resource,
-        _current: &'a Existing,
-        _changed: &'a Changed,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        let label = self.label();
-        async move { bail!("{label} {} cannot change in place", resource.name) }.boxed()
-    }
-
-    /// Deletes `current`; a "not found" answer counts as done.
+        current: &'a Existing,
+        changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>>;
     fn delete<'a>(
         &'a self,
         ctx: &'a Ctx,
@@ -177,9 +218,74 @@ pub trait ResourceKind: Sync {
     ) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
+impl<K: ResourceKind> Home for K {
+    fn kind(&self) -> Kind {
+        ResourceKind::kind(self)
+    }
+    fn label(&self) -> &'static str {
+        ResourceKind::label(self)
+    }
+    fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
+        ResourceKind::desired(self, wanted)
+    }
+    fn forces_replacement(&self, key: &str) -> bool {
+        ResourceKind::forces_replacement(self, key)
+    }
+    fn accepted(&self, key: &str, wanted: &str, have: &str) -> Option<String> {
+        ResourceKind::accepted(self, key, wanted, have)
+    }
+    fn monthly_cost(&self, definition: &Definition, props: &Props) -> f64 {
+        ResourceKind::monthly_cost(self, definition, props)
+    }
+    fn status(&self, current: &Existing) -> String {
+        ResourceKind::status(self, current)
+    }
+    fn in_transition<'e>(&self, current: &'e Existing) -> Option<&'e str> {
+        ResourceKind::in_transition(self, current)
+    }
+    fn hidden_while_deleting(&self) -> bool {
+        ResourceKind::hidden_while_deleting(self)
+    }
+    fn settle<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a mut Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        ResourceKind::settle(self, ctx, current).boxed()
+    }
+    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
+        ResourceKind::discover(self, ctx).boxed()
+    }
+    fn create<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        ResourceKind::create(self, ctx, known, resource).boxed()
+    }
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Known,
+        resource: &'a Resource,
+        current: &'a Existing,
+        changed: &'a Changed,
+    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
+        ResourceKind::update(self, ctx, known, resource, current, changed).boxed()
+    }
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        current: &'a Existing,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        ResourceKind::delete(self, ctx, current).boxed()
+    }
+}
+
 impl Kind {
     /// The kind's file.
-    pub fn home(self) -> &'static dyn ResourceKind {
+    pub fn home(self) -> &'static dyn Home {
         *KINDS
             .iter()
             .find(|home| home.kind() == self)

@@ -6,7 +6,6 @@
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{Filter, ResourceType};
-use futures::future::{BoxFuture, FutureExt};
 
 use super::find::create_once;
 use super::tags::{client_token, component_filters, ec2_tagged, once, stack_filter, tag_spec};
@@ -59,42 +58,31 @@ impl ResourceKind for NatGateway {
             .filter(|state| *state == "pending")
     }
 
-    fn settle<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a mut Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        async move {
-            wait_nat(ctx, &current.component, &current.id, "available").await?;
-            current.attrs.insert("state".into(), "available".into());
-            Ok(())
-        }
-        .boxed()
+    async fn settle(&self, ctx: &Ctx, current: &mut Existing) -> anyhow::Result<()> {
+        wait_nat(ctx, &current.component, &current.id, "available").await?;
+        current.attrs.insert("state".into(), "available".into());
+        Ok(())
     }
 
     fn hidden_while_deleting(&self) -> bool {
         true
     }
 
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
-        discover(ctx).boxed()
+    async fn discover(&self, ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+        discover(ctx).await
     }
 
-    fn create<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        create(ctx, known, resource).boxed()
+    async fn create(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+    ) -> anyhow::Result<Existing> {
+        create(ctx, known, resource).await
     }
 
-    fn delete<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        delete(ctx, current).boxed()
+    async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+        delete(ctx, current).await
     }
 }
 

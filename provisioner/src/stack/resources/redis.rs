@@ -7,7 +7,6 @@
 //! DescribeReplicationGroups does not report them, so plans do not compare them.
 
 use anyhow::Context;
-use futures::future::{BoxFuture, FutureExt};
 
 use super::cache_subnet_group::{component_of, tags};
 use super::find::adopt;
@@ -82,48 +81,40 @@ impl ResourceKind for Redis {
             .filter(|s| matches!(*s, "creating" | "modifying" | "snapshotting"))
     }
 
-    fn settle<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a mut Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        settle(ctx, current).boxed()
+    async fn settle(&self, ctx: &Ctx, current: &mut Existing) -> anyhow::Result<()> {
+        settle(ctx, current).await
     }
 
     fn hidden_while_deleting(&self) -> bool {
         true
     }
 
-    fn discover<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Existing>>> {
-        discover(ctx).boxed()
+    async fn discover(&self, ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+        discover(ctx).await
     }
 
-    fn create<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        create(ctx, known, resource).boxed()
+    async fn create(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+    ) -> anyhow::Result<Existing> {
+        create(ctx, known, resource).await
     }
 
-    fn update<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        known: &'a Known,
-        resource: &'a Resource,
-        current: &'a Existing,
-        changed: &'a Changed,
-    ) -> BoxFuture<'a, anyhow::Result<Existing>> {
-        update(ctx, known, resource, current, changed).boxed()
+    async fn update(
+        &self,
+        ctx: &Ctx,
+        known: &Known,
+        resource: &Resource,
+        current: &Existing,
+        changed: &Changed,
+    ) -> anyhow::Result<Existing> {
+        update(ctx, known, resource, current, changed).await
     }
 
-    fn delete<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        current: &'a Existing,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        delete(ctx, current).boxed()
+    async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
+        delete(ctx, current).await
     }
 }
 
