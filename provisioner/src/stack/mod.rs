@@ -5,8 +5,10 @@
 mod apply;
 mod aws;
 mod definition;
+mod deploy;
 mod plan;
 mod progress;
+mod release;
 mod render;
 mod resources;
 mod spec;
@@ -70,6 +72,25 @@ pub struct Options {
     certificate_arn: Option<String>,
 }
 
+/// What every deploy and rollback takes.
+#[derive(Args, Clone)]
+pub struct DeployFlags {
+    /// The share of the desired capacity replaced at a time, in percent (1 to 100).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    batch: u8,
+    /// How long to wait for another deploy's lock before giving up, e.g. 10m (default: do not wait).
+    #[arg(long, default_value = "0s", value_parser = deploy::parse_duration)]
+    lock_wait: Duration,
+    /// Take over the lock of a deploy that died, putting back what it changed.
+    #[arg(long)]
+    force: bool,
+    /// The longest one batch may take to be in service, in seconds.
+    #[arg(long, default_value_t = 900)]
+    wait_timeout: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
 #[derive(Subcommand)]
 pub enum StackCommand {
     /// Show what `provision` would change (+ create, ~ update, -/+ replace, - delete) and the monthly cost before → after.
@@ -123,6 +144,50 @@ pub enum StackCommand {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Publish release VERSION: the API and worker binaries and a manifest (SHA-256 of every file, git commit, build time, model bundles, migrations) under releases/VERSION/ of the stack's bucket. A published version never changes: the same files again are a no-op, other files are refused.
+    Release {
+        /// The version to publish: 1 to 64 letters, digits, '.', '-' and '_' (e.g. 1.4.0).
+        #[arg(long)]
+        version: String,
+        /// A folder holding accunode-api and accunode-worker built for x86_64 Linux, instead of building them here with cargo. Migrations and model bundles are read from the workspace the command runs in.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// List the published releases, oldest first.
+    Releases {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Deploy published release VERSION to a tier. Workers are replaced in rolling batches: each adds new instances and waits until they are in service before it terminates as many old ones, so capacity never drops below desired; scaling is suspended meanwhile and resumed however the deploy ends.
+    Deploy {
+        #[arg(value_enum)]
+        tier: deploy::Tier,
+        /// The release to run (see `accunode releases`).
+        #[arg(long)]
+        version: String,
+        #[command(flatten)]
+        flags: DeployFlags,
+    },
+    /// Go back to the release a tier ran before its last successful deploy or rollback, as a deploy does.
+    Rollback {
+        #[arg(value_enum)]
+        tier: deploy::Tier,
+        #[command(flatten)]
+        flags: DeployFlags,
+    },
+    /// The stack's deploys and rollbacks, oldest first, and who holds the deploy lock.
+    Deploys {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Remove the deploy lock left by a deploy that died (it names its holder first).
+    Unlock {
+        /// Confirm: the lock may belong to a deploy still running elsewhere.
+        #[arg(long)]
+        force: bool,
+    },
     /// The monthly estimate of a phase per resource, and how it compares with the original design's stated totals.
     Cost {
         /// The cost phase (1 Startup, 2 Growth, 3 Scale).
@@ -143,6 +208,15 @@ pub fn run(args: StackArgs, command: StackCommand) -> anyhow::Result<ExitCode> {
             definition.phase(*phase)?;
             check_options(options)?;
         }
+        StackCommand::Release { version, from, .. } => {
+            release::check_version(version)?;
+            if let Some(from) = from {
+                if !from.is_dir() {
+                    bail!("--from {}: not a folder", from.display());
+                }
+                release::check_folder(from)?;
+            }
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -151,6 +225,38 @@ pub fn run(args: StackArgs, command: StackCommand) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(run_async(args, definition, command))
+}
+
+fn settings(flags: &DeployFlags) -> deploy::Settings {
+    deploy::Settings {
+        batch_percent: flags.batch,
+        lock_wait: flags.lock_wait,
+        force: flags.force,
+    }
+}
+
+fn report_deploy(
+    ctx: &Ctx,
+    deployed: &deploy::Deployed,
+    output: Output,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    let report = calls(ctx, started);
+    match output {
+        Output::Json => print_json(&serde_json::json!({"deploy": deployed, "calls": report}))?,
+        Output::Text => println!(
+            "{} of {} {} → {} done in {:.1} s: {} batches of {}; {}.",
+            deployed.action,
+            deployed.tier,
+            deployed.from.as_deref().unwrap_or("none"),
+            deployed.to,
+            report.elapsed_secs,
+            deployed.rolled.batches.len(),
+            deployed.rolled.batch_size,
+            report.summary()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_stack_name(stack: &str) -> anyhow::Result<()> {
@@ -439,6 +545,156 @@ async fn run_async(
                         println!("{key:<20} {value}");
                     }
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Release {
+            version,
+            from,
+            output,
+        } => {
+            let ctx = connect(&args, definition, output == Output::Json, 0).await?;
+            let published = release::publish(&ctx, &version, from.as_deref()).await?;
+            let report = calls(&ctx, started);
+            match output {
+                Output::Json => {
+                    print_json(&serde_json::json!({"release": published, "calls": report}))?
+                }
+                Output::Text => {
+                    let manifest = &published.manifest;
+                    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+                    if published.uploaded {
+                        println!(
+                            "Release {version} published to s3://{}/{}/{version}/ in {:.1} s: {} files, {bytes} bytes, {} migrations, commit {}; {}.",
+                            published.bucket,
+                            release::PREFIX,
+                            report.elapsed_secs,
+                            manifest.files.len(),
+                            manifest.migrations.len(),
+                            manifest.git_commit.as_deref().unwrap_or("unknown"),
+                            report.summary()
+                        );
+                    } else {
+                        println!(
+                            "Release {version} is already published with these files (built {}): nothing to do.",
+                            manifest.built_at
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Releases { output } => {
+            let ctx = connect(&args, definition, true, 0).await?;
+            let releases = release::list(&ctx).await?;
+            match output {
+                Output::Json => print_json(&serde_json::json!({"releases": releases}))?,
+                Output::Text if releases.is_empty() => println!(
+                    "Stack {} has no release: publish one with `accunode release --version V`.",
+                    ctx.stack
+                ),
+                Output::Text => {
+                    println!(
+                        "{:<24} {:<20} {:<14} {:>12} {:>10}",
+                        "VERSION", "BUILT", "COMMIT", "BYTES", "MIGRATIONS"
+                    );
+                    for listed in &releases {
+                        match &listed.manifest {
+                            Some(m) => println!(
+                                "{:<24} {:<20} {:<14} {:>12} {:>10}",
+                                listed.version,
+                                m.built_at,
+                                m.git_commit
+                                    .as_deref()
+                                    .map_or("unknown", |c| &c[..c.len().min(12)]),
+                                m.files.iter().map(|f| f.bytes).sum::<u64>(),
+                                m.migrations.len()
+                            ),
+                            None => println!(
+                                "{:<24} incomplete: no manifest (an interrupted publish; run `accunode release --version {}` again with the same files)",
+                                listed.version, listed.version
+                            ),
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Deploy {
+            tier,
+            version,
+            flags,
+        } => {
+            release::check_version(&version)?;
+            let ctx = connect(
+                &args,
+                definition,
+                flags.output == Output::Json,
+                flags.wait_timeout,
+            )
+            .await?;
+            let deployed =
+                deploy::deploy(&ctx, tier, &version, "deploy", &settings(&flags)).await?;
+            report_deploy(&ctx, &deployed, flags.output, started)
+        }
+        StackCommand::Rollback { tier, flags } => {
+            let ctx = connect(
+                &args,
+                definition,
+                flags.output == Output::Json,
+                flags.wait_timeout,
+            )
+            .await?;
+            let target = deploy::rollback_target(&ctx, tier).await?;
+            let deployed =
+                deploy::deploy(&ctx, tier, &target, "rollback", &settings(&flags)).await?;
+            report_deploy(&ctx, &deployed, flags.output, started)
+        }
+        StackCommand::Deploys { output } => {
+            let ctx = connect(&args, definition, true, 0).await?;
+            let (records, holder) = deploy::deploys(&ctx).await?;
+            match output {
+                Output::Json => {
+                    print_json(&serde_json::json!({"deploys": records, "lock": holder}))?
+                }
+                Output::Text => {
+                    match &holder {
+                        Some(holder) => println!("Deploy lock held by {holder}."),
+                        None => println!("Deploy lock: free."),
+                    }
+                    if records.is_empty() {
+                        println!("No deploy yet.");
+                    }
+                    for r in &records {
+                        println!(
+                            "{}  {:<8} {:<8} {} → {}  {:<11} {}{}",
+                            r.started,
+                            r.action,
+                            r.tier,
+                            r.from.as_deref().unwrap_or("none"),
+                            r.to,
+                            r.outcome,
+                            r.who,
+                            r.reason
+                                .as_deref()
+                                .map(|why| format!(": {why}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Unlock { force } => {
+            if !force {
+                bail!(
+                    "unlock removes the lock of a deploy that may still be running: pass --force to confirm"
+                );
+            }
+            let ctx = connect(&args, definition, false, 0).await?;
+            match deploy::unlock(&ctx).await? {
+                Some(holder) => println!("Removed the deploy lock held by {holder}."),
+                None => println!("The deploy lock was not held."),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,8 +1,9 @@
 //! The provisioner's integration tests, one binary: the `accunode` CLI's model
 //! commands (score, synth, train, evaluate, push, list), the shipped
-//! ensembles' recipes, Rust/Python LightGBM parity, and the stack commands
-//! against moto.
+//! ensembles' recipes, Rust/Python LightGBM parity, and the stack, release
+//! and deploy commands against moto.
 
+mod deploys;
 mod ensembles;
 mod faults;
 mod lightgbm_python;
@@ -10,6 +11,7 @@ mod model_score;
 mod model_store;
 mod model_synth;
 mod model_train;
+mod releases;
 mod stack;
 mod support;
 mod transit;

@@ -1,0 +1,395 @@
+//! The workers' rolling deploy: the group is replaced in batches (50 % of
+//! its desired capacity by default, as the original design's manual steps).
+//! Each batch first adds that many instances of the new release and waits for
+//! them to be in service, then terminates as many old ones (they stop on
+//! SIGTERM, finishing or handing back their chunk), so in-service capacity
+//! never drops below desired. Scale-in and scale-out by alarms and schedules
+//! are suspended meanwhile; whatever happens, the group's maximum and its
+//! scaling come back as they were. On a failure the release new instances
+//! launch with goes back to the previous one.
+//!
+//! What an instance runs is its group's release: the SSM parameter
+//! `/accunode/<stack>/release/<tier>`, which the instance reads at boot, and
+//! the group's tag `accunode:release`, propagated to every instance it
+//! launches (what operators and tests read per instance).
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use aws_sdk_autoscaling::types::Tag;
+use serde::Serialize;
+
+use super::lock::Restore;
+use crate::stack::aws::{aws_error, error_code};
+use crate::stack::resources::Ctx;
+use crate::stack::resources::wait::{Poll, wait_for};
+use crate::stack::spec::{COMPONENT_TAG, STACK_TAG, names};
+
+/// The tag that names an instance's release.
+pub const RELEASE_TAG: &str = "accunode:release";
+/// What a deploy stops while it replaces instances.
+const SUSPENDED: [&str; 3] = ["AlarmNotification", "ScheduledActions", "AZRebalance"];
+
+/// The SSM parameter an instance of `tier` reads its release from.
+pub fn release_parameter(stack: &str, tier: &str) -> String {
+    names::parameter(stack, &format!("release/{tier}"))
+}
+
+/// An instance of the group.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub id: String,
+    pub lifecycle: String,
+    pub release: Option<String>,
+}
+
+/// The group as a deploy sees it.
+#[derive(Debug)]
+pub struct Group {
+    pub name: String,
+    pub desired: i32,
+    pub max: i32,
+    pub suspended: Vec<String>,
+    pub members: Vec<Member>,
+}
+
+impl Group {
+    fn in_service(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| m.lifecycle == "InService")
+    }
+}
+
+/// The stack's group of `tier`, with each instance's release tag.
+pub async fn describe(ctx: &Ctx, tier: &str) -> anyhow::Result<Group> {
+    let name = format!("{}-{tier}-asg", ctx.stack);
+    let groups = ctx
+        .aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&name)
+        .send()
+        .await
+        .map_err(aws_error)
+        .with_context(|| format!("cannot read the {tier} group {name}"))?;
+    let Some(group) = groups.auto_scaling_groups().first() else {
+        bail!(
+            "stack {} has no {tier} group ({name}): run `accunode provision` first",
+            ctx.stack
+        );
+    };
+    let tag = |key: &str| {
+        group
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+    };
+    if tag(STACK_TAG) != Some(ctx.stack.as_str())
+        || tag(COMPONENT_TAG) != Some(&*format!("asg-{tier}"))
+    {
+        bail!(
+            "the group {name} is not this stack's (no tags {STACK_TAG}={} {COMPONENT_TAG}=asg-{tier}): not touched",
+            ctx.stack
+        );
+    }
+    let ids: Vec<String> = group
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id())
+        .map(str::to_owned)
+        .collect();
+    let mut releases = std::collections::BTreeMap::new();
+    if !ids.is_empty() {
+        let described = ctx
+            .aws
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids))
+            .send()
+            .await
+            .map_err(aws_error)
+            .context("cannot read the group's instances")?;
+        for instance in described.reservations().iter().flat_map(|r| r.instances()) {
+            let release = instance
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(RELEASE_TAG))
+                .and_then(|t| t.value())
+                .map(str::to_owned);
+            if let Some(id) = instance.instance_id() {
+                releases.insert(id.to_owned(), release);
+            }
+        }
+    }
+    Ok(Group {
+        name: name.clone(),
+        desired: group.desired_capacity().unwrap_or(0),
+        max: group.max_size().unwrap_or(0),
+        suspended: group
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name())
+            .map(str::to_owned)
+            .collect(),
+        members: group
+            .instances()
+            .iter()
+            .map(|i| {
+                let id = i.instance_id().unwrap_or_default().to_owned();
+                Member {
+                    release: releases.get(&id).cloned().flatten(),
+                    lifecycle: i
+                        .lifecycle_state()
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
+                    id,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// The release new instances of `tier` launch with, if one was ever set.
+pub async fn release_of(ctx: &Ctx, tier: &str) -> anyhow::Result<Option<String>> {
+    let name = release_parameter(&ctx.stack, tier);
+    match ctx.aws.ssm.get_parameter().name(&name).send().await {
+        Ok(found) => Ok(found.parameter().and_then(|p| p.value()).map(str::to_owned)),
+        Err(error) if error_code(&error) == Some("ParameterNotFound") => Ok(None),
+        Err(error) => Err(aws_error(error)).with_context(|| format!("cannot read {name}")),
+    }
+}
+
+/// Makes `version` what new instances of the group launch with.
+async fn set_release(ctx: &Ctx, tier: &str, group: &str, version: &str) -> anyhow::Result<()> {
+    let name = release_parameter(&ctx.stack, tier);
+    ctx.aws
+        .ssm
+        .put_parameter()
+        .name(&name)
+        .value(version)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(aws_error)
+        .with_context(|| format!("cannot set {name}"))?;
+    ctx.aws
+        .autoscaling
+        .create_or_update_tags()
+        .tags(
+            Tag::builder()
+                .resource_id(group)
+                .resource_type("auto-scaling-group")
+                .key(RELEASE_TAG)
+                .value(version)
+                .propagate_at_launch(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(aws_error)
+        .with_context(|| format!("cannot tag {group} with its release"))?;
+    Ok(())
+}
+
+/// One batch of the rolling deploy.
+#[derive(Debug, Serialize)]
+pub struct Batch {
+    pub launched: Vec<String>,
+    pub terminated: Vec<String>,
+    pub seconds: f64,
+}
+
+/// What the rolling deploy did.
+#[derive(Debug, Default, Serialize)]
+pub struct Rolled {
+    pub batch_size: i32,
+    pub batches: Vec<Batch>,
+}
+
+/// The group's settings before the deploy, and the release it ran.
+pub async fn before(ctx: &Ctx, tier: &str) -> anyhow::Result<Restore> {
+    let group = describe(ctx, tier).await?;
+    Ok(Restore {
+        group: group.name,
+        desired: group.desired,
+        max: group.max,
+        suspended_before: group.suspended,
+        previous_version: release_of(ctx, tier).await?,
+    })
+}
+
+fn ours(before: &Restore) -> Vec<String> {
+    SUSPENDED
+        .iter()
+        .filter(|p| !before.suspended_before.iter().any(|s| s == *p))
+        .map(|p| (*p).to_owned())
+        .collect()
+}
+
+/// Replaces every instance of the group that does not run `version`, in
+/// batches of `percent` % of the desired capacity. `rolled` tells what is
+/// done so far when it fails part-way.
+pub async fn replace(
+    ctx: &Ctx,
+    tier: &str,
+    before: &Restore,
+    version: &str,
+    percent: u8,
+    rolled: &mut Rolled,
+) -> anyhow::Result<()> {
+    let autoscaling = &ctx.aws.autoscaling;
+    let group = before.group.as_str();
+    let desired = before.desired;
+    let suspend = ours(before);
+    if !suspend.is_empty() {
+        autoscaling
+            .suspend_processes()
+            .auto_scaling_group_name(group)
+            .set_scaling_processes(Some(suspend))
+            .send()
+            .await
+            .map_err(aws_error)
+            .context("cannot suspend the group's scaling")?;
+    }
+    set_release(ctx, tier, group, version).await?;
+    let batch = ((i64::from(desired) * i64::from(percent) + 99) / 100).max(1);
+    let batch = i32::try_from(batch).context("batch size")?;
+    rolled.batch_size = batch;
+    if before.max < desired + batch {
+        autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .max_size(desired + batch)
+            .send()
+            .await
+            .map_err(aws_error)
+            .context("cannot make room for a batch")?;
+    }
+    loop {
+        let now = describe(ctx, tier).await?;
+        let old: Vec<String> = now
+            .members
+            .iter()
+            .filter(|m| m.release.as_deref() != Some(version))
+            .map(|m| m.id.clone())
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let count = batch.min(i32::try_from(old.len()).unwrap_or(i32::MAX));
+        let new_before: Vec<String> = now
+            .in_service()
+            .filter(|m| m.release.as_deref() == Some(version))
+            .map(|m| m.id.clone())
+            .collect();
+        autoscaling
+            .set_desired_capacity()
+            .auto_scaling_group_name(group)
+            .desired_capacity(desired + count)
+            .honor_cooldown(false)
+            .send()
+            .await
+            .map_err(aws_error)
+            .context("cannot add a batch of instances")?;
+        let component = format!("asg-{tier}");
+        let launched = wait_for(ctx, &component, || async {
+            let now = describe(ctx, tier).await?;
+            let new: Vec<String> = now
+                .in_service()
+                .filter(|m| m.release.as_deref() == Some(version) && !new_before.contains(&m.id))
+                .map(|m| m.id.clone())
+                .collect();
+            let in_service = now.in_service().count();
+            Ok(
+                if new.len() >= usize::try_from(count).unwrap_or(0)
+                    && in_service >= usize::try_from(desired + count).unwrap_or(0)
+                {
+                    Poll::Ready(new)
+                } else {
+                    Poll::Pending(format!("{} of {count} new instances in service", new.len()))
+                },
+            )
+        })
+        .await?;
+        let terminated: Vec<String> = old
+            .into_iter()
+            .take(usize::try_from(count).unwrap_or(0))
+            .collect();
+        for id in &terminated {
+            autoscaling
+                .terminate_instance_in_auto_scaling_group()
+                .instance_id(id)
+                .should_decrement_desired_capacity(true)
+                .send()
+                .await
+                .map_err(aws_error)
+                .with_context(|| format!("cannot terminate the old instance {id}"))?;
+        }
+        wait_for(ctx, &component, || async {
+            let now = describe(ctx, tier).await?;
+            let left = now
+                .members
+                .iter()
+                .filter(|m| terminated.contains(&m.id))
+                .count();
+            Ok(if left == 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{left} old instances stopping"))
+            })
+        })
+        .await?;
+        ctx.progress.done(
+            "~",
+            &component,
+            "rolling batch",
+            &format!(
+                "{} on {version} in service, {} old terminated",
+                launched.len(),
+                terminated.len()
+            ),
+            started.elapsed(),
+        );
+        rolled.batches.push(Batch {
+            launched,
+            terminated,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+/// Puts back what the deploy changed: the maximum and the scaling it
+/// suspended always; after a failure also the release new instances launch
+/// with, and the desired capacity.
+pub async fn put_back(ctx: &Ctx, tier: &str, before: &Restore, failed: bool) -> anyhow::Result<()> {
+    let autoscaling = &ctx.aws.autoscaling;
+    let mut update = autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(&before.group)
+        .max_size(before.max);
+    if failed {
+        update = update.desired_capacity(before.desired);
+        if let Some(previous) = &before.previous_version {
+            set_release(ctx, tier, &before.group, previous).await?;
+        }
+    }
+    update
+        .send()
+        .await
+        .map_err(aws_error)
+        .context("cannot restore the group's size")?;
+    let resume = ours(before);
+    if !resume.is_empty() {
+        autoscaling
+            .resume_processes()
+            .auto_scaling_group_name(&before.group)
+            .set_scaling_processes(Some(resume))
+            .send()
+            .await
+            .map_err(aws_error)
+            .context("cannot resume the group's scaling")?;
+    }
+    Ok(())
+}

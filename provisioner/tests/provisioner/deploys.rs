@@ -1,0 +1,443 @@
+//! `accunode deploy | rollback | deploys | unlock` against moto, on a stack
+//! made by `accunode provision` with two published releases: the workers'
+//! rolling deploy (sampled by describe calls while it runs: in-service
+//! capacity never below desired), the deploy lock (refused naming the holder,
+//! `--lock-wait`, a killed deploy taken over with `--force`), a failed deploy
+//! putting the group back, rollback and the history. Outcomes are read from
+//! AWS directly, never through the CLI's own reports alone.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use accunode_testkit::aws_endpoint_url;
+use accunode_testkit::aws_faults::{FaultProxy, Faults};
+
+use crate::releases::{path, release_folder};
+use crate::stack::{accunode, command, json, unique_stack};
+use crate::support::{stderr, succeeded};
+
+struct Aws {
+    autoscaling: aws_sdk_autoscaling::Client,
+    ec2: aws_sdk_ec2::Client,
+    ssm: aws_sdk_ssm::Client,
+    s3: aws_sdk_s3::Client,
+}
+
+async fn aws() -> Aws {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint_url())
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    Aws {
+        autoscaling: aws_sdk_autoscaling::Client::new(&config),
+        ec2: aws_sdk_ec2::Client::new(&config),
+        ssm: aws_sdk_ssm::Client::new(&config),
+        s3: accunode_testkit::s3_client().await,
+    }
+}
+
+/// The worker group as AWS describes it.
+struct Group {
+    desired: i32,
+    max: i32,
+    suspended: BTreeSet<String>,
+    in_service: Vec<String>,
+}
+
+async fn group(aws: &Aws, stack: &str) -> Group {
+    let found = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(format!("{stack}-worker-asg"))
+        .send()
+        .await
+        .unwrap();
+    let group = &found.auto_scaling_groups()[0];
+    Group {
+        desired: group.desired_capacity().unwrap(),
+        max: group.max_size().unwrap(),
+        suspended: group
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name())
+            .map(str::to_owned)
+            .collect(),
+        in_service: group
+            .instances()
+            .iter()
+            .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+            .filter_map(|i| i.instance_id())
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+/// Each instance's `accunode:release` tag, as EC2 reports it.
+async fn releases(aws: &Aws, ids: &[String]) -> Vec<Option<String>> {
+    let described = aws
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            i.tags()
+                .iter()
+                .find(|t| t.key() == Some("accunode:release"))
+                .and_then(|t| t.value())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+async fn release_parameter(aws: &Aws, stack: &str) -> Option<String> {
+    let name = format!("/accunode/{stack}/release/worker");
+    let found = aws.ssm.get_parameter().name(name).send().await.ok()?;
+    found.parameter()?.value().map(str::to_owned)
+}
+
+/// A provisioned phase-1 stack (two workers) with releases 1.0.0 and 2.0.0.
+async fn stack_with_two_releases(prefix: &str) -> String {
+    let stack = unique_stack(prefix);
+    succeeded(&accunode(&stack, &["provision", "--phase", "1"]));
+    for (version, tail) in [("1.0.0", b"one"), ("2.0.0", b"two")] {
+        let folder = release_folder(tail);
+        succeeded(&accunode(
+            &stack,
+            &[
+                "release",
+                "--version",
+                version,
+                "--from",
+                path(folder.path()),
+            ],
+        ));
+    }
+    stack
+}
+
+/// The group is as provisioned: every instance in service on `version`,
+/// nothing suspended, the phase's size.
+async fn settled_on(aws: &Aws, stack: &str, version: &str) {
+    let now = group(aws, stack).await;
+    assert_eq!((now.desired, now.max), (2, 6), "phase 1's worker group");
+    assert!(
+        now.suspended.is_empty(),
+        "scaling resumed: {:?}",
+        now.suspended
+    );
+    assert_eq!(now.in_service.len(), 2);
+    assert_eq!(
+        releases(aws, &now.in_service).await,
+        vec![Some(version.to_owned()); 2],
+        "every instance tagged {version}"
+    );
+    assert_eq!(
+        release_parameter(aws, stack).await.as_deref(),
+        Some(version)
+    );
+}
+
+#[tokio::test]
+async fn a_rolling_worker_deploy_replaces_every_instance_in_two_batches_never_below_desired() {
+    let aws = aws().await;
+    let stack = stack_with_two_releases("roll").await;
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "1.0.0"],
+    ));
+    settled_on(&aws, &stack, "1.0.0").await;
+    let first = group(&aws, &stack).await.in_service;
+
+    // Sample the group by describe calls for as long as the deploy runs.
+    let running = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let running = running.clone();
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            let aws = self::aws().await;
+            let mut samples = Vec::new();
+            while running.load(Ordering::Relaxed) {
+                let now = group(&aws, &stack).await;
+                samples.push((now.in_service.len(), now.desired));
+            }
+            samples
+        })
+    };
+    let deploy = tokio::task::spawn_blocking({
+        let stack = stack.clone();
+        move || {
+            accunode(
+                &stack,
+                &["deploy", "worker", "--version", "2.0.0", "--output", "json"],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    running.store(false, Ordering::Relaxed);
+    let samples = sampler.await.unwrap();
+    let report = json(&deploy);
+
+    assert!(
+        samples.len() >= 5,
+        "too few samples to watch the deploy: {samples:?}"
+    );
+    assert!(
+        samples.iter().all(|(in_service, _)| *in_service >= 2),
+        "in-service capacity dropped below the desired 2: {samples:?}"
+    );
+    assert!(
+        samples.iter().any(|(in_service, _)| *in_service > 2),
+        "the sampler never saw a batch in flight: {samples:?}"
+    );
+    let batches = report["deploy"]["rolled"]["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2, "{report}");
+    let terminated: BTreeSet<&str> = batches
+        .iter()
+        .flat_map(|b| b["terminated"].as_array().unwrap())
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        terminated,
+        first.iter().map(String::as_str).collect(),
+        "every old instance replaced"
+    );
+    settled_on(&aws, &stack, "2.0.0").await;
+
+    // Rollback goes to the release before, the same way; the history has all three.
+    succeeded(&accunode(&stack, &["rollback", "worker"]));
+    settled_on(&aws, &stack, "1.0.0").await;
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    let rows: Vec<(String, String, String, String)> = history["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_owned(),
+                r["from"].as_str().unwrap_or("none").to_owned(),
+                r["to"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let row = |a: &str, f: &str, t: &str| {
+        (
+            a.to_owned(),
+            f.to_owned(),
+            t.to_owned(),
+            "succeeded".to_owned(),
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            row("deploy", "none", "1.0.0"),
+            row("deploy", "1.0.0", "2.0.0"),
+            row("rollback", "2.0.0", "1.0.0")
+        ]
+    );
+    assert!(history["lock"].is_null(), "{history}");
+
+    // A release that was never published is refused before anything changes.
+    let missing = accunode(&stack, &["deploy", "worker", "--version", "9.9.9"]);
+    assert!(
+        stderr(&missing).contains("release 9.9.9 is not published"),
+        "{}",
+        stderr(&missing)
+    );
+    settled_on(&aws, &stack, "1.0.0").await;
+
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}
+
+/// Writes the lock as a deploy running elsewhere would.
+async fn hold_lock(aws: &Aws, stack: &str) {
+    let holder = serde_json::json!({
+        "who": "ops@elsewhere (pid 7)", "tier": "worker", "action": "deploy",
+        "version": "2.0.0", "since": "2026-11-28T04:00:00Z", "token": "elsewhere",
+        "restore": null
+    });
+    aws.s3
+        .put_object()
+        .bucket(format!("{stack}-ml-models-123456789012-us-east-1"))
+        .key("deploys/lock.json")
+        .body(serde_json::to_vec(&holder).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_lock_refuses_a_second_deploy_and_lock_wait_waits_for_it() {
+    let aws = aws().await;
+    let stack = stack_with_two_releases("lock").await;
+    hold_lock(&aws, &stack).await;
+
+    let refused = accunode(&stack, &["deploy", "worker", "--version", "1.0.0"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(
+            "another deploy holds the stack's lock: ops@elsewhere (pid 7) (deploy worker 2.0.0"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        release_parameter(&aws, &stack).await,
+        None,
+        "nothing deployed"
+    );
+
+    // With --lock-wait it waits until the holder is done, then deploys.
+    let started = Instant::now();
+    let waiting = command(
+        &stack,
+        &[
+            "deploy",
+            "worker",
+            "--version",
+            "1.0.0",
+            "--lock-wait",
+            "30s",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unlocked = succeeded(&accunode(&stack, &["unlock", "--force"]));
+    assert!(unlocked.contains("ops@elsewhere"), "{unlocked}");
+    let waited = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    succeeded(&waited);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "it waited for the lock"
+    );
+    settled_on(&aws, &stack, "1.0.0").await;
+
+    // unlock names what it removes and asks for --force.
+    let unconfirmed = accunode(&stack, &["unlock"]);
+    assert!(
+        stderr(&unconfirmed).contains("pass --force"),
+        "{}",
+        stderr(&unconfirmed)
+    );
+
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}
+
+#[tokio::test]
+async fn a_killed_deploy_keeps_the_lock_and_force_puts_the_group_back_and_finishes() {
+    let aws = aws().await;
+    let stack = stack_with_two_releases("kill").await;
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "1.0.0"],
+    ));
+
+    // Killed after the lock, its record, the suspension, the release and the
+    // first batch's launch: the group is bigger and its scaling suspended.
+    let killed = command(&stack, &["deploy", "worker", "--version", "2.0.0"])
+        .env("ACCUNODE_TEST_ABORT_AFTER_MUTATIONS", "7")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    let left = group(&aws, &stack).await;
+    assert!(
+        !left.suspended.is_empty(),
+        "the killed deploy had suspended scaling"
+    );
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert_eq!(
+        history["lock"]["version"], "2.0.0",
+        "the lock is kept: {history}"
+    );
+
+    let refused = accunode(&stack, &["deploy", "worker", "--version", "2.0.0"]);
+    assert!(
+        stderr(&refused).contains("another deploy holds"),
+        "{}",
+        stderr(&refused)
+    );
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "2.0.0", "--force"],
+    ));
+    settled_on(&aws, &stack, "2.0.0").await;
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}
+
+#[tokio::test]
+async fn a_failed_deploy_puts_the_group_and_its_release_back() {
+    let aws = aws().await;
+    let stack = stack_with_two_releases("fail").await;
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "1.0.0"],
+    ));
+
+    // Old instances cannot be terminated: the first batch is launched, then
+    // the deploy fails.
+    let proxy = FaultProxy::start(
+        &aws_endpoint_url(),
+        Faults {
+            refuse: vec!["TerminateInstanceInAutoScalingGroup".to_owned()],
+            ..Faults::default()
+        },
+    );
+    let failed = command(&stack, &["deploy", "worker", "--version", "2.0.0"])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(
+        stderr(&failed).contains("new instances launch with 1.0.0 again")
+            && stderr(&failed).contains("accunode rollback worker"),
+        "{}",
+        stderr(&failed)
+    );
+    let now = group(&aws, &stack).await;
+    assert_eq!((now.desired, now.max), (2, 6), "size put back");
+    assert!(
+        now.suspended.is_empty(),
+        "scaling resumed: {:?}",
+        now.suspended
+    );
+    assert_eq!(
+        release_parameter(&aws, &stack).await.as_deref(),
+        Some("1.0.0")
+    );
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+    let last = history["deploys"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["outcome"], "failed", "{last}");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot terminate the old instance") && reason.contains("AccessDenied"),
+        "{last}"
+    );
+
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}
