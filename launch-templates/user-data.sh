@@ -49,11 +49,50 @@ BULK_UPLOAD_PATH=$UPLOADS
 ENV
 umask 022
 
-# The release the deploy command published as current, and the model bundles.
-aws s3 cp --region "$REGION" "s3://$BUCKET/releases/current/$BINARY" "/opt/accunode/bin/$BINARY"
-chmod 0755 "/opt/accunode/bin/$BINARY"
+# Checks a release's binary against the release's SHA256SUMS (written by
+# `accunode release`): a file that is missing from the list or differs from
+# it stops the boot before anything runs.
+verify_release() {
+  local dir=$1 binary=$2
+  if ! (cd "$dir" && grep -E "^[0-9a-f]{64}  ${binary}\$" SHA256SUMS | sha256sum --check --strict --status); then
+    echo "accunode: $dir/$binary does not match the release's SHA256SUMS: not starting it" >&2
+    return 1
+  fi
+}
+
+# The release this tier runs: the one its last deploy named (`accunode deploy`),
+# never a moving pointer; the instance's group carries it as the tag
+# accunode:release.
+if ! RELEASE=$(param "release/{{tier}}"); then
+  echo "accunode: no release is deployed to the {{tier}} tier yet (accunode deploy {{tier}} --version V)" >&2
+  exit 1
+fi
+RELEASE_DIR="/opt/accunode/releases/$RELEASE"
+install -d -m 0755 "$RELEASE_DIR"
+aws s3 cp --region "$REGION" "s3://$BUCKET/releases/$RELEASE/SHA256SUMS" "$RELEASE_DIR/SHA256SUMS"
+aws s3 cp --region "$REGION" "s3://$BUCKET/releases/$RELEASE/$BINARY" "$RELEASE_DIR/$BINARY"
+verify_release "$RELEASE_DIR" "$BINARY"
+install -m 0755 "$RELEASE_DIR/$BINARY" "/opt/accunode/bin/$BINARY"
+
+# The model bundles.
 aws s3 sync --region "$REGION" "s3://$BUCKET/bundles/" /var/lib/accunode/models/
 chown -R accunode:accunode /var/lib/accunode
+
+# The CloudWatch agent: memory use (mem_used_percent, namespace CWAgent) by
+# Auto Scaling group, which the stack's memory alarms read.
+dnf install -y -q amazon-cloudwatch-agent
+cat > /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json <<'AGENT'
+{
+  "metrics": {
+    "namespace": "CWAgent",
+    "append_dimensions": {"AutoScalingGroupName": "${aws:AutoScalingGroupName}"},
+    "aggregation_dimensions": [["AutoScalingGroupName"]],
+    "metrics_collected": {"mem": {"measurement": ["mem_used_percent"], "metrics_collection_interval": 60}}
+  }
+}
+AGENT
+/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
+  -c file:/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json
 
 cat > "/etc/systemd/system/$BINARY.service" <<'UNIT'
 {{unit}}

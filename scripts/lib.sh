@@ -4,6 +4,8 @@
 
 set -euo pipefail
 
+# The repository, for the scripts that source this file.
+# shellcheck disable=SC2034
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_BIN=/usr/lib/postgresql/15/bin
 MOTO_VERSION=5.2.5

@@ -3,6 +3,9 @@
 //! worker binaries and `manifest.json` (each file's SHA-256 and size, the git
 //! commit, the build time, the model bundles and the migrations it carries).
 //!
+//! Beside them, `SHA256SUMS` lists the binaries' checksums in the format
+//! instances check them with (`sha256sum --check`) before they run one.
+//!
 //! A published version never changes: every object is written with S3's
 //! conditional write (`If-None-Match: *`), so publishing V again with the same
 //! files is a no-op and with other files is refused. The manifest is written
@@ -28,6 +31,8 @@ pub const BINARIES: [&str; 2] = ["accunode-api", "accunode-worker"];
 /// Where a release's files live in the bucket.
 pub const PREFIX: &str = "releases";
 const MANIFEST: &str = "manifest.json";
+/// The binaries' checksums in `sha256sum` format, which instances verify.
+pub const SHA256SUMS: &str = "SHA256SUMS";
 /// The object metadata key holding a file's SHA-256, so a resend or a
 /// re-publish compares without downloading the file.
 const SHA256_METADATA: &str = "sha256";
@@ -411,6 +416,29 @@ pub async fn publish(ctx: &Ctx, version: &str, from: Option<&Path>) -> anyhow::R
                 &entry.sha256[..12]
             ),
             started.elapsed(),
+        );
+    }
+    // What instances check the binaries against (`sha256sum --check`).
+    let sums: String = manifest
+        .files
+        .iter()
+        .map(|f| format!("{}  {}\n", f.sha256, f.name))
+        .collect();
+    let sums_sha256 = hex(&Sha256::digest(sums.as_bytes()));
+    let sums_key = key(version, SHA256SUMS);
+    if put_if_absent(
+        ctx,
+        &bucket,
+        &sums_key,
+        ByteStream::from(sums.into_bytes()),
+        &sums_sha256,
+    )
+    .await?
+    {
+        uploaded = true;
+    } else if stored_sha256(ctx, &bucket, &sums_key).await? != sums_sha256 {
+        bail!(
+            "release {version} is already published with another {SHA256SUMS}: a published version never changes; choose another --version"
         );
     }
     // The manifest goes last: its presence says the release is whole. One

@@ -152,6 +152,57 @@ mod tests {
         assert_eq!(rds_ca("xx-nowhere-1"), "");
     }
 
+    /// Runs the rendered user data's `verify_release` on `dir`: the exit status.
+    fn verify(script: &str, dir: &std::path::Path, binary: &str) -> bool {
+        let start = script
+            .find("verify_release() {")
+            .expect("the verification step");
+        let end = start + script[start..].find("\n}\n").expect("its end") + 3;
+        let program = format!(
+            "set -euo pipefail\n{}verify_release \"$1\" \"$2\"\n",
+            &script[start..end]
+        );
+        std::process::Command::new("bash")
+            .args(["-c", &program, "verify"])
+            .arg(dir)
+            .arg(binary)
+            .status()
+            .expect("bash runs")
+            .success()
+    }
+
+    #[test]
+    fn an_instance_refuses_a_binary_that_does_not_match_the_release() {
+        let script = user_data("worker", "teststack", "eu-west-1", "b", "s3://b/uploads");
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("accunode-worker");
+        std::fs::write(&binary, b"the released bytes").unwrap();
+        let sha = sha256_hex(b"the released bytes");
+        let sums = dir.path().join("SHA256SUMS");
+        std::fs::write(
+            &sums,
+            format!("{sha}  accunode-api\n{sha}  accunode-worker\n"),
+        )
+        .unwrap();
+        assert!(
+            verify(&script, dir.path(), "accunode-worker"),
+            "the released file passes"
+        );
+
+        std::fs::write(&binary, b"the released bytes, tampered").unwrap();
+        assert!(
+            !verify(&script, dir.path(), "accunode-worker"),
+            "a tampered file is refused"
+        );
+
+        std::fs::write(&binary, b"the released bytes").unwrap();
+        std::fs::write(&sums, format!("{sha}  accunode-api\n")).unwrap();
+        assert!(
+            !verify(&script, dir.path(), "accunode-worker"),
+            "an unlisted file is refused"
+        );
+    }
+
     #[test]
     fn both_tiers_get_the_stack_the_uploads_and_the_metrics_interval() {
         for tier in ["api", "worker"] {
@@ -163,6 +214,11 @@ mod tests {
                 "s3://the-bucket/uploads",
             );
             assert!(!script.contains("{{"), "{script}");
+            assert!(
+                script.len() <= 16 * 1024,
+                "{tier}: user data is {} bytes; EC2 takes 16 KB",
+                script.len()
+            );
             let env = script
                 .split("<<ENV\n")
                 .nth(1)

@@ -104,7 +104,7 @@ pub mod names {
     /// writes and reads them, workers read them, a lifecycle rule expires them.
     pub const UPLOADS_PREFIX: &str = "uploads";
     /// What both tiers read from the bucket besides uploads: the release binary
-    /// (`releases/current/<binary>`, at boot), the bundles synced at boot
+    /// (`releases/<version>/<binary>` and its `SHA256SUMS`, at boot), the bundles synced at boot
     /// (`bundles/`), and bundles published with `accunode model push` (`models/`,
     /// for `ML_MODEL_PATH=s3://<bucket>/models`).
     pub const INSTANCE_READS: &[&str] = &["releases", "bundles", "models"];

@@ -259,6 +259,11 @@ async fn a_rolling_worker_deploy_replaces_every_instance_in_two_batches_never_be
     settled_on(&aws, &stack, "1.0.0").await;
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+    assert_eq!(
+        release_parameter(&aws, &stack).await,
+        None,
+        "destroy leaves no release parameter behind"
+    );
 }
 
 /// Writes the lock as a deploy running elsewhere would.

@@ -103,6 +103,20 @@ async fn a_release_is_published_once_and_never_changes() {
         assert_eq!(entry["sha256"], sha256(&local), "{name}");
         assert_eq!(entry["bytes"], local.len(), "{name}");
     }
+    let sums = String::from_utf8(
+        object(&s3, &bucket, "releases/1.0.0/SHA256SUMS")
+            .await
+            .expect("SHA256SUMS is published"),
+    )
+    .unwrap();
+    let expected: String = ["accunode-api", "accunode-worker"]
+        .iter()
+        .map(|name| {
+            let sha = sha256(&std::fs::read(folder.path().join(name)).unwrap());
+            format!("{sha}  {name}\n")
+        })
+        .collect();
+    assert_eq!(sums, expected, "sha256sum's format, one line per binary");
     let stored_manifest: serde_json::Value = serde_json::from_slice(
         &object(&s3, &bucket, "releases/1.0.0/manifest.json")
             .await

@@ -159,6 +159,22 @@ pub async fn release_of(ctx: &Ctx, tier: &str) -> anyhow::Result<Option<String>>
     }
 }
 
+/// Removes what deploys left outside the bucket (the tiers' release
+/// parameters), once the stack is destroyed.
+pub async fn forget(ctx: &Ctx) -> anyhow::Result<()> {
+    for tier in ["api", "worker"] {
+        let name = release_parameter(&ctx.stack, tier);
+        match ctx.aws.ssm.delete_parameter().name(&name).send().await {
+            Ok(_) => {}
+            Err(error) if error_code(&error) == Some("ParameterNotFound") => {}
+            Err(error) => {
+                return Err(aws_error(error)).with_context(|| format!("cannot delete {name}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes `version` what new instances of the group launch with.
 async fn set_release(ctx: &Ctx, tier: &str, group: &str, version: &str) -> anyhow::Result<()> {
     let name = release_parameter(&ctx.stack, tier);

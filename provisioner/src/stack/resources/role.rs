@@ -80,12 +80,19 @@ impl ResourceKind for Role {
                     "Action": ["s3:ListBucket"],
                     "Resource": format!("arn:aws:s3:::{bucket}"),
                 }),
-                // PutMetricData takes no resource; the namespace condition scopes it.
+                // PutMetricData takes no resource; the namespace condition scopes it
+                // to the tier's own metrics and the CloudWatch agent's memory use.
                 serde_json::json!({
                     "Effect": "Allow",
                     "Action": ["cloudwatch:PutMetricData"],
                     "Resource": "*",
-                    "Condition": {"StringEquals": {"cloudwatch:namespace": [metric_namespace]}},
+                    "Condition": {"StringEquals": {"cloudwatch:namespace": [metric_namespace, CLOUDWATCH_AGENT_NAMESPACE]}},
+                }),
+                // The agent names its metrics by the instance's group, read from its tags.
+                serde_json::json!({
+                    "Effect": "Allow",
+                    "Action": ["ec2:DescribeTags"],
+                    "Resource": "*",
                 }),
             ]);
             let policy = serde_json::json!({
@@ -132,6 +139,8 @@ impl ResourceKind for Role {
     }
 }
 
+/// Where the CloudWatch agent that user data installs publishes memory use.
+const CLOUDWATCH_AGENT_NAMESPACE: &str = "CWAgent";
 const POLICY_NAME: &str = "accunode";
 const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
