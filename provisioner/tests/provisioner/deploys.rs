@@ -446,3 +446,107 @@ async fn a_failed_deploy_puts_the_group_and_its_release_back() {
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
+
+/// A workspace of its own for `accunode release` to read migrations from.
+fn workspace(migrations: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\n").unwrap();
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    for name in migrations {
+        std::fs::write(
+            dir.path().join("migrations").join(name),
+            "CREATE TABLE t (id int);\n",
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_release_with_new_migrations_is_deployed_after_a_database_snapshot() {
+    let aws = aws().await;
+    let rds = aws_sdk_rds::Client::new(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(aws_endpoint_url())
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await,
+    );
+    let stack = unique_stack("snap");
+    succeeded(&accunode(&stack, &["provision", "--phase", "1"]));
+    let binaries = release_folder(b"");
+    for (version, migrations) in [
+        ("1.0.0", vec!["1_first.sql"]),
+        ("1.1.0", vec!["1_first.sql"]),
+        ("2.0.0", vec!["1_first.sql", "2_second.sql"]),
+    ] {
+        let root = workspace(&migrations);
+        succeeded(
+            &command(
+                &stack,
+                &[
+                    "release",
+                    "--version",
+                    version,
+                    "--from",
+                    path(binaries.path()),
+                ],
+            )
+            .current_dir(root.path())
+            .output()
+            .unwrap(),
+        );
+    }
+    let snapshots = || async {
+        let found = rds
+            .describe_db_snapshots()
+            .snapshot_type("manual")
+            .send()
+            .await
+            .unwrap();
+        found
+            .db_snapshots()
+            .iter()
+            .filter(|s| s.db_instance_identifier() == Some(&*format!("{stack}-db")))
+            .map(|s| {
+                let release = s
+                    .tag_list()
+                    .iter()
+                    .find(|t| t.key() == Some("accunode:release"))
+                    .and_then(|t| t.value())
+                    .unwrap_or_default()
+                    .to_owned();
+                (s.db_snapshot_identifier().unwrap().to_owned(), release)
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // The first release and one with the same migrations: no snapshot.
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "1.0.0"],
+    ));
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "1.1.0"],
+    ));
+    assert!(snapshots().await.is_empty(), "{:?}", snapshots().await);
+
+    // A release with a new migration: snapshot first, tagged with it.
+    let deployed = json(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "2.0.0", "--output", "json"],
+    ));
+    let taken = snapshots().await;
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].1, "2.0.0");
+    assert_eq!(
+        deployed["deploy"]["snapshot"],
+        taken[0].0.as_str(),
+        "{deployed}"
+    );
+    settled_on(&aws, &stack, "2.0.0").await;
+
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}

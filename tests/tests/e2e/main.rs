@@ -1,5 +1,7 @@
 //! Tests across crates, one binary: the API and the worker on one database,
-//! and the workspace's structural rules checked on its source.
+//! the workspace's structural rules checked on its source, and migrations
+//! that an older release can live with.
 
 mod layout;
+mod migrations;
 mod stack;

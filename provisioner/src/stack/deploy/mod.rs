@@ -9,6 +9,7 @@
 pub mod history;
 pub mod lock;
 pub mod rolling;
+mod snapshot;
 
 use std::time::{Duration, SystemTime};
 
@@ -45,6 +46,8 @@ pub struct Deployed {
     pub action: String,
     pub from: Option<String>,
     pub to: String,
+    /// The database snapshot taken first, when the release brings migrations.
+    pub snapshot: Option<String>,
     pub rolled: Rolled,
 }
 
@@ -110,11 +113,11 @@ pub async fn deploy(
     action: &str,
     settings: &Settings,
 ) -> anyhow::Result<Deployed> {
-    if release::manifest(ctx, version).await?.is_none() {
+    let Some(manifest) = release::manifest(ctx, version).await? else {
         bail!(
             "release {version} is not published (`accunode releases` lists what is): publish it with `accunode release --version {version}`"
         );
-    }
+    };
     let bucket = bucket(ctx);
     let holder = Holder {
         who: who(),
@@ -143,9 +146,30 @@ pub async fn deploy(
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
+    let snapshot = match before_migrations(ctx, &before, &manifest).await {
+        Ok(migrations) if migrations.is_empty() => Ok(None),
+        Ok(migrations) => {
+            ctx.progress.done(
+                "+",
+                "database",
+                "snapshot",
+                &format!(
+                    "{version} brings {} new migrations: {}",
+                    migrations.len(),
+                    migrations.join(", ")
+                ),
+                std::time::Duration::ZERO,
+            );
+            snapshot::take(ctx, version, started_ms).await.map(Some)
+        }
+        Err(error) => Err(error),
+    };
     let mut rolled = Rolled::default();
     let (outcome, interrupted) = tokio::select! {
-        result = rolling::replace(ctx, tier.name(), &before, version, settings.batch_percent, &mut rolled) => (result, false),
+        result = async {
+            snapshot.as_ref().map_err(|error| anyhow::anyhow!("{error:#}"))?;
+            rolling::replace(ctx, tier.name(), &before, version, settings.batch_percent, &mut rolled).await
+        } => (result, false),
         _ = tokio::signal::ctrl_c() => (Err(anyhow::anyhow!("interrupted (Ctrl-C)")), true),
     };
     let put_back = rolling::put_back(ctx, tier.name(), &before, outcome.is_err()).await;
@@ -186,8 +210,25 @@ pub async fn deploy(
         action: action.to_owned(),
         from: before.previous_version,
         to: version.to_owned(),
+        snapshot: snapshot.unwrap_or_default(),
         rolled,
     })
+}
+
+/// The migrations `next` brings that the tier's running release does not
+/// (none when the tier runs no release yet: nothing serves from the schema).
+async fn before_migrations(
+    ctx: &Ctx,
+    before: &Restore,
+    next: &release::Manifest,
+) -> anyhow::Result<Vec<String>> {
+    let Some(running) = &before.previous_version else {
+        return Ok(Vec::new());
+    };
+    let running = release::manifest(ctx, running)
+        .await?
+        .with_context(|| format!("the running release {running} has no manifest"))?;
+    Ok(snapshot::new_migrations(&running, next))
 }
 
 /// The release a rollback of `tier` goes back to: the one before its last
