@@ -457,6 +457,7 @@ async fn run_async(
             output,
         } => {
             let ctx = connect(&args, definition, output == Output::Json, wait_timeout).await?;
+            deploy::refuse_while_deploying(&ctx, "provision").await?;
             let (plan, desired, existing) = make_plan(&ctx, phase, &options).await?;
             if output == Output::Text {
                 print!("{}", plan::render(&plan, &ctx.progress));
@@ -498,6 +499,7 @@ async fn run_async(
                 bail!("destroy removes every resource of the stack: pass --yes to confirm");
             }
             let ctx = connect(&args, definition, false, wait_timeout).await?;
+            deploy::refuse_while_deploying(&ctx, "destroy").await?;
             let existing: Vec<Existing> = discover(&ctx).await?.into_values().collect();
             if existing.is_empty() {
                 println!(

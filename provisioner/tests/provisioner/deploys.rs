@@ -378,6 +378,19 @@ async fn a_killed_deploy_keeps_the_lock_and_force_puts_the_group_back_and_finish
         "{}",
         stderr(&refused)
     );
+    // Nor may provision or destroy change the groups meanwhile.
+    for args in [
+        &["provision", "--phase", "1"][..],
+        &["destroy", "--yes", "--delete-data"][..],
+    ] {
+        let refused = accunode(&stack, args);
+        assert!(
+            !refused.status.success()
+                && stderr(&refused).contains("a deploy holds the stack's lock"),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+    }
     succeeded(&accunode(
         &stack,
         &["deploy", "worker", "--version", "2.0.0", "--force"],

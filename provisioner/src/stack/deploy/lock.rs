@@ -73,9 +73,8 @@ pub async fn holder(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
     let object = match ctx.aws.s3.get_object().bucket(bucket).key(KEY).send().await {
         Ok(object) => object,
         Err(error) if error_code(&error) == Some("NoSuchKey") => return Ok(None),
-        Err(error) if error_code(&error) == Some("NoSuchBucket") => {
-            bail!("the stack's bucket {bucket} does not exist: run `accunode provision` first")
-        }
+        // No bucket yet: nothing was ever deployed, nobody holds the lock.
+        Err(error) if error_code(&error) == Some("NoSuchBucket") => return Ok(None),
         Err(error) => {
             return Err(aws_error(error))
                 .with_context(|| format!("cannot read s3://{bucket}/{KEY}"));

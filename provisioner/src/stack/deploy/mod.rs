@@ -257,6 +257,17 @@ pub async fn deploys(ctx: &Ctx) -> anyhow::Result<(Vec<Record>, Option<Holder>)>
     ))
 }
 
+/// Refuses to change the stack while a deploy is changing it: `provision`
+/// and `destroy` would resize or remove the groups it is replacing.
+pub async fn refuse_while_deploying(ctx: &Ctx, command: &str) -> anyhow::Result<()> {
+    if let Some(holder) = lock::holder(ctx, &bucket(ctx)).await? {
+        bail!(
+            "a deploy holds the stack's lock: {holder}; {command} once it has ended (`accunode deploys` shows it), or if it died, `accunode unlock --force`"
+        );
+    }
+    Ok(())
+}
+
 /// `accunode unlock --force`.
 pub async fn unlock(ctx: &Ctx) -> anyhow::Result<Option<Holder>> {
     lock::unlock(ctx, &bucket(ctx)).await
