@@ -531,9 +531,20 @@ async fn run_async(
         StackCommand::Status { output } => {
             let ctx = connect(&args, definition, true, 0).await?;
             let existing = discover(&ctx).await?;
+            let tiers: Vec<&str> = ["api", "worker"]
+                .into_iter()
+                .filter(|tier| existing.contains_key(&format!("asg-{tier}")))
+                .collect();
+            let deploys = deploy::status(&ctx, &tiers).await?;
             match output {
-                Output::Json => print_json(&existing.values().collect::<Vec<_>>())?,
-                Output::Text => print!("{}", status_text(&ctx, &existing)),
+                Output::Json => print_json(&serde_json::json!({
+                    "resources": existing.values().collect::<Vec<_>>(),
+                    "deploys": deploys,
+                }))?,
+                Output::Text => {
+                    print!("{}", status_text(&ctx, &existing));
+                    print!("{}", deploy_status_text(&deploys));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -742,6 +753,59 @@ fn every_dependency(
         }
     }
     merged.into_values().collect()
+}
+
+fn deploy_status_text(status: &deploy::DeployStatus) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for tier in &status.tiers {
+        let mut by_release: BTreeMap<&str, usize> = BTreeMap::new();
+        for member in &tier.instances {
+            *by_release
+                .entry(member.release.as_deref().unwrap_or("no release"))
+                .or_default() += 1;
+        }
+        let running: Vec<String> = by_release
+            .iter()
+            .map(|(release, count)| format!("{release} ×{count}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Tier {:<7} release {:<12} {} of {} desired in service; instances: {}",
+            tier.tier,
+            tier.release.as_deref().unwrap_or("none"),
+            tier.in_service,
+            tier.desired,
+            if running.is_empty() {
+                "none".to_owned()
+            } else {
+                running.join(", ")
+            }
+        );
+    }
+    let _ = match &status.lock {
+        Some(holder) => writeln!(out, "Deploy lock held by {holder}."),
+        None => writeln!(out, "Deploy lock: free."),
+    };
+    if let Some(last) = &status.last_deploy {
+        let _ = writeln!(
+            out,
+            "Last deploy: {} {} {} → {} {} at {} by {}.",
+            last.action,
+            last.tier,
+            last.from.as_deref().unwrap_or("none"),
+            last.to,
+            last.outcome,
+            last.ended,
+            last.who
+        );
+    }
+    let _ = if status.alarms_firing.is_empty() {
+        writeln!(out, "Alarms in ALARM: none.")
+    } else {
+        writeln!(out, "Alarms in ALARM: {}.", status.alarms_firing.join(", "))
+    };
+    out
 }
 
 fn status_text(ctx: &Ctx, existing: &Known) -> String {

@@ -214,6 +214,33 @@ async fn a_rolling_worker_deploy_replaces_every_instance_in_two_batches_never_be
     );
     settled_on(&aws, &stack, "2.0.0").await;
 
+    // The operator's view: the tier's release on each instance, the last deploy.
+    let status = json(&accunode(&stack, &["status", "--output", "json"]));
+    let deploys = &status["deploys"];
+    let worker = deploys["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tier"] == "worker")
+        .unwrap();
+    assert_eq!(worker["release"], "2.0.0", "{status}");
+    assert_eq!(worker["in_service"], 2, "{status}");
+    assert!(
+        worker["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["release"] == "2.0.0"),
+        "{status}"
+    );
+    assert_eq!(deploys["last_deploy"]["to"], "2.0.0", "{status}");
+    assert!(deploys["lock"].is_null(), "{status}");
+    let text = succeeded(&accunode(&stack, &["status"]));
+    assert!(
+        text.contains("Tier worker  release 2.0.0") && text.contains("2.0.0 ×2"),
+        "{text}"
+    );
+
     // Rollback goes to the release before, the same way; the history has all three.
     succeeded(&accunode(&stack, &["rollback", "worker"]));
     settled_on(&aws, &stack, "1.0.0").await;
@@ -371,6 +398,8 @@ async fn a_killed_deploy_keeps_the_lock_and_force_puts_the_group_back_and_finish
         history["lock"]["version"], "2.0.0",
         "the lock is kept: {history}"
     );
+    let status = succeeded(&accunode(&stack, &["status"]));
+    assert!(status.contains("Deploy lock held by"), "{status}");
 
     let refused = accunode(&stack, &["deploy", "worker", "--version", "2.0.0"]);
     assert!(

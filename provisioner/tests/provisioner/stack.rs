@@ -1269,7 +1269,7 @@ async fn phases_from_nothing_converge_in_place_and_destroy_leaves_nothing() {
     assert!(parameters.parameters().is_empty());
     // Without --delete-data the model bucket stays; then it goes too.
     let left = json(&accunode(&stack, &["status", "--output", "json"]));
-    let kinds: Vec<&str> = left
+    let kinds: Vec<&str> = left["resources"]
         .as_array()
         .unwrap()
         .iter()
@@ -1286,7 +1286,8 @@ async fn phases_from_nothing_converge_in_place_and_destroy_leaves_nothing() {
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
     let left = json(&accunode(&stack, &["status", "--output", "json"]));
     assert!(
-        left.as_array()
+        left["resources"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|e| e["kind"] == "cache-subnet-group"),

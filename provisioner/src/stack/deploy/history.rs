@@ -6,7 +6,7 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::stack::aws::aws_error;
+use crate::stack::aws::{aws_error, error_code};
 use crate::stack::resources::Ctx;
 
 const PREFIX: &str = "deploys/history/";
@@ -64,9 +64,15 @@ pub async fn list(ctx: &Ctx, bucket: &str) -> anyhow::Result<Vec<Record>> {
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page
-            .map_err(aws_error)
-            .with_context(|| format!("cannot list s3://{bucket}/{PREFIX}"))?;
+        let page = match page {
+            Ok(page) => page,
+            // No bucket yet: nothing was ever deployed.
+            Err(error) if error_code(&error) == Some("NoSuchBucket") => return Ok(Vec::new()),
+            Err(error) => {
+                return Err(aws_error(error))
+                    .with_context(|| format!("cannot list s3://{bucket}/{PREFIX}"));
+            }
+        };
         keys.extend(
             page.contents()
                 .iter()

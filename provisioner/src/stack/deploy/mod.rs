@@ -257,6 +257,69 @@ pub async fn deploys(ctx: &Ctx) -> anyhow::Result<(Vec<Record>, Option<Holder>)>
     ))
 }
 
+/// A tier as `status` shows it.
+#[derive(Debug, Serialize)]
+pub struct TierStatus {
+    pub tier: String,
+    /// What new instances launch with (None: nothing deployed yet).
+    pub release: Option<String>,
+    pub desired: i32,
+    pub in_service: usize,
+    pub instances: Vec<rolling::Member>,
+}
+
+/// The operator's view of deploys: each provisioned tier's release and
+/// instances, the lock, the last deploy and the stack's alarms in ALARM.
+#[derive(Debug, Serialize)]
+pub struct DeployStatus {
+    pub tiers: Vec<TierStatus>,
+    pub lock: Option<Holder>,
+    pub last_deploy: Option<Record>,
+    pub alarms_firing: Vec<String>,
+}
+
+/// `tiers` are those the stack has a group for.
+pub async fn status(ctx: &Ctx, tiers: &[&str]) -> anyhow::Result<DeployStatus> {
+    let bucket = bucket(ctx);
+    let mut shown = Vec::new();
+    for tier in tiers {
+        let group = rolling::describe(ctx, tier).await?;
+        shown.push(TierStatus {
+            tier: (*tier).to_owned(),
+            release: rolling::release_of(ctx, tier).await?,
+            desired: group.desired,
+            in_service: group
+                .members
+                .iter()
+                .filter(|m| m.lifecycle == "InService")
+                .count(),
+            instances: group.members,
+        });
+    }
+    let records = history::list(ctx, &bucket).await?;
+    let alarms = ctx
+        .aws
+        .cloudwatch
+        .describe_alarms()
+        .alarm_name_prefix(format!("{}-", ctx.stack))
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .send()
+        .await
+        .map_err(super::aws::aws_error)
+        .context("cannot read the stack's alarms")?;
+    Ok(DeployStatus {
+        tiers: shown,
+        lock: lock::holder(ctx, &bucket).await?,
+        last_deploy: records.last().cloned(),
+        alarms_firing: alarms
+            .metric_alarms()
+            .iter()
+            .filter_map(|a| a.alarm_name())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// Refuses to change the stack while a deploy is changing it: `provision`
 /// and `destroy` would resize or remove the groups it is replacing.
 pub async fn refuse_while_deploying(ctx: &Ctx, command: &str) -> anyhow::Result<()> {
