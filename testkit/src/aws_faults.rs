@@ -41,6 +41,10 @@ pub struct Faults {
     /// Operations (`CreateReplicationGroup`) always refused as a missing IAM
     /// permission would refuse them: 403, not retryable.
     pub refuse: Vec<String>,
+    /// How long an Auto Scaling instance launched while the proxy runs shows
+    /// `Pending` before `InService` (booting); zero: at once, as moto does.
+    /// Instances in the first answer the proxy sees were there before it.
+    pub instance_launch_secs: f64,
 }
 
 /// What the proxy did, for tests to check that the faults really happened.
@@ -138,6 +142,9 @@ struct State {
     occurrences: Mutex<BTreeMap<String, u64>>,
     /// Slow resources still on their way: id → when they are ready.
     pending: Mutex<BTreeMap<String, Instant>>,
+    /// Auto Scaling instances by when they are in service; `None` until the
+    /// first describe answer, whose instances were there already.
+    launches: Mutex<Option<BTreeMap<String, Instant>>>,
 }
 
 /// The running proxy; stops when dropped.
@@ -169,6 +176,7 @@ impl FaultProxy {
             counts: Mutex::default(),
             occurrences: Mutex::default(),
             pending: Mutex::default(),
+            launches: Mutex::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = state.clone();
@@ -485,6 +493,7 @@ impl State {
         if status.is_success() {
             self.track_slow(&call, &answer_body);
             answer_body = self.show_pending(&call, answer_body);
+            answer_body = self.show_launching(&call, answer_body);
         }
         if call.mutating && fate(b"lost") < self.faults.lost {
             let mut counts = self.counts.lock().unwrap();
@@ -523,6 +532,49 @@ impl State {
                 + Duration::from_secs_f64(slow.create_minutes * self.faults.seconds_per_minute);
             self.pending.lock().unwrap().insert(id, ready);
         }
+    }
+
+    /// Rewrites an Auto Scaling describe answer so that instances launched
+    /// less than `instance_launch_secs` ago are `Pending`, as AWS shows them
+    /// while they boot.
+    fn show_launching(&self, call: &Call, answer: Vec<u8>) -> Vec<u8> {
+        if self.faults.instance_launch_secs <= 0.0
+            || call.service != "autoscaling"
+            || !matches!(
+                call.operation.as_str(),
+                "DescribeAutoScalingGroups" | "DescribeAutoScalingInstances"
+            )
+        {
+            return answer;
+        }
+        let Ok(text) = String::from_utf8(answer.clone()) else {
+            return answer;
+        };
+        let now = Instant::now();
+        let boot = Duration::from_secs_f64(self.faults.instance_launch_secs);
+        let mut launches = self.launches.lock().unwrap();
+        let there_before = launches.is_none();
+        let launches = launches.get_or_insert_with(BTreeMap::new);
+        // Each instance's LifecycleState follows its InstanceId in its member.
+        let mut parts = text.split("<InstanceId>");
+        let mut out = parts.next().unwrap_or_default().to_owned();
+        for part in parts {
+            out.push_str("<InstanceId>");
+            let id = part.split('<').next().unwrap_or_default().to_owned();
+            let ready = *launches
+                .entry(id)
+                .or_insert(if there_before { now } else { now + boot });
+            if ready > now {
+                out.push_str(&part.replacen(
+                    "<LifecycleState>InService</LifecycleState>",
+                    "<LifecycleState>Pending</LifecycleState>",
+                    1,
+                ));
+            } else {
+                out.push_str(part);
+            }
+        }
+        out.into_bytes()
     }
 
     /// Rewrites a describe answer so that resources still on their way show it.

@@ -592,3 +592,87 @@ async fn a_release_with_new_migrations_is_deployed_after_a_database_snapshot() {
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
+
+/// The worker group as a client of `endpoint` sees it: in service, and all.
+async fn counts_through(endpoint: &str, stack: &str) -> (usize, usize) {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let found = aws_sdk_autoscaling::Client::new(&config)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(format!("{stack}-worker-asg"))
+        .send()
+        .await
+        .unwrap();
+    let instances = found.auto_scaling_groups()[0].instances();
+    let in_service = instances
+        .iter()
+        .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+        .count();
+    (in_service, instances.len())
+}
+
+#[tokio::test]
+async fn with_slow_launches_each_batch_waits_for_its_instances_to_boot() {
+    let aws = aws().await;
+    let stack = stack_with_two_releases("boot").await;
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "1.0.0"],
+    ));
+    let proxy = FaultProxy::start(
+        &aws_endpoint_url(),
+        Faults {
+            instance_launch_secs: 1.5,
+            ..Faults::default()
+        },
+    );
+    // Seen through the proxy first: the instances there now booted long ago.
+    assert_eq!(counts_through(&proxy.url, &stack).await, (2, 2));
+
+    let running = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (running, stack, url) = (running.clone(), stack.clone(), proxy.url.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while running.load(Ordering::Relaxed) {
+                samples.push(counts_through(&url, &stack).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            samples
+        })
+    };
+    let started = Instant::now();
+    let deployed = tokio::task::spawn_blocking({
+        let (stack, url) = (stack.clone(), proxy.url.clone());
+        move || {
+            command(&stack, &["deploy", "worker", "--version", "2.0.0"])
+                .env("AWS_ENDPOINT_URL", url)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    running.store(false, Ordering::Relaxed);
+    let samples = sampler.await.unwrap();
+    succeeded(&deployed);
+
+    assert!(
+        took >= Duration::from_secs(3),
+        "two batches each wait 1.5 s for their instances to boot: took {took:?}"
+    );
+    assert!(
+        samples.iter().any(|(in_service, all)| in_service < all),
+        "the proxy showed booting instances: {samples:?}"
+    );
+    assert!(
+        samples.iter().all(|(in_service, _)| *in_service >= 2),
+        "in-service capacity dropped below the desired 2: {samples:?}"
+    );
+    settled_on(&aws, &stack, "2.0.0").await;
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}

@@ -1,5 +1,5 @@
 //! `aws-faults --upstream URL [--seed N] [--throttle SHARE] [--lost SHARE]
-//! [--seconds-per-minute S]`: runs the AWS-like proxy of
+//! [--seconds-per-minute S] [--instance-launch-secs S]`: runs the AWS-like proxy of
 //! `accunode_testkit::aws_faults` in front of moto for benchmarks and manual
 //! runs, printing its URL, until stdin closes; then prints what it did.
 
@@ -49,6 +49,15 @@ fn run() -> Result<(), String> {
                     .filter(|v: &f64| *v >= 0.0 && v.is_finite())
                     .ok_or_else(|| {
                         format!("--seconds-per-minute {value:?}: expected a number of seconds")
+                    })?
+            }
+            "--instance-launch-secs" => {
+                faults.instance_launch_secs = value
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| *v >= 0.0 && v.is_finite())
+                    .ok_or_else(|| {
+                        format!("--instance-launch-secs {value:?}: expected a number of seconds")
                     })?
             }
             other => return Err(format!("{other}: unknown flag")),
