@@ -64,7 +64,7 @@ verify_release() {
 # never a moving pointer; the instance's group carries it as the tag
 # accunode:release.
 if ! RELEASE=$(param "release/{{tier}}"); then
-  echo "accunode: no release is deployed to the {{tier}} tier yet (accunode deploy {{tier}} --version V)" >&2
+  echo "accunode: cannot read the {{tier}} tier's release (/accunode/$STACK/release/{{tier}}, error above): none is deployed yet (accunode deploy {{tier}} --version V), or this instance may not read it" >&2
   exit 1
 fi
 RELEASE_DIR="/opt/accunode/releases/$RELEASE"
@@ -78,10 +78,17 @@ install -m 0755 "$RELEASE_DIR/$BINARY" "/opt/accunode/bin/$BINARY"
 aws s3 sync --region "$REGION" "s3://$BUCKET/bundles/" /var/lib/accunode/models/
 chown -R accunode:accunode /var/lib/accunode
 
+cat > "/etc/systemd/system/$BINARY.service" <<'UNIT'
+{{unit}}
+UNIT
+systemctl daemon-reload
+systemctl enable --now "$BINARY.service"
+
 # The CloudWatch agent: memory use (mem_used_percent, namespace CWAgent) by
-# Auto Scaling group, which the stack's memory alarms read.
-dnf install -y -q amazon-cloudwatch-agent
-cat > /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json <<'AGENT'
+# Auto Scaling group, which the stack's memory alarms read. After the service
+# started, and never fatal: a package mirror's hiccup costs metrics, not a worker.
+if dnf install -y -q amazon-cloudwatch-agent; then
+  cat > /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json <<'AGENT'
 {
   "metrics": {
     "namespace": "CWAgent",
@@ -91,11 +98,9 @@ cat > /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json <<'AGENT
   }
 }
 AGENT
-/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
-  -c file:/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json
-
-cat > "/etc/systemd/system/$BINARY.service" <<'UNIT'
-{{unit}}
-UNIT
-systemctl daemon-reload
-systemctl enable --now "$BINARY.service"
+  /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
+    -c file:/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json ||
+    echo "accunode: the CloudWatch agent did not start: no memory metrics from this instance" >&2
+else
+  echo "accunode: the CloudWatch agent did not install: no memory metrics from this instance" >&2
+fi

@@ -63,7 +63,16 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
 
 /// Applies pending migrations. Safe to run from several processes at once:
 /// sqlx serialises them with an advisory lock, and applied ones are skipped.
+/// Migrations this binary does not know are a newer release's, applied during
+/// a deploy while this one still serves: migrations are expand-then-contract
+/// (`tests/tests/e2e/migrations.rs`), so it starts on that schema rather than
+/// refusing to (sqlx's default), which would break every restart and rollback.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await?;
+    let mut migrator = sqlx::migrate::Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
     Ok(())
 }

@@ -647,8 +647,13 @@ async fn run_async(
                 flags.wait_timeout,
             )
             .await?;
-            let deployed =
-                deploy::deploy(&ctx, tier, &version, "deploy", &settings(&flags)).await?;
+            let deployed = deploy::deploy(
+                &ctx,
+                tier,
+                &deploy::Target::Release(version),
+                &settings(&flags),
+            )
+            .await?;
             report_deploy(&ctx, &deployed, flags.output, started)
         }
         StackCommand::Rollback { tier, flags } => {
@@ -659,9 +664,8 @@ async fn run_async(
                 flags.wait_timeout,
             )
             .await?;
-            let target = deploy::rollback_target(&ctx, tier).await?;
             let deployed =
-                deploy::deploy(&ctx, tier, &target, "rollback", &settings(&flags)).await?;
+                deploy::deploy(&ctx, tier, &deploy::Target::Previous, &settings(&flags)).await?;
             report_deploy(&ctx, &deployed, flags.output, started)
         }
         StackCommand::Deploys { output } => {

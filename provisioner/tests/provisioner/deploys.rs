@@ -283,6 +283,11 @@ async fn a_rolling_worker_deploy_replaces_every_instance_in_two_batches_never_be
         "{}",
         stderr(&missing)
     );
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert!(
+        history["lock"].is_null(),
+        "a refused deploy gives the lock up: {history}"
+    );
     settled_on(&aws, &stack, "1.0.0").await;
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
@@ -400,6 +405,13 @@ async fn a_killed_deploy_keeps_the_lock_and_force_puts_the_group_back_and_finish
     );
     let status = succeeded(&accunode(&stack, &["status"]));
     assert!(status.contains("Deploy lock held by"), "{status}");
+    // Removing the lock would lose what the dead deploy changed: refused.
+    let unlock = accunode(&stack, &["unlock", "--force"]);
+    assert!(
+        !unlock.status.success() && stderr(&unlock).contains("records changes to"),
+        "{}",
+        stderr(&unlock)
+    );
 
     let refused = accunode(&stack, &["deploy", "worker", "--version", "2.0.0"]);
     assert!(
@@ -435,11 +447,6 @@ async fn a_killed_deploy_keeps_the_lock_and_force_puts_the_group_back_and_finish
 async fn a_failed_deploy_puts_the_group_and_its_release_back() {
     let aws = aws().await;
     let stack = stack_with_two_releases("fail").await;
-    succeeded(&accunode(
-        &stack,
-        &["deploy", "worker", "--version", "1.0.0"],
-    ));
-
     // Old instances cannot be terminated: the first batch is launched, then
     // the deploy fails.
     let proxy = FaultProxy::start(
@@ -449,6 +456,22 @@ async fn a_failed_deploy_puts_the_group_and_its_release_back() {
             ..Faults::default()
         },
     );
+    // A failed first deploy leaves no release for new instances to take.
+    let failed = command(&stack, &["deploy", "worker", "--version", "1.0.0"])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&failed).contains("new instances wait for a release again"),
+        "{}",
+        stderr(&failed)
+    );
+    assert_eq!(release_parameter(&aws, &stack).await, None);
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "1.0.0"],
+    ));
+
     let failed = command(&stack, &["deploy", "worker", "--version", "2.0.0"])
         .env("AWS_ENDPOINT_URL", &proxy.url)
         .output()
@@ -456,7 +479,7 @@ async fn a_failed_deploy_puts_the_group_and_its_release_back() {
     assert!(!failed.status.success());
     assert!(
         stderr(&failed).contains("new instances launch with 1.0.0 again")
-            && stderr(&failed).contains("accunode rollback worker"),
+            && stderr(&failed).contains("accunode deploy worker --version 1.0.0"),
         "{}",
         stderr(&failed)
     );

@@ -5,9 +5,15 @@
 //! default, indexes); one that drops, renames, retypes or tightens what an
 //! older release reads or writes must say so on its first line with
 //! `-- contract: <why it is safe now>` and ship only once no running release
-//! uses what it removes.
+//! uses what it removes. And a release starts on a database that a newer one
+//! has migrated (what a restart mid-deploy and a rollback need).
 
+use std::borrow::Cow;
 use std::path::Path;
+
+use accunode_core::db::MIGRATOR;
+use accunode_testkit::TestDatabase;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 /// The marker a destructive migration's first line carries.
 const CONTRACT_MARKER: &str = "-- contract:";
@@ -33,6 +39,21 @@ fn normalised(sql: &str) -> String {
         .to_uppercase()
 }
 
+/// `text` up to its first comma or semicolon outside parentheses: one clause
+/// of an ALTER TABLE (`numeric(10,2)` keeps its comma).
+fn clause(text: &str) -> &str {
+    let mut depth = 0usize;
+    for (at, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' | ';' if depth == 0 => return &text[..at],
+            _ => {}
+        }
+    }
+    text
+}
+
 /// What in `sql` an older release could not live with, one line each.
 fn contractions(sql: &str) -> Vec<String> {
     let text = normalised(sql);
@@ -43,24 +64,43 @@ fn contractions(sql: &str) -> Vec<String> {
         ("DROP COLUMN", "drops a column"),
         (" RENAME ", "renames a table or column"),
         ("SET NOT NULL", "makes a column required"),
-        (" TYPE ", "changes a column's type"),
     ] {
-        if pattern == " TYPE " {
-            // Only as ALTER COLUMN x [SET DATA] TYPE: CREATE TYPE is additive.
-            if text.split("ALTER COLUMN ").skip(1).any(|clause| {
-                let words: Vec<&str> = clause.split(' ').take(4).collect();
-                words.get(1) == Some(&"TYPE") || words.get(1..4) == Some(&["SET", "DATA", "TYPE"])
-            }) {
-                found.push(why.to_owned());
-            }
-        } else if text.contains(pattern) {
+        if text.contains(pattern) {
             found.push(why.to_owned());
         }
     }
-    // A required column without a default: an older release's inserts fail.
-    for clause in text.split("ADD COLUMN ").skip(1) {
-        let clause = clause.split([',', ';']).next().unwrap_or_default();
-        if clause.contains("NOT NULL") && !clause.contains("DEFAULT") {
+    // ALTER [COLUMN] x [SET DATA] TYPE: CREATE TYPE and ALTER TABLE are not.
+    if text.split("ALTER ").skip(1).any(|rest| {
+        let words: Vec<&str> = rest.split(' ').take(5).collect();
+        let words = match words.first() {
+            Some(&"TABLE") | None => return false,
+            Some(&"COLUMN") => &words[1..],
+            Some(_) => &words[..],
+        };
+        words.get(1) == Some(&"TYPE") || words.get(1..4) == Some(&["SET", "DATA", "TYPE"])
+    }) {
+        found.push("changes a column's type".to_owned());
+    }
+    // ADD [COLUMN] [IF NOT EXISTS] x … NOT NULL without a default: an older
+    // release's inserts fail.
+    for rest in text.split("ADD ").skip(1) {
+        let rest = rest.strip_prefix("COLUMN ").unwrap_or(rest);
+        let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+        if [
+            "CONSTRAINT ",
+            "PRIMARY ",
+            "UNIQUE",
+            "FOREIGN ",
+            "CHECK",
+            "VALUE ",
+        ]
+        .iter()
+        .any(|other| rest.starts_with(other))
+        {
+            continue;
+        }
+        let column = clause(rest);
+        if column.contains("NOT NULL") && !column.contains("DEFAULT") {
             found.push("adds a required column without a default".to_owned());
         }
     }
@@ -139,6 +179,8 @@ fn the_check_sees_what_breaks_an_older_release_and_lets_additions_pass() {
     for sql in [
         "CREATE TABLE t (id uuid PRIMARY KEY);",
         "ALTER TABLE users ADD COLUMN tier text NOT NULL DEFAULT 'free', ADD COLUMN note text;",
+        "ALTER TABLE t ADD COLUMN price numeric(10,2) NOT NULL DEFAULT 0, ADD note text;",
+        "ALTER TABLE t ADD CONSTRAINT c CHECK (a IS NOT NULL);",
         "CREATE INDEX CONCURRENTLY i ON t (a); DROP INDEX old_i;",
         "CREATE TYPE risk AS ENUM ('low', 'high');",
         "-- DROP TABLE users; (a comment)\nSELECT 1; /* DROP COLUMN x */",
@@ -149,4 +191,34 @@ fn the_check_sees_what_breaks_an_older_release_and_lets_additions_pass() {
             contractions(sql)
         );
     }
+}
+
+#[tokio::test]
+async fn a_release_starts_on_a_database_a_newer_release_has_migrated() {
+    let database = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    // The next release: this one's migrations and one more, applied during its deploy.
+    let mut migrations = MIGRATOR.migrations.to_vec();
+    migrations.push(Migration::new(
+        99_991_231_000_001,
+        Cow::Borrowed("next release"),
+        MigrationType::Simple,
+        Cow::Borrowed("CREATE TABLE next_release_table (id int);"),
+        false,
+    ));
+    let next = Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    };
+    next.run(&pool).await.unwrap();
+
+    // This release, restarting or rolled back to, still starts.
+    accunode_core::db::migrate(&pool)
+        .await
+        .expect("a migration of a newer release does not stop an older one");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, MIGRATOR.iter().count() + 1);
 }

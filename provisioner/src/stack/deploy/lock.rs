@@ -14,6 +14,8 @@ use crate::stack::aws::{aws_error, error_code};
 use crate::stack::resources::Ctx;
 
 const KEY: &str = "deploys/lock.json";
+/// How an unreadable lock object is reported (and recognised by `unlock`).
+const NOT_A_LOCK: &str = "is not a deploy lock";
 /// How often a `--lock-wait` looks again.
 const POLL: Duration = Duration::from_secs(2);
 
@@ -61,13 +63,6 @@ pub struct Lock {
     pub holder: Holder,
 }
 
-/// What taking the lock found.
-pub struct Taken {
-    pub lock: Lock,
-    /// The holder whose lock `--force` broke, with what it left to restore.
-    pub broken: Option<Holder>,
-}
-
 /// Who holds the lock now, if anybody.
 pub async fn holder(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
     let object = match ctx.aws.s3.get_object().bucket(bucket).key(KEY).send().await {
@@ -86,7 +81,7 @@ pub async fn holder(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
         .await
         .context("cannot read the deploy lock")?;
     let holder = serde_json::from_slice(&body.into_bytes()).with_context(|| {
-        format!("s3://{bucket}/{KEY} is not a deploy lock; `accunode unlock --force` removes it")
+        format!("s3://{bucket}/{KEY} {NOT_A_LOCK}; `accunode unlock --force` removes it")
     })?;
     Ok(Some(holder))
 }
@@ -105,7 +100,16 @@ async fn put_if_absent(ctx: &Ctx, bucket: &str, holder: &Holder) -> anyhow::Resu
         .await;
     match sent {
         Ok(_) => Ok(true),
-        Err(error) if error_code(&error) == Some("PreconditionFailed") => Ok(false),
+        // Held; or (409) another conditional write or a delete of the lock
+        // raced this one: either way, look at who holds it.
+        Err(error)
+            if matches!(
+                error_code(&error),
+                Some("PreconditionFailed" | "ConditionalRequestConflict")
+            ) =>
+        {
+            Ok(false)
+        }
         Err(error) if error_code(&error) == Some("NoSuchBucket") => {
             bail!("the stack's bucket {bucket} does not exist: run `accunode provision` first")
         }
@@ -129,30 +133,36 @@ async fn remove(ctx: &Ctx, bucket: &str) -> anyhow::Result<()> {
 }
 
 /// Takes the lock for `ours`. Held by another: waits up to `wait` for it,
-/// then refuses naming the holder; with `force`, breaks it and returns it.
+/// then refuses naming the holder. With `force`, breaks it; a broken holder
+/// of the same tier hands over what it recorded to put back, which the new
+/// lock carries from its first write.
 pub async fn take(
     ctx: &Ctx,
     bucket: &str,
-    ours: Holder,
+    mut ours: Holder,
     wait: Duration,
     force: bool,
-) -> anyhow::Result<Taken> {
+) -> anyhow::Result<Lock> {
     let started = Instant::now();
-    let mut broken = None;
     loop {
         if put_if_absent(ctx, bucket, &ours).await? {
-            return Ok(Taken {
-                lock: Lock {
-                    bucket: bucket.to_owned(),
-                    holder: ours,
-                },
-                broken,
+            return Ok(Lock {
+                bucket: bucket.to_owned(),
+                holder: ours,
             });
         }
-        // Gone between the write and the read: try again at once.
         let Some(other) = holder(ctx, bucket).await? else {
+            // Gone between the write and the read (or a write raced ours).
+            tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
+        // Our own write, whose answer was lost and whose resend found it.
+        if other.token == ours.token {
+            return Ok(Lock {
+                bucket: bucket.to_owned(),
+                holder: ours,
+            });
+        }
         if force {
             ctx.progress.done(
                 "!",
@@ -161,13 +171,15 @@ pub async fn take(
                 &format!("broken: was held by {other}"),
                 started.elapsed(),
             );
+            if other.tier == ours.tier && ours.restore.is_none() {
+                ours.restore = other.restore;
+            }
             remove(ctx, bucket).await?;
-            broken = Some(other);
             continue;
         }
         if started.elapsed() >= wait {
             bail!(
-                "another deploy holds the stack's lock: {other}; wait for it (--lock-wait 10m), or if it died, `accunode unlock --force` or re-run with --force"
+                "another deploy holds the stack's lock: {other}; wait for it (--lock-wait 10m), or if it died, re-run with --force (which puts back what it changed)"
             );
         }
         ctx.progress.waiting(
@@ -205,10 +217,26 @@ impl Lock {
     }
 }
 
-/// `accunode unlock --force`: removes the lock whoever holds it.
+/// `accunode unlock --force`: removes the lock whoever holds it, unless its
+/// holder changed a group that only a forced deploy puts back.
 pub async fn unlock(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
-    let holder = holder(ctx, bucket).await?;
-    if holder.is_some() {
+    let holder = match holder(ctx, bucket).await {
+        Ok(holder) => holder,
+        // Not a lock this tool wrote: nothing to put back, nothing to lose.
+        Err(error) if format!("{error:#}").contains(NOT_A_LOCK) => {
+            remove(ctx, bucket).await?;
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
+    if let Some(holder) = &holder {
+        if let Some(restore) = &holder.restore {
+            bail!(
+                "the lock held by {holder} records changes to {} that removing it would lose (scaling suspended, its size); `accunode deploy {} --version … --force` takes it over and puts them back",
+                restore.group,
+                holder.tier
+            );
+        }
         remove(ctx, bucket).await?;
     }
     Ok(holder)

@@ -104,21 +104,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Deploys release `version` to `tier` (`action` says whether it is a
-/// rollback, for the record).
+/// What a deploy puts on its tier.
+pub enum Target {
+    /// A published release, by version.
+    Release(String),
+    /// The release the tier ran before its current one.
+    Previous,
+}
+
+/// Deploys `target` to `tier`, under the stack's deploy lock.
 pub async fn deploy(
     ctx: &Ctx,
     tier: Tier,
-    version: &str,
-    action: &str,
+    target: &Target,
     settings: &Settings,
 ) -> anyhow::Result<Deployed> {
-    let Some(manifest) = release::manifest(ctx, version).await? else {
-        bail!(
-            "release {version} is not published (`accunode releases` lists what is): publish it with `accunode release --version {version}`"
-        );
+    let (action, version) = match target {
+        Target::Release(version) => ("deploy", version.as_str()),
+        Target::Previous => ("rollback", "(the previous release)"),
     };
-    let bucket = bucket(ctx);
     let holder = Holder {
         who: who(),
         tier: tier.name().to_owned(),
@@ -128,47 +132,102 @@ pub async fn deploy(
         token: token(),
         restore: None,
     };
-    let taken = lock::take(ctx, &bucket, holder, settings.lock_wait, settings.force).await?;
-    let mut lock = taken.lock;
+    let mut lock = lock::take(
+        ctx,
+        &bucket(ctx),
+        holder,
+        settings.lock_wait,
+        settings.force,
+    )
+    .await?;
+    let ending = locked(ctx, tier, target, settings, &mut lock).await;
+    if ending.keep_lock {
+        return ending.result;
+    }
+    match (ending.result, lock.release(ctx).await) {
+        (result, Ok(())) => result,
+        (Ok(_), Err(error)) => Err(error.context("the deploy succeeded but its lock could not be given up; `accunode unlock --force` removes it")),
+        (Err(error), Err(_)) => Err(error),
+    }
+}
+
+/// How a deploy under the lock ended, and whether the lock must stay (the
+/// group could not be put back: `--force` finishes that from the lock).
+struct Ending {
+    result: anyhow::Result<Deployed>,
+    keep_lock: bool,
+}
+
+/// Everything a deploy does while it holds the lock.
+async fn locked(
+    ctx: &Ctx,
+    tier: Tier,
+    target: &Target,
+    settings: &Settings,
+    lock: &mut lock::Lock,
+) -> Ending {
+    // Before anything changes, a failure only gives the lock up.
+    macro_rules! or_give_up {
+        ($step:expr) => {
+            match $step {
+                Ok(value) => value,
+                Err(error) => {
+                    return Ending {
+                        result: Err(error),
+                        keep_lock: false,
+                    };
+                }
+            }
+        };
+    }
+    let bucket = bucket(ctx);
     // Taking over a dead deploy of this tier: what it changed is put back
     // from what it recorded, not from the group as it left it.
-    let inherited = taken
-        .broken
-        .filter(|broken| broken.tier == tier.name())
-        .and_then(|broken| broken.restore);
-    let before: Restore = match inherited {
+    let before: Restore = match lock.holder.restore.clone() {
         Some(restore) => restore,
-        None => rolling::before(ctx, tier.name()).await?,
+        None => or_give_up!(rolling::before(ctx, tier.name()).await),
     };
-    lock.record(ctx, before.clone()).await?;
+    let version = match target {
+        Target::Release(version) => version.clone(),
+        Target::Previous => or_give_up!(previous(ctx, tier, &before).await),
+    };
+    let action = match target {
+        Target::Release(_) => "deploy",
+        Target::Previous => "rollback",
+    };
+    let Some(manifest) = or_give_up!(release::manifest(ctx, &version).await) else {
+        return Ending {
+            result: Err(anyhow::anyhow!(
+                "release {version} is not published (`accunode releases` lists what is): publish it with `accunode release --version {version}`"
+            )),
+            keep_lock: false,
+        };
+    };
+    lock.holder.version.clone_from(&version);
+    or_give_up!(lock.record(ctx, before.clone()).await);
     let started = now();
     let started_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let snapshot = match before_migrations(ctx, &before, &manifest).await {
-        Ok(migrations) if migrations.is_empty() => Ok(None),
-        Ok(migrations) => {
-            ctx.progress.done(
-                "+",
-                "database",
-                "snapshot",
-                &format!(
-                    "{version} brings {} new migrations: {}",
-                    migrations.len(),
-                    migrations.join(", ")
-                ),
-                std::time::Duration::ZERO,
-            );
-            snapshot::take(ctx, version, started_ms).await.map(Some)
-        }
-        Err(error) => Err(error),
-    };
     let mut rolled = Rolled::default();
+    let mut snapshot_taken = None;
     let (outcome, interrupted) = tokio::select! {
         result = async {
-            snapshot.as_ref().map_err(|error| anyhow::anyhow!("{error:#}"))?;
-            rolling::replace(ctx, tier.name(), &before, version, settings.batch_percent, &mut rolled).await
+            // Scaling stops first, so the snapshot's minutes do not move the group's size.
+            rolling::suspend(ctx, &before).await?;
+            let migrations = before_migrations(ctx, &before, &manifest).await?;
+            if !migrations.is_empty() {
+                ctx.progress.done(
+                    "+",
+                    "database",
+                    "snapshot",
+                    &format!("{version} brings {} new migrations: {}", migrations.len(), migrations.join(", ")),
+                    std::time::Duration::ZERO,
+                );
+                snapshot_taken = Some(snapshot::take(ctx, &version, started_ms).await?);
+            }
+            rolling::replace(ctx, tier.name(), &before, &version, settings.batch_percent, &mut rolled).await
         } => (result, false),
         _ = tokio::signal::ctrl_c() => (Err(anyhow::anyhow!("interrupted (Ctrl-C)")), true),
     };
@@ -178,7 +237,7 @@ pub async fn deploy(
         tier: tier.name().to_owned(),
         action: action.to_owned(),
         from: before.previous_version.clone(),
-        to: version.to_owned(),
+        to: version.clone(),
         started,
         ended: now(),
         outcome: match (&outcome, interrupted) {
@@ -189,30 +248,53 @@ pub async fn deploy(
         .to_owned(),
         reason: outcome.as_ref().err().map(|e| format!("{e:#}")),
     };
-    history::append(ctx, &bucket, &record, started_ms, &lock.holder.token).await?;
-    if put_back.is_ok() {
-        lock.release(ctx).await?;
-    }
-    put_back.context("the deploy could not put the group back as it was; the lock is kept for `--force` to finish it")?;
-    if let Err(error) = outcome {
-        let previous = before.previous_version.as_deref().unwrap_or("none");
-        return Err(error).with_context(|| {
-            format!(
-                "{action} of {} to {version} stopped after {} of its batches; new instances launch with {previous} again; `accunode rollback {}` replaces the ones on {version}",
-                tier.name(),
-                rolled.batches.len(),
+    let recorded = history::append(ctx, &bucket, &record, started_ms, &lock.holder.token).await;
+    let outcome = outcome.map_err(|error| {
+        let again = match &before.previous_version {
+            Some(previous) => format!(
+                "new instances launch with {previous} again; `accunode deploy {tier} --version {previous}` replaces any on {version}",
+                tier = tier.name()
+            ),
+            None => "new instances wait for a release again".to_owned(),
+        };
+        error.context(format!(
+            "{action} of {} to {version} stopped after {} of its batches; {again}",
+            tier.name(),
+            rolled.batches.len(),
+        ))
+    });
+    if let Err(error) = put_back {
+        let why = match &outcome {
+            Ok(()) => String::new(),
+            Err(failed) => format!(" (after: {failed:#})"),
+        };
+        return Ending {
+            result: Err(error.context(format!(
+                "the deploy could not put the group back as it was{why}; the lock is kept for `accunode deploy {} … --force` to finish it",
                 tier.name()
-            )
-        });
+            ))),
+            keep_lock: true,
+        };
     }
-    Ok(Deployed {
-        tier: tier.name().to_owned(),
-        action: action.to_owned(),
-        from: before.previous_version,
-        to: version.to_owned(),
-        snapshot: snapshot.unwrap_or_default(),
-        rolled,
-    })
+    let result = match (outcome, recorded) {
+        (Err(error), _) => Err(error),
+        (Ok(()), Err(error)) => Err(error.context(format!(
+            "{action} of {} to {version} succeeded, but its record could not be written",
+            tier.name()
+        ))),
+        (Ok(()), Ok(())) => Ok(Deployed {
+            tier: tier.name().to_owned(),
+            action: action.to_owned(),
+            from: before.previous_version.clone(),
+            to: version.clone(),
+            snapshot: snapshot_taken,
+            rolled,
+        }),
+    };
+    Ending {
+        result,
+        keep_lock: false,
+    }
 }
 
 /// The migrations `next` brings that the tier's running release does not
@@ -231,21 +313,27 @@ async fn before_migrations(
     Ok(snapshot::new_migrations(&running, next))
 }
 
-/// The release a rollback of `tier` goes back to: the one before its last
-/// successful deploy or rollback.
-pub async fn rollback_target(ctx: &Ctx, tier: Tier) -> anyhow::Result<String> {
+/// The release a rollback of `tier` goes back to: the one the tier ran
+/// before the deploy (or rollback) that put its current release there.
+async fn previous(ctx: &Ctx, tier: Tier, before: &Restore) -> anyhow::Result<String> {
+    let Some(current) = &before.previous_version else {
+        bail!(
+            "nothing to roll {} back from: no release is deployed to it",
+            tier.name()
+        );
+    };
     let records = history::list(ctx, &bucket(ctx)).await?;
-    let last = records
+    records
         .iter()
         .rev()
-        .find(|r| r.tier == tier.name() && r.outcome == "succeeded");
-    match last.and_then(|r| r.from.clone()) {
-        Some(previous) => Ok(previous),
-        None => bail!(
-            "nothing to roll {} back to: no earlier release of it is recorded (`accunode deploys`)",
-            tier.name()
-        ),
-    }
+        .filter(|r| r.tier == tier.name() && r.outcome == "succeeded" && &r.to == current)
+        .find_map(|r| r.from.clone().filter(|from| from != current))
+        .with_context(|| {
+            format!(
+                "nothing to roll {} back to: no deploy recorded what ran before {current} (`accunode deploys`)",
+                tier.name()
+            )
+        })
 }
 
 /// `accunode deploys`: the history and who holds the lock now.
@@ -325,7 +413,7 @@ pub async fn status(ctx: &Ctx, tiers: &[&str]) -> anyhow::Result<DeployStatus> {
 pub async fn refuse_while_deploying(ctx: &Ctx, command: &str) -> anyhow::Result<()> {
     if let Some(holder) = lock::holder(ctx, &bucket(ctx)).await? {
         bail!(
-            "a deploy holds the stack's lock: {holder}; {command} once it has ended (`accunode deploys` shows it), or if it died, `accunode unlock --force`"
+            "a deploy holds the stack's lock: {holder}; {command} once it has ended (`accunode deploys` shows it), or if it died, take it over with `accunode deploy <tier> --version … --force`, which puts back what it changed"
         );
     }
     Ok(())

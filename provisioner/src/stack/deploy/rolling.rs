@@ -163,15 +163,38 @@ pub async fn release_of(ctx: &Ctx, tier: &str) -> anyhow::Result<Option<String>>
 /// parameters), once the stack is destroyed.
 pub async fn forget(ctx: &Ctx) -> anyhow::Result<()> {
     for tier in ["api", "worker"] {
-        let name = release_parameter(&ctx.stack, tier);
-        match ctx.aws.ssm.delete_parameter().name(&name).send().await {
-            Ok(_) => {}
-            Err(error) if error_code(&error) == Some("ParameterNotFound") => {}
-            Err(error) => {
-                return Err(aws_error(error)).with_context(|| format!("cannot delete {name}"));
-            }
-        }
+        delete_release_parameter(ctx, tier).await?;
     }
+    Ok(())
+}
+
+async fn delete_release_parameter(ctx: &Ctx, tier: &str) -> anyhow::Result<()> {
+    let name = release_parameter(&ctx.stack, tier);
+    match ctx.aws.ssm.delete_parameter().name(&name).send().await {
+        Ok(_) => Ok(()),
+        Err(error) if error_code(&error) == Some("ParameterNotFound") => Ok(()),
+        Err(error) => Err(aws_error(error)).with_context(|| format!("cannot delete {name}")),
+    }
+}
+
+/// Makes the group's new instances launch with no release again (after a
+/// failed first deploy): they wait for one, as before it.
+async fn clear_release(ctx: &Ctx, tier: &str, group: &str) -> anyhow::Result<()> {
+    delete_release_parameter(ctx, tier).await?;
+    ctx.aws
+        .autoscaling
+        .delete_tags()
+        .tags(
+            Tag::builder()
+                .resource_id(group)
+                .resource_type("auto-scaling-group")
+                .key(RELEASE_TAG)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(aws_error)
+        .with_context(|| format!("cannot remove the release tag of {group}"))?;
     Ok(())
 }
 
@@ -243,6 +266,30 @@ fn ours(before: &Restore) -> Vec<String> {
         .collect()
 }
 
+/// Stops scale-in and scale-out by alarms and schedules for the deploy's
+/// duration (the processes `before` had suspended already stay so).
+pub async fn suspend(ctx: &Ctx, before: &Restore) -> anyhow::Result<()> {
+    let suspend = ours(before);
+    if !suspend.is_empty() {
+        ctx.aws
+            .autoscaling
+            .suspend_processes()
+            .auto_scaling_group_name(&before.group)
+            .set_scaling_processes(Some(suspend))
+            .send()
+            .await
+            .map_err(aws_error)
+            .context("cannot suspend the group's scaling")?;
+    }
+    Ok(())
+}
+
+/// Whether a member counts as one of the group's instances: launching or in
+/// service, not on its way out (terminating, detaching, in standby).
+fn serving(member: &Member) -> bool {
+    member.lifecycle == "InService" || member.lifecycle.starts_with("Pending")
+}
+
 /// Replaces every instance of the group that does not run `version`, in
 /// batches of `percent` % of the desired capacity. `rolled` tells what is
 /// done so far when it fails part-way.
@@ -257,17 +304,6 @@ pub async fn replace(
     let autoscaling = &ctx.aws.autoscaling;
     let group = before.group.as_str();
     let desired = before.desired;
-    let suspend = ours(before);
-    if !suspend.is_empty() {
-        autoscaling
-            .suspend_processes()
-            .auto_scaling_group_name(group)
-            .set_scaling_processes(Some(suspend))
-            .send()
-            .await
-            .map_err(aws_error)
-            .context("cannot suspend the group's scaling")?;
-    }
     set_release(ctx, tier, group, version).await?;
     let batch = ((i64::from(desired) * i64::from(percent) + 99) / 100).max(1);
     let batch = i32::try_from(batch).context("batch size")?;
@@ -284,14 +320,26 @@ pub async fn replace(
     }
     loop {
         let now = describe(ctx, tier).await?;
-        let old: Vec<String> = now
+        // Old instances in service go first: they are the ones serving.
+        let mut old: Vec<&Member> = now
             .members
             .iter()
-            .filter(|m| m.release.as_deref() != Some(version))
-            .map(|m| m.id.clone())
+            .filter(|m| serving(m) && m.release.as_deref() != Some(version))
             .collect();
+        old.sort_by_key(|m| m.lifecycle != "InService");
+        let old: Vec<String> = old.into_iter().map(|m| m.id.clone()).collect();
         if old.is_empty() {
             return Ok(());
+        }
+        // More in service than desired (a dead deploy's batch that never got
+        // to its terminations): old ones go first, down to desired.
+        let spare = now
+            .in_service()
+            .count()
+            .saturating_sub(usize::try_from(desired).unwrap_or(0));
+        if spare > 0 {
+            terminate(ctx, &old[..spare.min(old.len())]).await?;
+            continue;
         }
         let started = Instant::now();
         let count = batch.min(i32::try_from(old.len()).unwrap_or(i32::MAX));
@@ -333,16 +381,7 @@ pub async fn replace(
             .into_iter()
             .take(usize::try_from(count).unwrap_or(0))
             .collect();
-        for id in &terminated {
-            autoscaling
-                .terminate_instance_in_auto_scaling_group()
-                .instance_id(id)
-                .should_decrement_desired_capacity(true)
-                .send()
-                .await
-                .map_err(aws_error)
-                .with_context(|| format!("cannot terminate the old instance {id}"))?;
-        }
+        terminate(ctx, &terminated).await?;
         wait_for(ctx, &component, || async {
             let now = describe(ctx, tier).await?;
             let left = now
@@ -376,6 +415,22 @@ pub async fn replace(
     }
 }
 
+/// Terminates `ids` in their group, decrementing its desired capacity.
+async fn terminate(ctx: &Ctx, ids: &[String]) -> anyhow::Result<()> {
+    for id in ids {
+        ctx.aws
+            .autoscaling
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(id)
+            .should_decrement_desired_capacity(true)
+            .send()
+            .await
+            .map_err(aws_error)
+            .with_context(|| format!("cannot terminate the old instance {id}"))?;
+    }
+    Ok(())
+}
+
 /// Puts back what the deploy changed: the maximum and the scaling it
 /// suspended always; after a failure also the release new instances launch
 /// with, and the desired capacity.
@@ -387,8 +442,9 @@ pub async fn put_back(ctx: &Ctx, tier: &str, before: &Restore, failed: bool) -> 
         .max_size(before.max);
     if failed {
         update = update.desired_capacity(before.desired);
-        if let Some(previous) = &before.previous_version {
-            set_release(ctx, tier, &before.group, previous).await?;
+        match &before.previous_version {
+            Some(previous) => set_release(ctx, tier, &before.group, previous).await?,
+            None => clear_release(ctx, tier, &before.group).await?,
         }
     }
     update
