@@ -227,6 +227,79 @@ pub fn run(args: StackArgs, command: StackCommand) -> anyhow::Result<ExitCode> {
     runtime.block_on(run_async(args, definition, command))
 }
 
+/// `provision`: plan, then apply that plan holding the stack's lock.
+async fn provision(
+    ctx: &Ctx,
+    phase: u8,
+    options: &Options,
+    schedule: walk::Schedule,
+    output: Output,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    let (plan, desired, existing) = make_plan(ctx, phase, options).await?;
+    if output == Output::Text {
+        print!("{}", plan::render(&plan, &ctx.progress));
+    }
+    // Only a run that changes something holds the stack's lock: a run with
+    // nothing to change makes no mutating call at all.
+    let applied = if plan.has_changes() {
+        let lock = deploy::hold_for(ctx, "provision").await?;
+        let applied = apply::apply(ctx, &plan, &desired, existing, schedule).await;
+        Some(deploy::give_back(ctx, lock, applied).await?.1)
+    } else {
+        None
+    };
+    let report = calls(ctx, started);
+    match output {
+        Output::Json => {
+            print_json(&serde_json::json!({"plan": plan, "apply": applied, "calls": report}))?
+        }
+        Output::Text => {
+            println!(
+                "Stack {} is at phase {phase} in {:.1} s: {}.",
+                ctx.stack,
+                report.elapsed_secs,
+                report.summary()
+            );
+            if let Some(applied) = &applied {
+                println!("{}", applied.summary());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `destroy`, once it holds the stack's lock.
+async fn destroy(ctx: &Ctx, delete_data: bool, started: Instant) -> anyhow::Result<ExitCode> {
+    let existing: Vec<Existing> = discover(ctx).await?.into_values().collect();
+    if existing.is_empty() {
+        println!(
+            "Stack {} has no resource in {}: nothing to destroy.",
+            ctx.stack,
+            ctx.region()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let graph = every_dependency(&ctx.definition, &ctx.stack, ctx.region(), &ctx.account);
+    let (kept, destroyed) = apply::destroy(ctx, &graph, existing, delete_data).await?;
+    deploy::rolling::forget(ctx).await?;
+    for bucket in &kept {
+        println!(
+            "Kept the model bucket {} (pass --delete-data to delete it and every model in it).",
+            bucket.name
+        );
+    }
+    let report = calls(ctx, started);
+    println!(
+        "Stack {} destroyed in {:.1} s: {}.",
+        ctx.stack,
+        report.elapsed_secs,
+        report.summary()
+    );
+    println!("{}", destroyed.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn settings(flags: &DeployFlags) -> deploy::Settings {
     deploy::Settings {
         batch_percent: flags.batch,
@@ -457,38 +530,7 @@ async fn run_async(
             output,
         } => {
             let ctx = connect(&args, definition, output == Output::Json, wait_timeout).await?;
-            deploy::refuse_while_deploying(&ctx, "provision").await?;
-            let (plan, desired, existing) = make_plan(&ctx, phase, &options).await?;
-            if output == Output::Text {
-                print!("{}", plan::render(&plan, &ctx.progress));
-            }
-            let applied = if plan.has_changes() {
-                Some(
-                    apply::apply(&ctx, &plan, &desired, existing, schedule)
-                        .await?
-                        .1,
-                )
-            } else {
-                None
-            };
-            let report = calls(&ctx, started);
-            match output {
-                Output::Json => print_json(
-                    &serde_json::json!({"plan": plan, "apply": applied, "calls": report}),
-                )?,
-                Output::Text => {
-                    println!(
-                        "Stack {} is at phase {phase} in {:.1} s: {}.",
-                        ctx.stack,
-                        report.elapsed_secs,
-                        report.summary()
-                    );
-                    if let Some(applied) = &applied {
-                        println!("{}", applied.summary());
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            provision(&ctx, phase, &options, schedule, output, started).await
         }
         StackCommand::Destroy {
             yes,
@@ -499,34 +541,9 @@ async fn run_async(
                 bail!("destroy removes every resource of the stack: pass --yes to confirm");
             }
             let ctx = connect(&args, definition, false, wait_timeout).await?;
-            deploy::refuse_while_deploying(&ctx, "destroy").await?;
-            let existing: Vec<Existing> = discover(&ctx).await?.into_values().collect();
-            if existing.is_empty() {
-                println!(
-                    "Stack {} has no resource in {}: nothing to destroy.",
-                    ctx.stack,
-                    ctx.region()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            let graph = every_dependency(&ctx.definition, &ctx.stack, ctx.region(), &ctx.account);
-            let (kept, destroyed) = apply::destroy(&ctx, &graph, existing, delete_data).await?;
-            deploy::rolling::forget(&ctx).await?;
-            for bucket in &kept {
-                println!(
-                    "Kept the model bucket {} (pass --delete-data to delete it and every model in it).",
-                    bucket.name
-                );
-            }
-            let report = calls(&ctx, started);
-            println!(
-                "Stack {} destroyed in {:.1} s: {}.",
-                ctx.stack,
-                report.elapsed_secs,
-                report.summary()
-            );
-            println!("{}", destroyed.summary());
-            Ok(ExitCode::SUCCESS)
+            let lock = deploy::hold_for(&ctx, "destroy").await?;
+            let result = destroy(&ctx, delete_data, started).await;
+            deploy::give_back(&ctx, lock, result).await
         }
         StackCommand::Status { output } => {
             let ctx = connect(&args, definition, true, 0).await?;

@@ -366,6 +366,25 @@ async fn the_lock_refuses_a_second_deploy_and_lock_wait_waits_for_it() {
     );
     settled_on(&aws, &stack, "1.0.0").await;
 
+    // A provision that changes something holds the lock while it applies:
+    // one killed right after taking it leaves it, and a deploy is refused
+    // naming it.
+    let killed = command(&stack, &["provision", "--phase", "2"])
+        .env("ACCUNODE_TEST_ABORT_AFTER_MUTATIONS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    let refused = accunode(&stack, &["deploy", "worker", "--version", "2.0.0"]);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("(provision since"),
+        "{}",
+        stderr(&refused)
+    );
+    // A re-run of provision takes over the dead one's lock and gives it up.
+    succeeded(&accunode(&stack, &["provision", "--phase", "2"]));
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+
     // unlock names what it removes and asks for --force.
     let unconfirmed = accunode(&stack, &["unlock"]);
     assert!(
@@ -419,15 +438,14 @@ async fn a_killed_deploy_keeps_the_lock_and_force_puts_the_group_back_and_finish
         "{}",
         stderr(&refused)
     );
-    // Nor may provision or destroy change the groups meanwhile.
+    // Nor may a provision that changes something, or destroy, meanwhile.
     for args in [
-        &["provision", "--phase", "1"][..],
+        &["provision", "--phase", "2"][..],
         &["destroy", "--yes", "--delete-data"][..],
     ] {
         let refused = accunode(&stack, args);
         assert!(
-            !refused.status.success()
-                && stderr(&refused).contains("a deploy holds the stack's lock"),
+            !refused.status.success() && stderr(&refused).contains("holds the stack's deploy lock"),
             "{args:?}: {}",
             stderr(&refused)
         );

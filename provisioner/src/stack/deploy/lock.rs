@@ -49,11 +49,17 @@ pub struct Restore {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({} {} {} since {})",
-            self.who, self.action, self.tier, self.version, self.since
-        )
+        // A provision or destroy holds it for the whole stack, with no version.
+        let what = [
+            self.action.as_str(),
+            self.tier.as_str(),
+            self.version.as_str(),
+        ]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+        write!(f, "{} ({what} since {})", self.who, self.since)
     }
 }
 
@@ -110,14 +116,18 @@ async fn put_if_absent(ctx: &Ctx, bucket: &str, holder: &Holder) -> anyhow::Resu
         {
             Ok(false)
         }
-        Err(error) if error_code(&error) == Some("NoSuchBucket") => {
-            bail!("the stack's bucket {bucket} does not exist: run `accunode provision` first")
-        }
+        Err(error) if error_code(&error) == Some("NoSuchBucket") => Err(NoBucket.into()),
         Err(error) => {
             Err(aws_error(error)).with_context(|| format!("cannot write s3://{bucket}/{KEY}"))
         }
     }
 }
+
+/// The stack has no bucket (yet): nowhere to keep a lock, and nothing that
+/// a deploy could put on instances.
+#[derive(Debug, thiserror::Error)]
+#[error("the stack's bucket does not exist: run `accunode provision` first")]
+pub struct NoBucket;
 
 async fn remove(ctx: &Ctx, bucket: &str) -> anyhow::Result<()> {
     ctx.aws

@@ -144,11 +144,7 @@ pub async fn deploy(
     if ending.keep_lock {
         return ending.result;
     }
-    match (ending.result, lock.release(ctx).await) {
-        (result, Ok(())) => result,
-        (Ok(_), Err(error)) => Err(error.context("the deploy succeeded but its lock could not be given up; `accunode unlock --force` removes it")),
-        (Err(error), Err(_)) => Err(error),
-    }
+    give_back(ctx, Some(lock), ending.result).await
 }
 
 /// How a deploy under the lock ended, and whether the lock must stay (the
@@ -408,15 +404,55 @@ pub async fn status(ctx: &Ctx, tiers: &[&str]) -> anyhow::Result<DeployStatus> {
     })
 }
 
-/// Refuses to change the stack while a deploy is changing it: `provision`
-/// and `destroy` would resize or remove the groups it is replacing.
-pub async fn refuse_while_deploying(ctx: &Ctx, command: &str) -> anyhow::Result<()> {
-    if let Some(holder) = lock::holder(ctx, &bucket(ctx)).await? {
+/// Holds the deploy lock for `command` (`provision`, `destroy`) while it
+/// changes the stack, so that no deploy resizes a group it is converging and
+/// it converges none a deploy is replacing. A stack without a bucket yet
+/// has nothing deployed and nowhere to keep a lock: `None` then.
+pub async fn hold_for(ctx: &Ctx, command: &str) -> anyhow::Result<Option<lock::Lock>> {
+    let bucket = bucket(ctx);
+    // Another provision or destroy (most likely one that was killed) is
+    // taken over: both converge the stack from what exists, so a re-run
+    // after a kill goes on. A deploy is waited out.
+    let earlier = lock::holder(ctx, &bucket).await?;
+    if let Some(holder) = &earlier
+        && !holder.tier.is_empty()
+    {
         bail!(
-            "a deploy holds the stack's lock: {holder}; {command} once it has ended (`accunode deploys` shows it), or if it died, take it over with `accunode deploy <tier> --version … --force`, which puts back what it changed"
+            "{holder} holds the stack's deploy lock; {command} once it has ended (`accunode deploys` shows it), or if it died, take it over with `accunode deploy {} --version … --force`, which puts back what it changed",
+            holder.tier
         );
     }
-    Ok(())
+    let holder = Holder {
+        who: who(),
+        tier: String::new(),
+        action: command.to_owned(),
+        version: String::new(),
+        since: now(),
+        token: token(),
+        restore: None,
+    };
+    match lock::take(ctx, &bucket, holder, Duration::ZERO, earlier.is_some()).await {
+        Ok(lock) => Ok(Some(lock)),
+        Err(error) if error.is::<lock::NoBucket>() => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Gives the lock `hold_for` took back, whatever `result` is; a stack
+/// destroyed with its bucket took the lock with it.
+pub async fn give_back<T>(
+    ctx: &Ctx,
+    lock: Option<lock::Lock>,
+    result: anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let Some(lock) = lock else {
+        return result;
+    };
+    match (result, lock.release(ctx).await) {
+        (result, Ok(())) => result,
+        (Ok(_), Err(error)) => Err(error.context("done, but the stack's lock could not be given up; `accunode unlock --force` removes it")),
+        (Err(error), Err(_)) => Err(error),
+    }
 }
 
 /// `accunode unlock --force`.
