@@ -308,14 +308,25 @@ fn settings(flags: &DeployFlags) -> deploy::Settings {
     }
 }
 
-fn report_deploy(
-    ctx: &Ctx,
-    deployed: &deploy::Deployed,
-    output: Output,
+/// `deploy` and `rollback`: connect, deploy under the lock, report.
+async fn run_deploy(
+    args: &StackArgs,
+    definition: Definition,
+    tier: deploy::Tier,
+    target: deploy::Target,
+    flags: &DeployFlags,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
-    let report = calls(ctx, started);
-    match output {
+    let ctx = connect(
+        args,
+        definition,
+        flags.output == Output::Json,
+        flags.wait_timeout,
+    )
+    .await?;
+    let deployed = deploy::deploy(&ctx, tier, &target, &settings(flags)).await?;
+    let report = calls(&ctx, started);
+    match flags.output {
         Output::Json => print_json(&serde_json::json!({"deploy": deployed, "calls": report}))?,
         Output::Text => println!(
             "{} of {} {} → {} done in {:.1} s: {} batches of {}; {}.",
@@ -657,33 +668,26 @@ async fn run_async(
             flags,
         } => {
             release::check_version(&version)?;
-            let ctx = connect(
+            run_deploy(
                 &args,
                 definition,
-                flags.output == Output::Json,
-                flags.wait_timeout,
-            )
-            .await?;
-            let deployed = deploy::deploy(
-                &ctx,
                 tier,
-                &deploy::Target::Release(version),
-                &settings(&flags),
+                deploy::Target::Release(version),
+                &flags,
+                started,
             )
-            .await?;
-            report_deploy(&ctx, &deployed, flags.output, started)
+            .await
         }
         StackCommand::Rollback { tier, flags } => {
-            let ctx = connect(
+            run_deploy(
                 &args,
                 definition,
-                flags.output == Output::Json,
-                flags.wait_timeout,
+                tier,
+                deploy::Target::Previous,
+                &flags,
+                started,
             )
-            .await?;
-            let deployed =
-                deploy::deploy(&ctx, tier, &deploy::Target::Previous, &settings(&flags)).await?;
-            report_deploy(&ctx, &deployed, flags.output, started)
+            .await
         }
         StackCommand::Deploys { output } => {
             let ctx = connect(&args, definition, true, 0).await?;

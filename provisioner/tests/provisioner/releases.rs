@@ -46,6 +46,14 @@ pub(crate) fn path(dir: &Path) -> &str {
     dir.to_str().unwrap()
 }
 
+/// `accunode release --version VERSION --from FOLDER` on `stack`.
+fn release(stack: &str, version: &str, folder: &Path) -> std::process::Output {
+    accunode(
+        stack,
+        &["release", "--version", version, "--from", path(folder)],
+    )
+}
+
 #[tokio::test]
 async fn a_release_is_published_once_and_never_changes() {
     let stack = unique_stack("rel");
@@ -54,16 +62,7 @@ async fn a_release_is_published_once_and_never_changes() {
 
     // Before the stack exists there is nowhere to publish.
     let folder = release_folder(b"worker one");
-    let early = accunode(
-        &stack,
-        &[
-            "release",
-            "--version",
-            "1.0.0",
-            "--from",
-            path(folder.path()),
-        ],
-    );
+    let early = release(&stack, "1.0.0", folder.path());
     assert!(!early.status.success());
     assert!(
         stderr(&early).contains("does not exist: run `accunode provision` first"),
@@ -146,16 +145,7 @@ async fn a_release_is_published_once_and_never_changes() {
     assert!(manifest["git_commit"].is_string(), "{manifest}");
 
     // The same files again: nothing written, the first manifest stands.
-    let again = accunode(
-        &stack,
-        &[
-            "release",
-            "--version",
-            "1.0.0",
-            "--from",
-            path(folder.path()),
-        ],
-    );
+    let again = release(&stack, "1.0.0", folder.path());
     assert!(
         succeeded(&again).contains("already published with these files"),
         "{}",
@@ -172,16 +162,7 @@ async fn a_release_is_published_once_and_never_changes() {
     // Other bytes under the same version: refused, naming the file, and the
     // published worker is untouched.
     let other = release_folder(b"worker two");
-    let refused = accunode(
-        &stack,
-        &[
-            "release",
-            "--version",
-            "1.0.0",
-            "--from",
-            path(other.path()),
-        ],
-    );
+    let refused = release(&stack, "1.0.0", other.path());
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("already published with another accunode-worker")
@@ -195,16 +176,7 @@ async fn a_release_is_published_once_and_never_changes() {
     assert!(worker == std::fs::read(folder.path().join("accunode-worker")).unwrap());
 
     // A new version takes them.
-    succeeded(&accunode(
-        &stack,
-        &[
-            "release",
-            "--version",
-            "1.1.0",
-            "--from",
-            path(other.path()),
-        ],
-    ));
+    succeeded(&release(&stack, "1.1.0", other.path()));
 
     // An interrupted publish (a binary, no manifest; written by another tool,
     // without our checksum metadata) lists as incomplete, and publishing the
@@ -237,16 +209,7 @@ async fn a_release_is_published_once_and_never_changes() {
         text.contains("0.9.0") && text.contains("incomplete"),
         "{text}"
     );
-    succeeded(&accunode(
-        &stack,
-        &[
-            "release",
-            "--version",
-            "0.9.0",
-            "--from",
-            path(folder.path()),
-        ],
-    ));
+    succeeded(&release(&stack, "0.9.0", folder.path()));
     assert!(
         object(&s3, &bucket, "releases/0.9.0/manifest.json")
             .await
