@@ -190,6 +190,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A hex SHA-256 as S3's `x-amz-checksum-sha256` takes it (base64 of the bytes).
+fn base64_of_hex(hex: &str) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 fn migrations(root: &Path) -> anyhow::Result<Vec<FileEntry>> {
     let dir = root.join("migrations");
     let mut entries = Vec::new();
@@ -287,6 +296,9 @@ async fn put_if_absent(
         .key(key)
         .if_none_match("*")
         .metadata(SHA256_METADATA, sha256)
+        // S3 refuses bytes that are not the ones hashed (a file changed
+        // between hashing and sending); moto does not check it.
+        .checksum_sha256(base64_of_hex(sha256))
         .body(body)
         .send()
         .await;
@@ -567,6 +579,15 @@ mod tests {
             let error = check_version(bad).unwrap_err().to_string();
             assert!(error.starts_with("--version"), "{bad:?}: {error}");
         }
+    }
+
+    #[test]
+    fn checksums_go_to_s3_as_base64_of_the_digest() {
+        // SHA-256 of the empty input, in both spellings.
+        assert_eq!(
+            base64_of_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
     }
 
     #[test]
