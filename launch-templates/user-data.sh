@@ -60,11 +60,19 @@ verify_release() {
   fi
 }
 
-# The release this tier runs: the one its last deploy named (`accunode deploy`),
-# never a moving pointer; the instance's group carries it as the tag
-# accunode:release.
-if ! RELEASE=$(param "release/{{tier}}"); then
-  echo "accunode: cannot read the {{tier}} tier's release (/accunode/$STACK/release/{{tier}}, error above): none is deployed yet (accunode deploy {{tier}} --version V), or this instance may not read it" >&2
+# One path of the instance metadata service (IMDSv2: a session token first).
+imds() {
+  local token
+  token=$(curl -sf -X PUT http://169.254.169.254/latest/api/token \
+    -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+  curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+
+# The release this instance runs: its own tag accunode:release, which its
+# group puts on every instance it launches (`accunode deploy` sets it); one
+# exact version, never a moving pointer.
+if ! RELEASE=$(imds "tags/instance/accunode:release"); then
+  echo "accunode: this instance has no accunode:release tag: no release is deployed to the {{tier}} tier yet (accunode deploy {{tier}} --version V)" >&2
   exit 1
 fi
 RELEASE_DIR="/opt/accunode/releases/$RELEASE"

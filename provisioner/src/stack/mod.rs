@@ -282,7 +282,6 @@ async fn destroy(ctx: &Ctx, delete_data: bool, started: Instant) -> anyhow::Resu
     }
     let graph = every_dependency(&ctx.definition, &ctx.stack, ctx.region(), &ctx.account);
     let (kept, destroyed) = apply::destroy(ctx, &graph, existing, delete_data).await?;
-    deploy::rolling::forget(ctx).await?;
     for bucket in &kept {
         println!(
             "Kept the model bucket {} (pass --delete-data to delete it and every model in it).",

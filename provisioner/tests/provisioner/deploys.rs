@@ -22,7 +22,6 @@ use crate::support::{stderr, succeeded};
 struct Aws {
     autoscaling: aws_sdk_autoscaling::Client,
     ec2: aws_sdk_ec2::Client,
-    ssm: aws_sdk_ssm::Client,
     s3: aws_sdk_s3::Client,
 }
 
@@ -35,7 +34,6 @@ async fn aws() -> Aws {
     Aws {
         autoscaling: aws_sdk_autoscaling::Client::new(&config),
         ec2: aws_sdk_ec2::Client::new(&config),
-        ssm: aws_sdk_ssm::Client::new(&config),
         s3: accunode_testkit::s3_client().await,
     }
 }
@@ -99,10 +97,22 @@ async fn releases(aws: &Aws, ids: &[String]) -> Vec<Option<String>> {
         .collect()
 }
 
-async fn release_parameter(aws: &Aws, stack: &str) -> Option<String> {
-    let name = format!("/accunode/{stack}/release/worker");
-    let found = aws.ssm.get_parameter().name(name).send().await.ok()?;
-    found.parameter()?.value().map(str::to_owned)
+/// The release the worker group launches instances with: its propagated tag.
+async fn group_release(aws: &Aws, stack: &str) -> Option<String> {
+    let found = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(format!("{stack}-worker-asg"))
+        .send()
+        .await
+        .unwrap();
+    let tag = found.auto_scaling_groups()[0]
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("accunode:release"))?
+        .clone();
+    assert_eq!(tag.propagate_at_launch(), Some(true), "instances carry it");
+    tag.value().map(str::to_owned)
 }
 
 /// A provisioned phase-1 stack (two workers) with releases 1.0.0 and 2.0.0.
@@ -141,10 +151,7 @@ async fn settled_on(aws: &Aws, stack: &str, version: &str) {
         vec![Some(version.to_owned()); 2],
         "every instance tagged {version}"
     );
-    assert_eq!(
-        release_parameter(aws, stack).await.as_deref(),
-        Some(version)
-    );
+    assert_eq!(group_release(aws, stack).await.as_deref(), Some(version));
 }
 
 #[tokio::test]
@@ -291,11 +298,6 @@ async fn a_rolling_worker_deploy_replaces_every_instance_in_two_batches_never_be
     settled_on(&aws, &stack, "1.0.0").await;
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
-    assert_eq!(
-        release_parameter(&aws, &stack).await,
-        None,
-        "destroy leaves no release parameter behind"
-    );
 }
 
 /// Writes the lock as a deploy running elsewhere would.
@@ -330,11 +332,7 @@ async fn the_lock_refuses_a_second_deploy_and_lock_wait_waits_for_it() {
         "{}",
         stderr(&refused)
     );
-    assert_eq!(
-        release_parameter(&aws, &stack).await,
-        None,
-        "nothing deployed"
-    );
+    assert_eq!(group_release(&aws, &stack).await, None, "nothing deployed");
 
     // With --lock-wait it waits until the holder is done, then deploys.
     let started = Instant::now();
@@ -484,7 +482,7 @@ async fn a_failed_deploy_puts_the_group_and_its_release_back() {
         "{}",
         stderr(&failed)
     );
-    assert_eq!(release_parameter(&aws, &stack).await, None);
+    assert_eq!(group_release(&aws, &stack).await, None);
     succeeded(&accunode(
         &stack,
         &["deploy", "worker", "--version", "1.0.0"],
@@ -508,10 +506,7 @@ async fn a_failed_deploy_puts_the_group_and_its_release_back() {
         "scaling resumed: {:?}",
         now.suspended
     );
-    assert_eq!(
-        release_parameter(&aws, &stack).await.as_deref(),
-        Some("1.0.0")
-    );
+    assert_eq!(group_release(&aws, &stack).await.as_deref(), Some("1.0.0"));
     let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
     assert!(history["lock"].is_null(), "{history}");
     let last = history["deploys"]

@@ -918,6 +918,14 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
             .launch_template_data()
             .unwrap();
         assert_eq!(data.instance_type().map(|t| t.as_str()), Some("t3.small"));
+        // IMDSv2 only, with the instance's tags readable: user data reads its
+        // release from its accunode:release tag there.
+        let metadata = data.metadata_options().unwrap();
+        assert_eq!(metadata.http_tokens().map(|t| t.as_str()), Some("required"));
+        assert_eq!(
+            metadata.instance_metadata_tags().map(|t| t.as_str()),
+            Some("enabled")
+        );
         use base64::Engine;
         let script = base64::engine::general_purpose::STANDARD
             .decode(data.user_data().unwrap())

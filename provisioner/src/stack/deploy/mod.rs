@@ -227,7 +227,7 @@ async fn locked(
         } => (result, false),
         _ = tokio::signal::ctrl_c() => (Err(anyhow::anyhow!("interrupted (Ctrl-C)")), true),
     };
-    let put_back = rolling::put_back(ctx, tier.name(), &before, outcome.is_err()).await;
+    let put_back = rolling::put_back(ctx, &before, outcome.is_err()).await;
     let record = Record {
         who: lock.holder.who.clone(),
         tier: tier.name().to_owned(),
@@ -370,7 +370,7 @@ pub async fn status(ctx: &Ctx, tiers: &[&str]) -> anyhow::Result<DeployStatus> {
         let group = rolling::describe(ctx, tier).await?;
         shown.push(TierStatus {
             tier: (*tier).to_owned(),
-            release: rolling::release_of(ctx, tier).await?,
+            release: group.release.clone(),
             desired: group.desired,
             in_service: group
                 .members

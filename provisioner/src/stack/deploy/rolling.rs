@@ -8,10 +8,10 @@
 //! scaling come back as they were. On a failure the release new instances
 //! launch with goes back to the previous one.
 //!
-//! What an instance runs is its group's release: the SSM parameter
-//! `/accunode/<stack>/release/<tier>`, which the instance reads at boot, and
-//! the group's tag `accunode:release`, propagated to every instance it
-//! launches (what operators and tests read per instance).
+//! What an instance runs is its own tag `accunode:release`, which its group
+//! puts on every instance it launches (the group's tag, propagated at
+//! launch) and which the instance reads at boot through instance metadata:
+//! one record, so an instance never runs one release while saying another.
 
 use std::time::Instant;
 
@@ -20,20 +20,15 @@ use aws_sdk_autoscaling::types::Tag;
 use serde::Serialize;
 
 use super::lock::Restore;
-use crate::stack::aws::{aws_error, error_code};
+use crate::stack::aws::aws_error;
 use crate::stack::resources::Ctx;
 use crate::stack::resources::wait::{Poll, wait_for};
-use crate::stack::spec::{COMPONENT_TAG, STACK_TAG, names};
+use crate::stack::spec::{COMPONENT_TAG, STACK_TAG};
 
 /// The tag that names an instance's release.
 pub const RELEASE_TAG: &str = "accunode:release";
 /// What a deploy stops while it replaces instances.
 const SUSPENDED: [&str; 3] = ["AlarmNotification", "ScheduledActions", "AZRebalance"];
-
-/// The SSM parameter an instance of `tier` reads its release from.
-pub fn release_parameter(stack: &str, tier: &str) -> String {
-    names::parameter(stack, &format!("release/{tier}"))
-}
 
 /// An instance of the group.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +42,8 @@ pub struct Member {
 #[derive(Debug)]
 pub struct Group {
     pub name: String,
+    /// What new instances launch with: the group's propagated release tag.
+    pub release: Option<String>,
     pub desired: i32,
     pub max: i32,
     pub suspended: Vec<String>,
@@ -123,6 +120,7 @@ pub async fn describe(ctx: &Ctx, tier: &str) -> anyhow::Result<Group> {
     }
     Ok(Group {
         name: name.clone(),
+        release: tag(RELEASE_TAG).map(str::to_owned),
         desired: group.desired_capacity().unwrap_or(0),
         max: group.max_size().unwrap_or(0),
         suspended: group
@@ -149,38 +147,9 @@ pub async fn describe(ctx: &Ctx, tier: &str) -> anyhow::Result<Group> {
     })
 }
 
-/// The release new instances of `tier` launch with, if one was ever set.
-pub async fn release_of(ctx: &Ctx, tier: &str) -> anyhow::Result<Option<String>> {
-    let name = release_parameter(&ctx.stack, tier);
-    match ctx.aws.ssm.get_parameter().name(&name).send().await {
-        Ok(found) => Ok(found.parameter().and_then(|p| p.value()).map(str::to_owned)),
-        Err(error) if error_code(&error) == Some("ParameterNotFound") => Ok(None),
-        Err(error) => Err(aws_error(error)).with_context(|| format!("cannot read {name}")),
-    }
-}
-
-/// Removes what deploys left outside the bucket (the tiers' release
-/// parameters), once the stack is destroyed.
-pub async fn forget(ctx: &Ctx) -> anyhow::Result<()> {
-    for tier in ["api", "worker"] {
-        delete_release_parameter(ctx, tier).await?;
-    }
-    Ok(())
-}
-
-async fn delete_release_parameter(ctx: &Ctx, tier: &str) -> anyhow::Result<()> {
-    let name = release_parameter(&ctx.stack, tier);
-    match ctx.aws.ssm.delete_parameter().name(&name).send().await {
-        Ok(_) => Ok(()),
-        Err(error) if error_code(&error) == Some("ParameterNotFound") => Ok(()),
-        Err(error) => Err(aws_error(error)).with_context(|| format!("cannot delete {name}")),
-    }
-}
-
 /// Makes the group's new instances launch with no release again (after a
 /// failed first deploy): they wait for one, as before it.
-async fn clear_release(ctx: &Ctx, tier: &str, group: &str) -> anyhow::Result<()> {
-    delete_release_parameter(ctx, tier).await?;
+async fn clear_release(ctx: &Ctx, group: &str) -> anyhow::Result<()> {
     ctx.aws
         .autoscaling
         .delete_tags()
@@ -199,19 +168,7 @@ async fn clear_release(ctx: &Ctx, tier: &str, group: &str) -> anyhow::Result<()>
 }
 
 /// Makes `version` what new instances of the group launch with.
-async fn set_release(ctx: &Ctx, tier: &str, group: &str, version: &str) -> anyhow::Result<()> {
-    let name = release_parameter(&ctx.stack, tier);
-    ctx.aws
-        .ssm
-        .put_parameter()
-        .name(&name)
-        .value(version)
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .overwrite(true)
-        .send()
-        .await
-        .map_err(aws_error)
-        .with_context(|| format!("cannot set {name}"))?;
+async fn set_release(ctx: &Ctx, group: &str, version: &str) -> anyhow::Result<()> {
     ctx.aws
         .autoscaling
         .create_or_update_tags()
@@ -254,7 +211,7 @@ pub async fn before(ctx: &Ctx, tier: &str) -> anyhow::Result<Restore> {
         desired: group.desired,
         max: group.max,
         suspended_before: group.suspended,
-        previous_version: release_of(ctx, tier).await?,
+        previous_version: group.release,
     })
 }
 
@@ -304,7 +261,7 @@ pub async fn replace(
     let autoscaling = &ctx.aws.autoscaling;
     let group = before.group.as_str();
     let desired = before.desired;
-    set_release(ctx, tier, group, version).await?;
+    set_release(ctx, group, version).await?;
     let batch = ((i64::from(desired) * i64::from(percent) + 99) / 100).max(1);
     let batch = i32::try_from(batch).context("batch size")?;
     rolled.batch_size = batch;
@@ -434,7 +391,7 @@ async fn terminate(ctx: &Ctx, ids: &[String]) -> anyhow::Result<()> {
 /// Puts back what the deploy changed: the maximum and the scaling it
 /// suspended always; after a failure also the release new instances launch
 /// with, and the desired capacity.
-pub async fn put_back(ctx: &Ctx, tier: &str, before: &Restore, failed: bool) -> anyhow::Result<()> {
+pub async fn put_back(ctx: &Ctx, before: &Restore, failed: bool) -> anyhow::Result<()> {
     let autoscaling = &ctx.aws.autoscaling;
     let mut update = autoscaling
         .update_auto_scaling_group()
@@ -443,8 +400,8 @@ pub async fn put_back(ctx: &Ctx, tier: &str, before: &Restore, failed: bool) -> 
     if failed {
         update = update.desired_capacity(before.desired);
         match &before.previous_version {
-            Some(previous) => set_release(ctx, tier, &before.group, previous).await?,
-            None => clear_release(ctx, tier, &before.group).await?,
+            Some(previous) => set_release(ctx, &before.group, previous).await?,
+            None => clear_release(ctx, &before.group).await?,
         }
     }
     update

@@ -7,8 +7,8 @@ use anyhow::Context;
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
-    LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData, ResourceType,
-    VolumeType,
+    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateInstanceMetadataTagsState,
+    RequestLaunchTemplateData, ResourceType, VolumeType,
 };
 use base64::Engine;
 
@@ -220,10 +220,13 @@ fn data(
                 )
                 .build(),
         )
-        // IMDSv2 only: instance credentials are not readable through a request forgery.
+        // IMDSv2 only: instance credentials are not readable through a
+        // request forgery. Tags readable there: user data reads the
+        // instance's release from its accunode:release tag.
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
                 .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .instance_metadata_tags(LaunchTemplateInstanceMetadataTagsState::Enabled)
                 .build(),
         )
         .user_data(base64::engine::general_purpose::STANDARD.encode(script))
