@@ -516,6 +516,31 @@ where
     }
 }
 
+/// The stack's bucket does not exist (yet): nowhere to publish a release
+/// or keep a deploy's lock or history.
+#[derive(Debug, thiserror::Error)]
+#[error("the stack's bucket {0} does not exist: run `accunode provision` first")]
+pub struct NoBucket(pub String);
+
+/// Sends `put` (a PutObject with its bucket, key and body) as S3's
+/// conditional write, `If-None-Match: *`: true when it wrote the object,
+/// false when one was there already, or when another conditional write or a
+/// delete of it raced this one (409); the caller looks at what is there.
+pub async fn put_if_absent(
+    put: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+) -> anyhow::Result<bool> {
+    let bucket = put.get_bucket().clone().unwrap_or_default();
+    let key = put.get_key().clone().unwrap_or_default();
+    match put.if_none_match("*").send().await {
+        Ok(_) => Ok(true),
+        Err(error) => match error_code(&error) {
+            Some("PreconditionFailed" | "ConditionalRequestConflict") => Ok(false),
+            Some("NoSuchBucket") => Err(NoBucket(bucket).into()),
+            _ => Err(aws_error(error)).with_context(|| format!("cannot write s3://{bucket}/{key}")),
+        },
+    }
+}
+
 /// The AWS error code of a failed call ("DBInstanceNotFound"…), if the service gave one.
 pub fn error_code<E, R>(
     error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,

@@ -22,7 +22,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::aws::{aws_error, error_code};
+use super::aws::{self, aws_error, error_code};
 use super::resources::Ctx;
 use super::spec::names;
 
@@ -279,8 +279,8 @@ fn key(version: &str, name: &str) -> String {
     format!("{PREFIX}/{version}/{name}")
 }
 
-/// Writes `key` only if nothing is there yet (S3's conditional write);
-/// false when something is.
+/// Writes `key` only if nothing is there yet, with the SHA-256 it was
+/// hashed with; false when something is.
 async fn put_if_absent(
     ctx: &Ctx,
     bucket: &str,
@@ -288,32 +288,19 @@ async fn put_if_absent(
     body: ByteStream,
     sha256: &str,
 ) -> anyhow::Result<bool> {
-    let sent = ctx
-        .aws
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .if_none_match("*")
-        .metadata(SHA256_METADATA, sha256)
-        // S3 refuses bytes that are not the ones hashed (a file changed
-        // between hashing and sending); moto does not check it.
-        .checksum_sha256(base64_of_hex(sha256))
-        .body(body)
-        .send()
-        .await;
-    match sent {
-        Ok(_) => Ok(true),
-        Err(error) => match error_code(&error) {
-            Some("PreconditionFailed") => Ok(false),
-            Some("NoSuchBucket") => Err(missing_bucket(bucket)),
-            _ => Err(aws_error(error)).with_context(|| format!("cannot write s3://{bucket}/{key}")),
-        },
-    }
-}
-
-fn missing_bucket(bucket: &str) -> anyhow::Error {
-    anyhow::anyhow!("the stack's bucket {bucket} does not exist: run `accunode provision` first")
+    aws::put_if_absent(
+        ctx.aws
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .metadata(SHA256_METADATA, sha256)
+            // S3 refuses bytes that are not the ones hashed (a file changed
+            // between hashing and sending); moto does not check it.
+            .checksum_sha256(base64_of_hex(sha256))
+            .body(body),
+    )
+    .await
 }
 
 /// The SHA-256 of a stored object: from the metadata it was written with, or
@@ -522,7 +509,7 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Vec<Listed>> {
         let page = match page {
             Ok(page) => page,
             Err(error) if error_code(&error) == Some("NoSuchBucket") => {
-                return Err(missing_bucket(&bucket));
+                return Err(aws::NoBucket(bucket).into());
             }
             Err(error) => {
                 return Err(aws_error(error))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::stack::aws::{aws_error, error_code};
+use crate::stack::aws::{self, aws_error, error_code};
 use crate::stack::resources::Ctx;
 
 const KEY: &str = "deploys/lock.json";
@@ -92,42 +92,19 @@ pub async fn holder(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
     Ok(Some(holder))
 }
 
-/// Writes the lock if nobody holds it; false when somebody does.
+/// Writes the lock if nobody holds it; false when somebody does (or a
+/// write raced this one: the caller looks at who holds it).
 async fn put_if_absent(ctx: &Ctx, bucket: &str, holder: &Holder) -> anyhow::Result<bool> {
-    let sent = ctx
-        .aws
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(KEY)
-        .if_none_match("*")
-        .body(serde_json::to_vec_pretty(holder)?.into())
-        .send()
-        .await;
-    match sent {
-        Ok(_) => Ok(true),
-        // Held; or (409) another conditional write or a delete of the lock
-        // raced this one: either way, look at who holds it.
-        Err(error)
-            if matches!(
-                error_code(&error),
-                Some("PreconditionFailed" | "ConditionalRequestConflict")
-            ) =>
-        {
-            Ok(false)
-        }
-        Err(error) if error_code(&error) == Some("NoSuchBucket") => Err(NoBucket.into()),
-        Err(error) => {
-            Err(aws_error(error)).with_context(|| format!("cannot write s3://{bucket}/{KEY}"))
-        }
-    }
+    aws::put_if_absent(
+        ctx.aws
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(KEY)
+            .body(serde_json::to_vec_pretty(holder)?.into()),
+    )
+    .await
 }
-
-/// The stack has no bucket (yet): nowhere to keep a lock, and nothing that
-/// a deploy could put on instances.
-#[derive(Debug, thiserror::Error)]
-#[error("the stack's bucket does not exist: run `accunode provision` first")]
-pub struct NoBucket;
 
 async fn remove(ctx: &Ctx, bucket: &str) -> anyhow::Result<()> {
     ctx.aws

@@ -433,7 +433,7 @@ pub async fn hold_for(ctx: &Ctx, command: &str) -> anyhow::Result<Option<lock::L
     };
     match lock::take(ctx, &bucket, holder, Duration::ZERO, earlier.is_some()).await {
         Ok(lock) => Ok(Some(lock)),
-        Err(error) if error.is::<lock::NoBucket>() => Ok(None),
+        Err(error) if error.is::<super::aws::NoBucket>() => Ok(None),
         Err(error) => Err(error),
     }
 }
