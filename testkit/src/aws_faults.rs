@@ -45,6 +45,9 @@ pub struct Faults {
     /// `Pending` before `InService` (booting); zero: at once, as moto does.
     /// Instances in the first answer the proxy sees were there before it.
     pub instance_launch_secs: f64,
+    /// Target groups (by a part of their name) whose targets all fail their
+    /// health checks: `DescribeTargetHealth` answers `unhealthy` for them.
+    pub unhealthy_target_groups: Vec<String>,
 }
 
 /// What the proxy did, for tests to check that the faults really happened.
@@ -494,6 +497,7 @@ impl State {
             self.track_slow(&call, &answer_body);
             answer_body = self.show_pending(&call, answer_body);
             answer_body = self.show_launching(&call, answer_body);
+            answer_body = self.show_unhealthy(&call, answer_body);
         }
         if call.mutating && fate(b"lost") < self.faults.lost {
             let mut counts = self.counts.lock().unwrap();
@@ -575,6 +579,36 @@ impl State {
             }
         }
         out.into_bytes()
+    }
+
+    /// Rewrites a `DescribeTargetHealth` answer for an unhealthy target
+    /// group (its ARN is `…:targetgroup/<name>/<id>`) as AWS words a target
+    /// whose health checks fail.
+    fn show_unhealthy(&self, call: &Call, answer: Vec<u8>) -> Vec<u8> {
+        if call.operation != "DescribeTargetHealth" {
+            return answer;
+        }
+        let name = call
+            .form
+            .get("TargetGroupArn")
+            .and_then(|arn| arn.split('/').nth(1))
+            .unwrap_or_default();
+        if !self
+            .faults
+            .unhealthy_target_groups
+            .iter()
+            .any(|part| name.contains(part.as_str()))
+        {
+            return answer;
+        }
+        let Ok(text) = String::from_utf8(answer.clone()) else {
+            return answer;
+        };
+        text.replace(
+            "<State>healthy</State>",
+            "<State>unhealthy</State><Reason>Target.FailedHealthChecks</Reason><Description>Health checks failed</Description>",
+        )
+        .into_bytes()
     }
 
     /// Rewrites a describe answer so that resources still on their way show it.

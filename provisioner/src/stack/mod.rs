@@ -75,9 +75,18 @@ pub struct Options {
 /// What every deploy and rollback takes.
 #[derive(Args, Clone)]
 pub struct DeployFlags {
-    /// The share of the desired capacity replaced at a time, in percent (1 to 100).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
-    batch: u8,
+    /// Workers: the share of the desired capacity replaced at a time, in percent (1 to 100; default 50).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    batch: Option<u8>,
+    /// API: first send the new colour this share of the requests, in percent (1 to 50), and watch the API's alarms for --canary-wait before switching.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=50))]
+    canary: Option<u8>,
+    /// API: how long the canary runs, e.g. 5m.
+    #[arg(long, default_value = "5m", value_parser = deploy::parse_duration)]
+    canary_wait: Duration,
+    /// API: how long the old colour keeps its instances after the switch, so requests in flight finish (default: its target group's deregistration delay).
+    #[arg(long, value_parser = deploy::parse_duration)]
+    drain: Option<Duration>,
     /// How long to wait for another deploy's lock before giving up, e.g. 10m (default: do not wait).
     #[arg(long, default_value = "0s", value_parser = deploy::parse_duration)]
     lock_wait: Duration,
@@ -160,7 +169,7 @@ pub enum StackCommand {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
-    /// Deploy published release VERSION to a tier. Workers are replaced in rolling batches: each adds new instances and waits until they are in service before it terminates as many old ones, so capacity never drops below desired; scaling is suspended meanwhile and resumed however the deploy ends.
+    /// Deploy published release VERSION to a tier. The API is deployed blue-green: the idle colour comes up on VERSION at the live colour's size, every instance must be healthy in its target group, an optional canary gets a share of the requests while the API's alarms are watched, the listeners switch, the old colour drains and scales to zero; any failure or Ctrl-C before that switches back. Workers are replaced in rolling batches: each adds new instances and waits until they are in service before it terminates as many old ones, so capacity never drops below desired. Scaling is suspended meanwhile and resumed however the deploy ends.
     Deploy {
         #[arg(value_enum)]
         tier: deploy::Tier,
@@ -170,7 +179,7 @@ pub enum StackCommand {
         #[command(flatten)]
         flags: DeployFlags,
     },
-    /// Go back to the release a tier ran before its last successful deploy or rollback, as a deploy does.
+    /// Go back to the release a tier ran before its last successful deploy or rollback, as a deploy does (the API switches straight back to its previous colour while that still has its instances).
     Rollback {
         #[arg(value_enum)]
         tier: deploy::Tier,
@@ -299,12 +308,32 @@ async fn destroy(ctx: &Ctx, delete_data: bool, started: Instant) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-fn settings(flags: &DeployFlags) -> deploy::Settings {
-    deploy::Settings {
-        batch_percent: flags.batch,
+/// The deploy's settings; a flag of the other tier's strategy is refused by name.
+fn settings(tier: deploy::Tier, flags: &DeployFlags) -> anyhow::Result<deploy::Settings> {
+    match tier {
+        deploy::Tier::Api if flags.batch.is_some() => {
+            bail!("--batch: the API is deployed blue-green, not in batches (see --canary)")
+        }
+        deploy::Tier::Worker if flags.canary.is_some() || flags.drain.is_some() => bail!(
+            "--{}: only the API is deployed blue-green; workers are replaced in rolling batches (see --batch)",
+            if flags.canary.is_some() {
+                "canary"
+            } else {
+                "drain"
+            }
+        ),
+        _ => {}
+    }
+    Ok(deploy::Settings {
+        batch_percent: flags.batch.unwrap_or(50),
         lock_wait: flags.lock_wait,
         force: flags.force,
-    }
+        blue_green: deploy::bluegreen::Options {
+            canary_percent: flags.canary.unwrap_or(0),
+            canary_wait: flags.canary_wait,
+            drain: flags.drain,
+        },
+    })
 }
 
 /// `deploy` and `rollback`: connect, deploy under the lock, report.
@@ -316,6 +345,7 @@ async fn run_deploy(
     flags: &DeployFlags,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
+    let settings = settings(tier, flags)?;
     let ctx = connect(
         args,
         definition,
@@ -323,21 +353,40 @@ async fn run_deploy(
         flags.wait_timeout,
     )
     .await?;
-    let deployed = deploy::deploy(&ctx, tier, &target, &settings(flags)).await?;
+    let deployed = deploy::deploy(&ctx, tier, &target, &settings).await?;
     let report = calls(&ctx, started);
     match flags.output {
         Output::Json => print_json(&serde_json::json!({"deploy": deployed, "calls": report}))?,
-        Output::Text => println!(
-            "{} of {} {} → {} done in {:.1} s: {} batches of {}; {}.",
-            deployed.action,
-            deployed.tier,
-            deployed.from.as_deref().unwrap_or("none"),
-            deployed.to,
-            report.elapsed_secs,
-            deployed.rolled.batches.len(),
-            deployed.rolled.batch_size,
-            report.summary()
-        ),
+        Output::Text => {
+            let how = match (&deployed.rolled, &deployed.switched) {
+                (Some(rolled), _) => {
+                    format!("{} batches of {}", rolled.batches.len(), rolled.batch_size)
+                }
+                (None, Some(switched)) => format!(
+                    "{} → {}, {} instances healthy in {:.1} s{}, drained {:.0} s",
+                    switched.from_colour,
+                    switched.to_colour,
+                    switched.instances.len(),
+                    switched.gate_seconds,
+                    switched
+                        .canary
+                        .as_ref()
+                        .map(|c| format!(", canary {} % for {:.0} s", c.percent, c.seconds))
+                        .unwrap_or_default(),
+                    switched.drained_seconds
+                ),
+                (None, None) => String::new(),
+            };
+            println!(
+                "{} of {} {} → {} done in {:.1} s: {how}; {}.",
+                deployed.action,
+                deployed.tier,
+                deployed.from.as_deref().unwrap_or("none"),
+                deployed.to,
+                report.elapsed_secs,
+                report.summary()
+            )
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -407,8 +456,17 @@ async fn connect(
 /// What exists, by component; two resources claiming one component is an error
 /// a person must resolve (accunode never guesses which one is in use).
 async fn discover(ctx: &Ctx) -> anyhow::Result<Known> {
+    known(ctx, resources::discover(ctx).await?)
+}
+
+/// What exists of `kinds` only, by component.
+async fn discover_kinds(ctx: &Ctx, kinds: &[spec::Kind]) -> anyhow::Result<Known> {
+    known(ctx, resources::discover_kinds(ctx, kinds).await?)
+}
+
+fn known(ctx: &Ctx, found: Vec<Existing>) -> anyhow::Result<Known> {
     let mut known = Known::new();
-    for found in resources::discover(ctx).await? {
+    for found in found {
         if let Some(other) = known.get(&found.component) {
             bail!(
                 "two resources carry accunode:stack={} accunode:component={}: {} and {}; delete the one that is not in use",
@@ -558,11 +616,7 @@ async fn run_async(
         StackCommand::Status { output } => {
             let ctx = connect(&args, definition, true, 0).await?;
             let existing = discover(&ctx).await?;
-            let tiers: Vec<&str> = ["api", "worker"]
-                .into_iter()
-                .filter(|tier| existing.contains_key(&format!("asg-{tier}")))
-                .collect();
-            let deploys = deploy::status(&ctx, &tiers).await?;
+            let deploys = deploy::status(&ctx, &existing).await?;
             match output {
                 Output::Json => print_json(&serde_json::json!({
                     "resources": existing.values().collect::<Vec<_>>(),
@@ -793,10 +847,30 @@ fn deploy_status_text(status: &deploy::DeployStatus) -> String {
             .iter()
             .map(|(release, count)| format!("{release} ×{count}"))
             .collect();
+        let mut health: BTreeMap<&str, usize> = BTreeMap::new();
+        for member in &tier.instances {
+            if let Some(state) = &member.target_health {
+                *health.entry(state).or_default() += 1;
+            }
+        }
+        let targets = if health.is_empty() {
+            String::new()
+        } else {
+            let states: Vec<String> = health
+                .iter()
+                .map(|(state, count)| format!("{state} ×{count}"))
+                .collect();
+            format!("; targets: {}", states.join(", "))
+        };
+        let colour = match (tier.colour, tier.live) {
+            (Some(colour), Some(true)) => format!(" {} (live)", colour.name()),
+            (Some(colour), _) => format!(" {} (idle)", colour.name()),
+            (None, _) => String::new(),
+        };
         let _ = writeln!(
             out,
-            "Tier {:<7} release {:<12} {} of {} desired in service; instances: {}",
-            tier.tier,
+            "Tier {:<20} release {:<12} {} of {} desired in service; instances: {}{targets}",
+            format!("{}{colour}", tier.tier),
             tier.release.as_deref().unwrap_or("none"),
             tier.in_service,
             tier.desired,
@@ -1012,11 +1086,13 @@ mod tests {
         // Without HTTPS the HTTP listener forwards to the targets; with it,
         // it only redirects and the HTTPS listener forwards.
         for listener in ["listener-http", "listener-https"] {
-            assert!(
-                depends_on(listener).contains(&"target-group-api".to_owned()),
-                "{listener}: {:?}",
-                depends_on(listener)
-            );
+            for colour in spec::Colour::BOTH {
+                assert!(
+                    depends_on(listener).contains(&colour.target_group()),
+                    "{listener}: {:?}",
+                    depends_on(listener)
+                );
+            }
         }
         let components: BTreeSet<&str> = graph.iter().map(|r| r.component.as_str()).collect();
         assert_eq!(components.len(), graph.len(), "one node per component");

@@ -342,7 +342,7 @@ mod tests {
             .collect();
         assert_eq!(
             changed,
-            BTreeSet::from(["asg-api", "asg-worker", "database", "redis"])
+            BTreeSet::from(["asg-api-blue", "asg-worker", "database", "redis"])
         );
         assert!(up.steps.iter().all(|s| s.action != Action::Replace));
         assert!(up.monthly_cost_after > up.monthly_cost_before);

@@ -56,7 +56,6 @@ pub fn user_data(tier: &str, stack: &str, region: &str, bucket: &str, uploads: &
 /// them (`accunode_core::published_metrics`): with the one dimension `Stack`.
 pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>) -> String {
     let balancer = refs.get("load-balancer").cloned().unwrap_or_default();
-    let api = format!("{stack}-api-asg");
     let worker = format!("{stack}-worker-asg");
     let database = format!("{stack}-db");
     let redis = format!("{stack}-redis-001");
@@ -80,6 +79,44 @@ pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>
         serde_json::Value::Array(line)
     };
     let none = || serde_json::json!({});
+    // Each line of a group's metric: the API's for both colours (a deploy
+    // moves the traffic from one to the other), the workers'.
+    let by_group = |namespace: &str, metric: &str, tiers: &[&str], options: serde_json::Value| {
+        tiers
+            .iter()
+            .map(|tier| {
+                let mut line = vec![
+                    serde_json::json!(namespace),
+                    serde_json::json!(metric),
+                    serde_json::json!("AutoScalingGroupName"),
+                    serde_json::json!(format!("{stack}-{tier}-asg")),
+                ];
+                if options.as_object().is_some_and(|o| !o.is_empty()) {
+                    line.push(options.clone());
+                }
+                serde_json::Value::Array(line)
+            })
+            .collect::<Vec<_>>()
+    };
+    let api = ["api-blue", "api-green"];
+    let mut api_servers = by_group("AWS/EC2", "CPUUtilization", &api, none());
+    api_servers.extend(by_group("CWAgent", "mem_used_percent", &api, none()));
+    api_servers.extend([
+        own(&ACTIVE_CONNECTIONS, none()),
+        own(&RESPONSE_TIME, none()),
+    ]);
+    let mut network = by_group(
+        "AWS/EC2",
+        "NetworkIn",
+        &api,
+        serde_json::json!({"stat": "Sum"}),
+    );
+    network.extend(by_group(
+        "AWS/EC2",
+        "NetworkOut",
+        &api,
+        serde_json::json!({"stat": "Sum"}),
+    ));
     let body = serde_json::json!({
         "widgets": [
             widget("API response time and requests", serde_json::json!([
@@ -87,14 +124,11 @@ pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>
                 ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", balancer, {"stat": "Sum"}],
                 ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", balancer, {"stat": "Sum"}],
             ]), 0, 0),
-            widget("API servers", serde_json::json!([
-                ["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", api],
-                ["CWAgent", "mem_used_percent", "AutoScalingGroupName", api],
-                own(&ACTIVE_CONNECTIONS, none()),
-                own(&RESPONSE_TIME, none()),
-            ]), 12, 0),
+            widget("API servers, blue and green", serde_json::Value::Array(api_servers), 12, 0),
+            widget("API network in and out (bytes), blue and green", serde_json::Value::Array(network), 0, 18),
             widget("Workers and queue", serde_json::json!([
                 ["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", worker],
+                ["CWAgent", "mem_used_percent", "AutoScalingGroupName", worker],
                 own(&QUEUE_LENGTH, none()),
                 own(&TASKS_PROCESSED, serde_json::json!({"stat": "Sum"})),
                 own(&ERROR_RATE, none()),
@@ -110,6 +144,8 @@ pub fn dashboard_body(stack: &str, region: &str, refs: &BTreeMap<String, String>
                 ["AWS/ElastiCache", "CPUUtilization", "CacheClusterId", redis],
                 ["AWS/ElastiCache", "CurrConnections", "CacheClusterId", redis],
                 ["AWS/ElastiCache", "EvictedKeys", "CacheClusterId", redis],
+                ["AWS/ElastiCache", "GetTypeCmdsLatency", "CacheClusterId", redis, {"yAxis": "right"}],
+                ["AWS/ElastiCache", "SetTypeCmdsLatency", "CacheClusterId", redis, {"yAxis": "right"}],
             ]), 0, 12),
             widget("Worker tasks: duration (ms, left) and wait in queue (s, right)", serde_json::json!([
                 own(&TASK_DURATION, none()),

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::render;
 
@@ -54,6 +54,57 @@ pub enum Kind {
 }
 
 pub type Props = BTreeMap<String, String>;
+
+/// The API's two colours (blue-green): each its own target group and Auto
+/// Scaling group, both always declared. The listener forwards to one, the
+/// live colour; the other idles at zero instances until a deploy brings the
+/// next release up on it and switches the listener over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Green,
+}
+
+impl Colour {
+    pub const BOTH: [Colour; 2] = [Colour::Blue, Colour::Green];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Colour::Blue => "blue",
+            Colour::Green => "green",
+        }
+    }
+
+    pub fn other(self) -> Colour {
+        match self {
+            Colour::Blue => Colour::Green,
+            Colour::Green => Colour::Blue,
+        }
+    }
+
+    /// "api-blue": the tier its Auto Scaling group is named after.
+    pub fn tier(self) -> String {
+        format!("api-{}", self.name())
+    }
+
+    /// Its Auto Scaling group's component, "asg-api-blue".
+    pub fn group(self) -> String {
+        format!("asg-api-{}", self.name())
+    }
+
+    /// Its target group's component, "target-group-api-blue".
+    pub fn target_group(self) -> String {
+        format!("target-group-api-{}", self.name())
+    }
+
+    /// The colour whose target group `component` is, if it is one.
+    pub fn of_target_group(component: &str) -> Option<Colour> {
+        Colour::BOTH
+            .into_iter()
+            .find(|colour| colour.target_group() == component)
+    }
+}
 
 /// One resource the stack should have.
 #[derive(Debug, Clone, Serialize)]

@@ -244,7 +244,9 @@ async fn a_rolling_worker_deploy_replaces_every_instance_in_two_batches_never_be
     assert!(deploys["lock"].is_null(), "{status}");
     let text = succeeded(&accunode(&stack, &["status"]));
     assert!(
-        text.contains("Tier worker  release 2.0.0") && text.contains("2.0.0 ×2"),
+        text.lines()
+            .any(|line| line.starts_with("Tier worker ") && line.contains("release 2.0.0"))
+            && text.contains("2.0.0 ×2"),
         "{text}"
     );
 

@@ -3,6 +3,7 @@
 //! ensembles' recipes, Rust/Python LightGBM parity, and the stack, release
 //! and deploy commands against moto.
 
+mod bluegreen;
 mod deploys;
 mod ensembles;
 mod faults;

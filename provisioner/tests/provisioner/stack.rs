@@ -420,21 +420,24 @@ pub(crate) fn inventory<'a>(
                 .map(|r| r.arn())),
         );
 
-        let target_groups = unless_missing(
-            aws.elb
-                .describe_target_groups()
-                .names(name("api-targets"))
-                .send()
-                .await,
-            "TargetGroupNotFound",
-        );
-        found.insert(
-            "target-group",
-            ids(target_groups
+        // One target group per colour, looked up by name one at a time (a
+        // list is refused when any name is missing).
+        let mut target_group_arns = BTreeSet::new();
+        for colour in ["api-blue", "api-green"] {
+            let target_groups = unless_missing(
+                aws.elb
+                    .describe_target_groups()
+                    .names(name(colour))
+                    .send()
+                    .await,
+                "TargetGroupNotFound",
+            );
+            target_group_arns.extend(ids(target_groups
                 .iter()
                 .flat_map(|t| t.target_groups())
-                .map(|t| t.target_group_arn())),
-        );
+                .map(|t| t.target_group_arn())));
+        }
+        found.insert("target-group", target_group_arns);
         // All balancers, matched by name here: moto answers a describe by
         // name with only the last balancer of that name, hiding a duplicate.
         let balancers = aws.elb.describe_load_balancers().send().await.unwrap();
@@ -461,7 +464,8 @@ pub(crate) fn inventory<'a>(
         let scaling_groups = aws
             .autoscaling
             .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name("api-asg"))
+            .auto_scaling_group_names(name("api-blue-asg"))
+            .auto_scaling_group_names(name("api-green-asg"))
             .auto_scaling_group_names(name("worker-asg"))
             .send()
             .await
@@ -741,15 +745,25 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
     assert_eq!(database_sources.len(), 2);
     assert!(database_group.ip_permissions()[0].ip_ranges().is_empty());
 
-    // Target group: HTTP 8000, /health every 30 s, timeout 10, healthy 2, unhealthy 3, deregistration 30 s.
+    // Target groups, one per colour: HTTP 8000, /health every 30 s, timeout
+    // 10, healthy 2, unhealthy 3, deregistration 30 s. Blue is live.
     let target_groups = aws
         .elb
         .describe_target_groups()
-        .names(format!("{stack}-api-targets"))
+        .names(format!("{stack}-api-blue"))
+        .names(format!("{stack}-api-green"))
         .send()
         .await
         .unwrap();
-    let target_group = &target_groups.target_groups()[0];
+    assert_eq!(target_groups.target_groups().len(), 2);
+    let named = |colour: &str| {
+        target_groups
+            .target_groups()
+            .iter()
+            .find(|t| t.target_group_name() == Some(format!("{stack}-api-{colour}").as_str()))
+            .unwrap()
+    };
+    let (target_group, idle_target_group) = (named("blue"), named("green"));
     assert_eq!(target_group.port(), Some(8000));
     assert_eq!(target_group.health_check_path(), Some("/health"));
     assert_eq!(target_group.health_check_interval_seconds(), Some(30));
@@ -789,8 +803,22 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
         target_group.target_group_arn()
     );
 
-    // Groups: API 2..4 behind the target group, workers 2..6, phase 1 desired 2 and 2.
-    let api_group = asg(aws, &format!("{stack}-api-asg")).await.unwrap();
+    // Groups: the live API colour 2..4 behind its target group, the idle one
+    // 0..4 at zero behind its own, workers 2..6, phase 1 desired 2 and 2.
+    let idle_group = asg(aws, &format!("{stack}-api-green-asg")).await.unwrap();
+    assert_eq!(
+        (
+            idle_group.min_size(),
+            idle_group.max_size(),
+            idle_group.desired_capacity()
+        ),
+        (Some(0), Some(4), Some(0))
+    );
+    assert_eq!(
+        idle_group.target_group_arns(),
+        [idle_target_group.target_group_arn().unwrap().to_owned()]
+    );
+    let api_group = asg(aws, &format!("{stack}-api-blue-asg")).await.unwrap();
     assert_eq!(
         (
             api_group.min_size(),
@@ -817,7 +845,7 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
     let policies = aws
         .autoscaling
         .describe_policies()
-        .auto_scaling_group_name(format!("{stack}-api-asg"))
+        .auto_scaling_group_name(format!("{stack}-api-blue-asg"))
         .send()
         .await
         .unwrap();
@@ -960,7 +988,16 @@ async fn verify_phase_one(aws: &Clients, stack: &str) {
             .unwrap()
             .clone()
     };
-    assert_eq!(alarms.metric_alarms().len(), 9);
+    assert_eq!(alarms.metric_alarms().len(), 10);
+    let server_errors = alarm("ApiServerErrors");
+    assert_eq!(
+        (
+            server_errors.metric_name(),
+            server_errors.threshold(),
+            server_errors.statistic().map(|s| s.as_str())
+        ),
+        (Some("HTTPCode_Target_5XX_Count"), Some(10.0), Some("Sum"))
+    );
     let response_time = alarm("HighResponseTime");
     assert_eq!(
         (
@@ -1198,7 +1235,7 @@ async fn phases_from_nothing_converge_in_place_and_destroy_leaves_nothing() {
             );
         }
         assert_eq!(
-            asg(&aws, &format!("{stack}-api-asg"))
+            asg(&aws, &format!("{stack}-api-blue-asg"))
                 .await
                 .unwrap()
                 .desired_capacity(),
@@ -1252,7 +1289,7 @@ async fn phases_from_nothing_converge_in_place_and_destroy_leaves_nothing() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
     succeeded(&accunode(&stack, &["destroy", "--yes"]));
     assert_eq!(network_counts(&aws, &stack).await, [0; 8]);
-    assert!(asg(&aws, &format!("{stack}-api-asg")).await.is_none());
+    assert!(asg(&aws, &format!("{stack}-api-blue-asg")).await.is_none());
     let alarms = aws
         .cloudwatch
         .describe_alarms()

@@ -1,5 +1,5 @@
 //! `aws-faults --upstream URL [--seed N] [--throttle SHARE] [--lost SHARE]
-//! [--seconds-per-minute S] [--instance-launch-secs S]`: runs the AWS-like proxy of
+//! [--seconds-per-minute S] [--instance-launch-secs S] [--unhealthy-target-group NAME]…`: runs the AWS-like proxy of
 //! `accunode_testkit::aws_faults` in front of moto for benchmarks and manual
 //! runs, printing its URL, until stdin closes; then prints what it did.
 
@@ -60,6 +60,7 @@ fn run() -> Result<(), String> {
                         format!("--instance-launch-secs {value:?}: expected a number of seconds")
                     })?
             }
+            "--unhealthy-target-group" => faults.unhealthy_target_groups.push(value),
             other => return Err(format!("{other}: unknown flag")),
         }
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::stack::aws::{self, aws_error, error_code};
 use crate::stack::resources::Ctx;
+use crate::stack::spec::Colour;
 
 const KEY: &str = "deploys/lock.json";
 /// How an unreadable lock object is reported (and recognised by `unlock`).
@@ -31,20 +32,69 @@ pub struct Holder {
     pub since: String,
     /// Tells this holder's lock from a later one's.
     pub token: String,
-    /// What the deploy changed on its group, once it has read it.
+    /// What the deploy changed, once it has read it.
     pub restore: Option<Restore>,
+}
+
+/// What a deploy puts back however it ends, and a run that takes over its
+/// lock after it died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Restore {
+    /// The workers' group, replaced in rolling batches.
+    Rolling(GroupState),
+    /// The API's colours and the listeners that choose between them.
+    BlueGreen(Colours),
+}
+
+impl Restore {
+    /// The release the tier served before the deploy (None: none yet).
+    pub fn previous_version(&self) -> Option<&String> {
+        match self {
+            Restore::Rolling(group) => group.previous_version.as_ref(),
+            Restore::BlueGreen(colours) => colours.live_group.previous_version.as_ref(),
+        }
+    }
+
+    /// What it changes, for messages: the groups' names.
+    pub fn groups(&self) -> String {
+        match self {
+            Restore::Rolling(group) => group.group.clone(),
+            Restore::BlueGreen(colours) => format!(
+                "{}, {} and the listeners",
+                colours.live_group.group, colours.idle_group.group
+            ),
+        }
+    }
 }
 
 /// A group's settings before a deploy changed them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Restore {
+pub struct GroupState {
     pub group: String,
+    pub min: i32,
     pub desired: i32,
     pub max: i32,
     /// Scaling processes that were suspended before the deploy (left so).
     pub suspended_before: Vec<String>,
     /// The release the group ran before (None: it had none yet).
     pub previous_version: Option<String>,
+}
+
+/// The API's colours as a blue-green deploy must leave them if it fails:
+/// the listeners forwarding to `live`, each group as recorded. A deploy
+/// that has switched and started scaling the old colour down records the
+/// new colour as live, so that nothing ever points the listeners back at a
+/// colour with no instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Colours {
+    pub live: Colour,
+    pub live_group: GroupState,
+    pub idle_group: GroupState,
+    /// The ARNs of the listeners that forward to the API.
+    pub listeners: Vec<String>,
+    /// The ARN of each colour's target group, by colour name.
+    pub target_groups: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Display for Holder {
@@ -219,8 +269,8 @@ pub async fn unlock(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
     if let Some(holder) = &holder {
         if let Some(restore) = &holder.restore {
             bail!(
-                "the lock held by {holder} records changes to {} that removing it would lose (scaling suspended, its size); `accunode deploy {} --version … --force` takes it over and puts them back",
-                restore.group,
+                "the lock held by {holder} records changes to {} that removing it would lose (scaling suspended, sizes); `accunode deploy {} --version … --force` takes it over and puts them back",
+                restore.groups(),
                 holder.tier
             );
         }

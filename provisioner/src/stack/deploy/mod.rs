@@ -1,11 +1,13 @@
 //! `accunode deploy | rollback | deploys | unlock`: putting a published
 //! release on a tier's instances, safely. One deploy per stack at a time (the
-//! [`lock`]), every deploy and rollback recorded ([`history`]), and the
-//! workers replaced in rolling batches ([`rolling`]). Whatever way a deploy
-//! ends, success, failure or Ctrl-C, the group's size and scaling are put
-//! back, the lock is given up and the outcome recorded; a deploy killed
-//! outright leaves the lock, with what to restore, for `--force` to take over.
+//! [`lock`]), every deploy and rollback recorded ([`history`]), the API
+//! deployed blue-green ([`bluegreen`]) and the workers replaced in rolling
+//! batches ([`rolling`]). Whatever way a deploy ends, success, failure or
+//! Ctrl-C, the groups' sizes, the listeners and scaling are put back, the
+//! lock is given up and the outcome recorded; a deploy killed outright
+//! leaves the lock, with what to restore, for `--force` to take over.
 
+pub mod bluegreen;
 pub mod history;
 pub mod lock;
 pub mod rolling;
@@ -17,16 +19,19 @@ use anyhow::{Context, bail};
 use clap::ValueEnum;
 use serde::Serialize;
 
+use self::bluegreen::Switched;
 use self::history::Record;
 use self::lock::{Holder, Restore};
 use self::rolling::Rolled;
 use super::release;
-use super::resources::Ctx;
-use super::spec::names;
+use super::resources::{Ctx, Known, live_colour};
+use super::spec::{Colour, names};
 
 /// The tiers a deploy can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Tier {
+    /// The API servers: deployed blue-green.
+    Api,
     /// The bulk-scoring workers: replaced in rolling batches.
     Worker,
 }
@@ -34,6 +39,7 @@ pub enum Tier {
 impl Tier {
     pub fn name(self) -> &'static str {
         match self {
+            Tier::Api => "api",
             Tier::Worker => "worker",
         }
     }
@@ -48,7 +54,12 @@ pub struct Deployed {
     pub to: String,
     /// The database snapshot taken first, when the release brings migrations.
     pub snapshot: Option<String>,
-    pub rolled: Rolled,
+    /// The workers' batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled: Option<Rolled>,
+    /// The API's switch of colours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switched: Option<Switched>,
 }
 
 /// How a deploy is run: its flags.
@@ -56,6 +67,7 @@ pub struct Settings {
     pub batch_percent: u8,
     pub lock_wait: Duration,
     pub force: bool,
+    pub blue_green: bluegreen::Options,
 }
 
 fn bucket(ctx: &Ctx) -> String {
@@ -178,10 +190,13 @@ async fn locked(
     }
     let bucket = bucket(ctx);
     // Taking over a dead deploy of this tier: what it changed is put back
-    // from what it recorded, not from the group as it left it.
-    let before: Restore = match lock.holder.restore.clone() {
+    // from what it recorded, not from the groups as it left them.
+    let mut before: Restore = match lock.holder.restore.clone() {
         Some(restore) => restore,
-        None => or_give_up!(rolling::before(ctx, tier.name()).await),
+        None => match tier {
+            Tier::Api => Restore::BlueGreen(or_give_up!(bluegreen::before(ctx).await)),
+            Tier::Worker => Restore::Rolling(or_give_up!(rolling::before(ctx, tier.name()).await)),
+        },
     };
     let version = match target {
         Target::Release(version) => version.clone(),
@@ -206,13 +221,18 @@ async fn locked(
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
+    let previous_version = before.previous_version().cloned();
     let mut rolled = Rolled::default();
+    let mut switched = Switched::default();
     let mut snapshot_taken = None;
     let (outcome, interrupted) = tokio::select! {
         result = async {
-            // Scaling stops first, so the snapshot's minutes do not move the group's size.
-            rolling::suspend(ctx, &before).await?;
-            let migrations = before_migrations(ctx, &before, &manifest).await?;
+            // Scaling stops first, so the snapshot's minutes do not move a group's size.
+            match &before {
+                Restore::Rolling(group) => rolling::suspend(ctx, group).await?,
+                Restore::BlueGreen(colours) => bluegreen::suspend(ctx, colours).await?,
+            }
+            let migrations = before_migrations(ctx, previous_version.as_ref(), &manifest).await?;
             if !migrations.is_empty() {
                 ctx.progress.done(
                     "+",
@@ -223,16 +243,25 @@ async fn locked(
                 );
                 snapshot_taken = Some(snapshot::take(ctx, &version, started_ms).await?);
             }
-            rolling::replace(ctx, tier.name(), &before, &version, settings.batch_percent, &mut rolled).await
+            match &mut before {
+                Restore::Rolling(group) => rolling::replace(ctx, tier.name(), group, &version, settings.batch_percent, &mut rolled).await,
+                Restore::BlueGreen(colours) => bluegreen::switch(ctx, colours, &version, &settings.blue_green, lock, &mut switched).await,
+            }
         } => (result, false),
         _ = tokio::signal::ctrl_c() => (Err(anyhow::anyhow!("interrupted (Ctrl-C)")), true),
     };
-    let put_back = rolling::put_back(ctx, &before, outcome.is_err()).await;
+    let failed = outcome.is_err();
+    let put_back = match &before {
+        Restore::Rolling(group) => rolling::put_back(ctx, group, failed).await,
+        Restore::BlueGreen(colours) => bluegreen::put_back(ctx, colours, failed)
+            .await
+            .map(|moved| switched.alarms_moved = moved),
+    };
     let record = Record {
         who: lock.holder.who.clone(),
         tier: tier.name().to_owned(),
         action: action.to_owned(),
-        from: before.previous_version.clone(),
+        from: previous_version.clone(),
         to: version.clone(),
         started,
         ended: now(),
@@ -246,18 +275,26 @@ async fn locked(
     };
     let recorded = history::append(ctx, &bucket, &record, started_ms, &lock.holder.token).await;
     let outcome = outcome.map_err(|error| {
-        let again = match &before.previous_version {
-            Some(previous) => format!(
-                "new instances launch with {previous} again; `accunode deploy {tier} --version {previous}` replaces any on {version}",
-                tier = tier.name()
+        let stopped = match &before {
+            Restore::Rolling(_) => {
+                let again = match &previous_version {
+                    Some(previous) => format!(
+                        "new instances launch with {previous} again; `accunode deploy {tier} --version {previous}` replaces any on {version}",
+                        tier = tier.name()
+                    ),
+                    None => "new instances wait for a release again".to_owned(),
+                };
+                format!("stopped after {} of its batches; {again}", rolled.batches.len())
+            }
+            Restore::BlueGreen(colours) => format!(
+                "rolled back: the listeners forward to {} ({}) again, {} is back at {} instances",
+                colours.live.name(),
+                previous_version.as_deref().unwrap_or("no release"),
+                colours.idle_group.group,
+                colours.idle_group.desired
             ),
-            None => "new instances wait for a release again".to_owned(),
         };
-        error.context(format!(
-            "{action} of {} to {version} stopped after {} of its batches; {again}",
-            tier.name(),
-            rolled.batches.len(),
-        ))
+        error.context(format!("{action} of {} to {version} {stopped}", tier.name()))
     });
     if let Err(error) = put_back {
         let why = match &outcome {
@@ -266,7 +303,8 @@ async fn locked(
         };
         return Ending {
             result: Err(error.context(format!(
-                "the deploy could not put the group back as it was{why}; the lock is kept for `accunode deploy {} … --force` to finish it",
+                "the deploy could not put {} back as it was{why}; the lock is kept for `accunode deploy {} … --force` to finish it",
+                before.groups(),
                 tier.name()
             ))),
             keep_lock: true,
@@ -281,10 +319,11 @@ async fn locked(
         (Ok(()), Ok(())) => Ok(Deployed {
             tier: tier.name().to_owned(),
             action: action.to_owned(),
-            from: before.previous_version.clone(),
+            from: previous_version,
             to: version.clone(),
             snapshot: snapshot_taken,
-            rolled,
+            rolled: matches!(before, Restore::Rolling(_)).then_some(rolled),
+            switched: matches!(before, Restore::BlueGreen(_)).then_some(switched),
         }),
     };
     Ending {
@@ -297,10 +336,10 @@ async fn locked(
 /// (none when the tier runs no release yet: nothing serves from the schema).
 async fn before_migrations(
     ctx: &Ctx,
-    before: &Restore,
+    running: Option<&String>,
     next: &release::Manifest,
 ) -> anyhow::Result<Vec<String>> {
-    let Some(running) = &before.previous_version else {
+    let Some(running) = running else {
         return Ok(Vec::new());
     };
     let running = release::manifest(ctx, running)
@@ -312,7 +351,7 @@ async fn before_migrations(
 /// The release a rollback of `tier` goes back to: the one the tier ran
 /// before the deploy (or rollback) that put its current release there.
 async fn previous(ctx: &Ctx, tier: Tier, before: &Restore) -> anyhow::Result<String> {
-    let Some(current) = &before.previous_version else {
+    let Some(current) = before.previous_version() else {
         bail!(
             "nothing to roll {} back from: no release is deployed to it",
             tier.name()
@@ -341,10 +380,16 @@ pub async fn deploys(ctx: &Ctx) -> anyhow::Result<(Vec<Record>, Option<Holder>)>
     ))
 }
 
-/// A tier as `status` shows it.
+/// A tier's group as `status` shows it: the workers', or one of the API's colours.
 #[derive(Debug, Serialize)]
 pub struct TierStatus {
     pub tier: String,
+    /// The API's colour of this group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour: Option<Colour>,
+    /// Whether the listeners forward to this colour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<bool>,
     /// What new instances launch with (None: nothing deployed yet).
     pub release: Option<String>,
     pub desired: i32,
@@ -362,21 +407,32 @@ pub struct DeployStatus {
     pub alarms_firing: Vec<String>,
 }
 
-/// `tiers` are those the stack has a group for.
-pub async fn status(ctx: &Ctx, tiers: &[&str]) -> anyhow::Result<DeployStatus> {
+/// The groups the stack has (`known`, as discovered), the API's colours
+/// with each instance's health in its target group.
+pub async fn status(ctx: &Ctx, known: &Known) -> anyhow::Result<DeployStatus> {
     let bucket = bucket(ctx);
+    let live = live_colour(known);
+    let mut groups: Vec<(String, Option<Colour>)> = Colour::BOTH
+        .into_iter()
+        .map(|colour| (colour.tier(), Some(colour)))
+        .collect();
+    groups.push(("worker".to_owned(), None));
     let mut shown = Vec::new();
-    for tier in tiers {
-        let group = rolling::describe(ctx, tier).await?;
+    for (tier, colour) in groups {
+        if !known.contains_key(&format!("asg-{tier}")) {
+            continue;
+        }
+        let mut group = rolling::describe(ctx, &tier).await?;
+        if let Some(target_group) = colour.and_then(|c| known.get(&c.target_group())) {
+            rolling::read_target_health(ctx, &target_group.id, &mut group.members).await?;
+        }
         shown.push(TierStatus {
-            tier: (*tier).to_owned(),
+            tier: if colour.is_some() { "api" } else { "worker" }.to_owned(),
+            colour,
+            live: colour.map(|c| c == live),
             release: group.release.clone(),
             desired: group.desired,
-            in_service: group
-                .members
-                .iter()
-                .filter(|m| m.lifecycle == "InService")
-                .count(),
+            in_service: group.in_service().count(),
             instances: group.members,
         });
     }
@@ -395,9 +451,11 @@ pub async fn status(ctx: &Ctx, tiers: &[&str]) -> anyhow::Result<DeployStatus> {
         tiers: shown,
         lock: lock::holder(ctx, &bucket).await?,
         last_deploy: records.last().cloned(),
+        // Filtered here too: moto ignores StateValue beside a name prefix.
         alarms_firing: alarms
             .metric_alarms()
             .iter()
+            .filter(|a| a.state_value() == Some(&aws_sdk_cloudwatch::types::StateValue::Alarm))
             .filter_map(|a| a.alarm_name())
             .map(str::to_owned)
             .collect(),

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use aws_sdk_autoscaling::types::Tag;
 use serde::Serialize;
 
-use super::lock::Restore;
+use super::lock::GroupState;
 use crate::stack::aws::aws_error;
 use crate::stack::resources::Ctx;
 use crate::stack::resources::wait::{Poll, wait_for};
@@ -36,6 +36,9 @@ pub struct Member {
     pub id: String,
     pub lifecycle: String,
     pub release: Option<String>,
+    /// Its state in its target group (API instances, when asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_health: Option<String>,
 }
 
 /// The group as a deploy sees it.
@@ -44,6 +47,7 @@ pub struct Group {
     pub name: String,
     /// What new instances launch with: the group's propagated release tag.
     pub release: Option<String>,
+    pub min: i32,
     pub desired: i32,
     pub max: i32,
     pub suspended: Vec<String>,
@@ -51,7 +55,7 @@ pub struct Group {
 }
 
 impl Group {
-    fn in_service(&self) -> impl Iterator<Item = &Member> {
+    pub fn in_service(&self) -> impl Iterator<Item = &Member> {
         self.members.iter().filter(|m| m.lifecycle == "InService")
     }
 }
@@ -121,6 +125,7 @@ pub async fn describe(ctx: &Ctx, tier: &str) -> anyhow::Result<Group> {
     Ok(Group {
         name: name.clone(),
         release: tag(RELEASE_TAG).map(str::to_owned),
+        min: group.min_size().unwrap_or(0),
         desired: group.desired_capacity().unwrap_or(0),
         max: group.max_size().unwrap_or(0),
         suspended: group
@@ -136,6 +141,7 @@ pub async fn describe(ctx: &Ctx, tier: &str) -> anyhow::Result<Group> {
                 let id = i.instance_id().unwrap_or_default().to_owned();
                 Member {
                     release: releases.get(&id).cloned().flatten(),
+                    target_health: None,
                     lifecycle: i
                         .lifecycle_state()
                         .map(|s| s.as_str().to_owned())
@@ -145,6 +151,35 @@ pub async fn describe(ctx: &Ctx, tier: &str) -> anyhow::Result<Group> {
             })
             .collect(),
     })
+}
+
+/// Fills in each member's state in the target group `target_group` (an ARN).
+pub async fn read_target_health(
+    ctx: &Ctx,
+    target_group: &str,
+    members: &mut [Member],
+) -> anyhow::Result<()> {
+    let health = ctx
+        .aws
+        .elb
+        .describe_target_health()
+        .target_group_arn(target_group)
+        .send()
+        .await
+        .map_err(aws_error)
+        .context("cannot read the targets' health")?;
+    for member in members.iter_mut() {
+        member.target_health = Some(
+            health
+                .target_health_descriptions()
+                .iter()
+                .find(|d| d.target().and_then(|t| t.id()) == Some(member.id.as_str()))
+                .and_then(|d| d.target_health()?.state())
+                .map_or("not registered", |state| state.as_str())
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Makes the group's new instances launch with no release again (after a
@@ -168,7 +203,7 @@ async fn clear_release(ctx: &Ctx, group: &str) -> anyhow::Result<()> {
 }
 
 /// Makes `version` what new instances of the group launch with.
-async fn set_release(ctx: &Ctx, group: &str, version: &str) -> anyhow::Result<()> {
+pub(super) async fn set_release(ctx: &Ctx, group: &str, version: &str) -> anyhow::Result<()> {
     ctx.aws
         .autoscaling
         .create_or_update_tags()
@@ -204,10 +239,11 @@ pub struct Rolled {
 }
 
 /// The group's settings before the deploy, and the release it ran.
-pub async fn before(ctx: &Ctx, tier: &str) -> anyhow::Result<Restore> {
+pub async fn before(ctx: &Ctx, tier: &str) -> anyhow::Result<GroupState> {
     let group = describe(ctx, tier).await?;
-    Ok(Restore {
+    Ok(GroupState {
         group: group.name,
+        min: group.min,
         desired: group.desired,
         max: group.max,
         suspended_before: group.suspended,
@@ -215,7 +251,7 @@ pub async fn before(ctx: &Ctx, tier: &str) -> anyhow::Result<Restore> {
     })
 }
 
-fn ours(before: &Restore) -> Vec<String> {
+fn ours(before: &GroupState) -> Vec<String> {
     SUSPENDED
         .iter()
         .filter(|p| !before.suspended_before.iter().any(|s| s == *p))
@@ -225,7 +261,7 @@ fn ours(before: &Restore) -> Vec<String> {
 
 /// Stops scale-in and scale-out by alarms and schedules for the deploy's
 /// duration (the processes `before` had suspended already stay so).
-pub async fn suspend(ctx: &Ctx, before: &Restore) -> anyhow::Result<()> {
+pub async fn suspend(ctx: &Ctx, before: &GroupState) -> anyhow::Result<()> {
     let suspend = ours(before);
     if !suspend.is_empty() {
         ctx.aws
@@ -243,7 +279,7 @@ pub async fn suspend(ctx: &Ctx, before: &Restore) -> anyhow::Result<()> {
 
 /// Whether a member counts as one of the group's instances: launching or in
 /// service, not on its way out (terminating, detaching, in standby).
-fn serving(member: &Member) -> bool {
+pub(super) fn serving(member: &Member) -> bool {
     member.lifecycle == "InService" || member.lifecycle.starts_with("Pending")
 }
 
@@ -253,7 +289,7 @@ fn serving(member: &Member) -> bool {
 pub async fn replace(
     ctx: &Ctx,
     tier: &str,
-    before: &Restore,
+    before: &GroupState,
     version: &str,
     percent: u8,
     rolled: &mut Rolled,
@@ -373,7 +409,7 @@ pub async fn replace(
 }
 
 /// Terminates `ids` in their group, decrementing its desired capacity.
-async fn terminate(ctx: &Ctx, ids: &[String]) -> anyhow::Result<()> {
+pub(super) async fn terminate(ctx: &Ctx, ids: &[String]) -> anyhow::Result<()> {
     for id in ids {
         ctx.aws
             .autoscaling
@@ -388,14 +424,15 @@ async fn terminate(ctx: &Ctx, ids: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Puts back what the deploy changed: the maximum and the scaling it
+/// Puts back what the deploy changed: the minimum, maximum and the scaling it
 /// suspended always; after a failure also the release new instances launch
 /// with, and the desired capacity.
-pub async fn put_back(ctx: &Ctx, before: &Restore, failed: bool) -> anyhow::Result<()> {
+pub async fn put_back(ctx: &Ctx, before: &GroupState, failed: bool) -> anyhow::Result<()> {
     let autoscaling = &ctx.aws.autoscaling;
     let mut update = autoscaling
         .update_auto_scaling_group()
         .auto_scaling_group_name(&before.group)
+        .min_size(before.min)
         .max_size(before.max);
     if failed {
         update = update.desired_capacity(before.desired);

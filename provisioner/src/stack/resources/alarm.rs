@@ -7,15 +7,16 @@
 use std::fmt;
 use std::str::FromStr;
 
-use accunode_core::published_metrics::STACK_DIMENSION;
+use accunode_core::published_metrics::{API_NAMESPACE, STACK_DIMENSION};
 use anyhow::{Context, bail};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
 
+use super::listener::live_colour;
 use super::tags::tagged;
 use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, id, number, resource};
 use crate::stack::aws::{GONE, OrAlready, aws_error};
-use crate::stack::definition::{AlarmDimension, Definition};
-use crate::stack::spec::{Existing, Kind, Props, Resource};
+use crate::stack::definition::{self, AlarmDimension, Definition};
+use crate::stack::spec::{Colour, Existing, Kind, Props, Resource};
 
 pub struct Alarm;
 
@@ -29,65 +30,13 @@ impl ResourceKind for Alarm {
     }
 
     fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
-        let stack = wanted.inputs.stack;
-        let mut alarms = Vec::new();
-        for alarm in &wanted.definition.alarms {
-            let (dimension, mut deps) = match alarm.dimension {
-                Some(AlarmDimension::LoadBalancer) => (
-                    Some(("LoadBalancer", "load-balancer".to_owned())),
-                    vec!["load-balancer"],
-                ),
-                Some(AlarmDimension::ApiGroup) => (
-                    Some(("AutoScalingGroupName", "asg-api".to_owned())),
-                    vec!["asg-api"],
-                ),
-                Some(AlarmDimension::WorkerGroup) => (
-                    Some(("AutoScalingGroupName", "asg-worker".to_owned())),
-                    vec!["asg-worker"],
-                ),
-                // The value itself, not a component: the stack's name.
-                Some(AlarmDimension::Stack) => (Some((STACK_DIMENSION, stack.to_owned())), vec![]),
-                None => (None, vec![]),
-            };
-            let dimensions = MetricDimensions(
-                dimension
-                    .into_iter()
-                    .map(|(name, value)| (name.to_owned(), value))
-                    .collect(),
-            );
-            let metric = AlarmMetric {
-                namespace: alarm.namespace.clone(),
-                name: alarm.metric.clone(),
-                statistic: alarm.statistic.clone(),
-                period_secs: alarm.period_secs,
-                evaluation_periods: alarm.evaluation_periods,
-            };
-            let action = alarm
-                .action
-                .as_ref()
-                .map(|a| format!("policy-{a}"))
-                .unwrap_or_default();
-            if !action.is_empty() {
-                deps.push(&action);
-            }
-            alarms.push(resource(
-                &format!("alarm-{}", alarm.name),
-                Kind::Alarm,
-                format!("{stack}-{}", alarm.name),
-                &[
-                    ("description", alarm.description.clone()),
-                    ("metric", metric.to_string()),
-                    (
-                        "condition",
-                        format!("{} {}", alarm.comparison, number(alarm.threshold)),
-                    ),
-                    ("dimensions", dimensions.to_string()),
-                    ("actions", action.clone()),
-                ],
-                &deps,
-            ));
-        }
-        alarms
+        let live = live_colour(wanted.existing);
+        wanted
+            .definition
+            .alarms
+            .iter()
+            .map(|alarm| wanted_alarm(alarm, wanted.inputs.stack, live))
+            .collect()
     }
 
     fn monthly_cost(&self, definition: &Definition, _props: &Props) -> f64 {
@@ -121,6 +70,105 @@ impl ResourceKind for Alarm {
     async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         delete(ctx, current).await
     }
+}
+
+/// The definition's `alarm` as the stack wants it, its `api_group` dimension
+/// on the `live` colour's group.
+fn wanted_alarm(alarm: &definition::Alarm, stack: &str, live: Colour) -> Resource {
+    let (dimension, mut deps) = match alarm.dimension {
+        Some(AlarmDimension::LoadBalancer) => (
+            Some(("LoadBalancer", "load-balancer".to_owned())),
+            vec!["load-balancer".to_owned()],
+        ),
+        Some(AlarmDimension::ApiGroup) => (
+            Some(("AutoScalingGroupName", live.group())),
+            vec![live.group()],
+        ),
+        Some(AlarmDimension::WorkerGroup) => (
+            Some(("AutoScalingGroupName", "asg-worker".to_owned())),
+            vec!["asg-worker".to_owned()],
+        ),
+        // The value itself, not a component: the stack's name.
+        Some(AlarmDimension::Stack) => (Some((STACK_DIMENSION, stack.to_owned())), vec![]),
+        None => (None, vec![]),
+    };
+    let dimensions = MetricDimensions(
+        dimension
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+    );
+    let metric = AlarmMetric {
+        namespace: alarm.namespace.clone(),
+        name: alarm.metric.clone(),
+        statistic: alarm.statistic.clone(),
+        period_secs: alarm.period_secs,
+        evaluation_periods: alarm.evaluation_periods,
+    };
+    let action = alarm
+        .action
+        .as_ref()
+        .map(|a| format!("policy-{a}"))
+        .unwrap_or_default();
+    if !action.is_empty() {
+        deps.push(action.clone());
+    }
+    let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+    resource(
+        &format!("alarm-{}", alarm.name),
+        Kind::Alarm,
+        format!("{stack}-{}", alarm.name),
+        &[
+            ("description", alarm.description.clone()),
+            ("metric", metric.to_string()),
+            (
+                "condition",
+                format!("{} {}", alarm.comparison, number(alarm.threshold)),
+            ),
+            ("dimensions", dimensions.to_string()),
+            ("actions", action),
+        ],
+        &deps,
+    )
+}
+
+/// Points the alarms on the API's group at the `live` colour's group, once a
+/// deploy has switched to it (what `provision` would then do); `known` is
+/// the stack as discovered. The names of the alarms it changed.
+pub async fn follow_live(ctx: &Ctx, known: &Known, live: Colour) -> anyhow::Result<Vec<String>> {
+    let mut moved = Vec::new();
+    for alarm in &ctx.definition.alarms {
+        if alarm.dimension != Some(AlarmDimension::ApiGroup) {
+            continue;
+        }
+        let wanted = wanted_alarm(alarm, &ctx.stack, live);
+        let current = known
+            .get(&wanted.component)
+            .and_then(|e| e.props.get("dimensions"));
+        if current != wanted.props.get("dimensions") {
+            put(ctx, known, &wanted).await.with_context(|| {
+                format!("cannot point the alarm {} at {}", wanted.name, live.group())
+            })?;
+            moved.push(wanted.name);
+        }
+    }
+    Ok(moved)
+}
+
+/// The alarms a canary watches: those on the API, by the load balancer, an
+/// API group or the API's own metrics (`AccuNode/API`), by AWS name.
+pub fn api_alarms(ctx: &Ctx) -> Vec<String> {
+    ctx.definition
+        .alarms
+        .iter()
+        .filter(|alarm| {
+            matches!(
+                alarm.dimension,
+                Some(AlarmDimension::LoadBalancer | AlarmDimension::ApiGroup)
+            ) || alarm.namespace == API_NAMESPACE
+        })
+        .map(|alarm| format!("{}-{}", ctx.stack, alarm.name))
+        .collect()
 }
 
 /// The metric an alarm watches and how: plans show and compare it as text,

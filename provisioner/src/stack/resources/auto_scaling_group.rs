@@ -1,7 +1,10 @@
-//! The API and worker Auto Scaling groups: the instances of each tier, from
-//! its launch template, in the private subnets; the API's behind the target
-//! group, with the load balancer's health check. Sizes change in place with
-//! UpdateAutoScalingGroup; a delete terminates the instances.
+//! The Auto Scaling groups: the instances of each tier, from its launch
+//! template, in the private subnets. The API has one group per colour, each
+//! behind its colour's target group with the load balancer's health check:
+//! the live colour (the one the listener forwards to) at the phase's size,
+//! the idle one at zero, both launching from the API's launch template.
+//! Sizes change in place with UpdateAutoScalingGroup; a delete terminates
+//! the instances.
 
 use anyhow::{Context, bail};
 use aws_sdk_autoscaling::types::{
@@ -9,14 +12,18 @@ use aws_sdk_autoscaling::types::{
 };
 
 use super::find::adopt;
+use super::listener::live_colour;
 use super::tags::tagged;
 use super::wait::{Poll, wait_for};
 use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, id, ids, resource};
 use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error};
 use crate::stack::definition::Definition;
-use crate::stack::spec::{Existing, Kind, Props, Resource};
+use crate::stack::spec::{Colour, Existing, Kind, Props, Resource};
 
-const TIERS: [&str; 2] = ["api", "worker"];
+/// What the groups are named after: the API's colours and the workers; and
+/// "api", the one API group of stacks provisioned before the colours,
+/// discovered so that a converge removes it.
+const TIERS: [&str; 4] = ["api-blue", "api-green", "worker", "api"];
 
 fn group_name(ctx: &Ctx, tier: &str) -> String {
     format!("{}-{tier}-asg", ctx.stack)
@@ -36,45 +43,41 @@ impl ResourceKind for AutoScalingGroup {
     fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
         let scaling = &wanted.definition.autoscaling;
         let phase = wanted.phase;
-        let private_subnets = wanted.subnets("private");
-        let mut groups = Vec::new();
-        for (tier, min, max, desired) in [
-            ("api", scaling.api_min, scaling.api_max, phase.api_desired),
-            (
-                "worker",
-                scaling.worker_min,
-                scaling.worker_max,
-                phase.worker_desired,
-            ),
-        ] {
-            let template = format!("launch-template-{tier}");
-            let mut props = vec![
-                ("launch_template", template.clone()),
-                ("min", min.to_string()),
-                ("max", max.to_string()),
-                ("desired", desired.to_string()),
-                ("subnets", wanted.subnet_list("private")),
-                ("cooldown", scaling.cooldown_secs.to_string()),
-                ("health_check_grace", "300".to_owned()),
-            ];
-            let mut deps = vec![template.as_str(), "route-table-private"];
-            if tier == "api" {
-                props.push(("health_check_type", "ELB".into()));
-                props.push(("target_groups", "target-group-api".into()));
-                deps.push("target-group-api");
-            } else {
-                props.push(("health_check_type", "EC2".into()));
-                props.push(("target_groups", String::new()));
-            }
-            deps.extend(private_subnets.iter().map(String::as_str));
-            groups.push(resource(
-                &format!("asg-{tier}"),
-                Kind::AutoScalingGroup,
-                wanted.name(&format!("{tier}-asg")),
-                &props,
-                &deps,
-            ));
-        }
+        let live = live_colour(wanted.existing);
+        let mut groups: Vec<Resource> = Colour::BOTH
+            .into_iter()
+            .map(|colour| {
+                let (min, desired) = if colour == live {
+                    (scaling.api_min, phase.api_desired)
+                } else {
+                    (0, 0)
+                };
+                let sizes = Sizes {
+                    min,
+                    max: scaling.api_max,
+                    desired,
+                };
+                group(
+                    wanted,
+                    &colour.tier(),
+                    "launch-template-api",
+                    sizes,
+                    Some(&colour.target_group()),
+                )
+            })
+            .collect();
+        let workers = Sizes {
+            min: scaling.worker_min,
+            max: scaling.worker_max,
+            desired: phase.worker_desired,
+        };
+        groups.push(group(
+            wanted,
+            "worker",
+            "launch-template-worker",
+            workers,
+            None,
+        ));
         groups
     }
 
@@ -131,6 +134,49 @@ impl ResourceKind for AutoScalingGroup {
     async fn delete(&self, ctx: &Ctx, current: &Existing) -> anyhow::Result<()> {
         delete(ctx, current).await
     }
+}
+
+struct Sizes {
+    min: i32,
+    max: i32,
+    desired: i32,
+}
+
+/// The group `asg-<tier>`; behind `target_group` with the load balancer's
+/// health check, or on its own with EC2's.
+fn group(
+    wanted: &Wanted<'_>,
+    tier: &str,
+    template: &str,
+    sizes: Sizes,
+    target_group: Option<&str>,
+) -> Resource {
+    let scaling = &wanted.definition.autoscaling;
+    let private_subnets = wanted.subnets("private");
+    let props = [
+        ("launch_template", template.to_owned()),
+        ("min", sizes.min.to_string()),
+        ("max", sizes.max.to_string()),
+        ("desired", sizes.desired.to_string()),
+        ("subnets", wanted.subnet_list("private")),
+        ("cooldown", scaling.cooldown_secs.to_string()),
+        ("health_check_grace", "300".to_owned()),
+        (
+            "health_check_type",
+            if target_group.is_some() { "ELB" } else { "EC2" }.to_owned(),
+        ),
+        ("target_groups", target_group.unwrap_or_default().to_owned()),
+    ];
+    let mut deps = vec![template, "route-table-private"];
+    deps.extend(target_group);
+    deps.extend(private_subnets.iter().map(String::as_str));
+    resource(
+        &format!("asg-{tier}"),
+        Kind::AutoScalingGroup,
+        wanted.name(&format!("{tier}-asg")),
+        &props,
+        &deps,
+    )
 }
 
 /// The stack's Auto Scaling groups as AWS describes them, each with its

@@ -1,4 +1,5 @@
-//! The CloudWatch dashboard with the original design's metrics. Its body is
+//! The CloudWatch dashboard with the original design's metrics, the API's
+//! for both colours (the idle one's lines are empty). Its body is
 //! rendered from the stack's name and the live identifiers its widgets name
 //! (the load balancer's metric dimension); plans compare its digest.
 
@@ -42,7 +43,8 @@ impl ResourceKind for Dashboard {
             )],
             &[
                 "load-balancer",
-                "asg-api",
+                "asg-api-blue",
+                "asg-api-green",
                 "asg-worker",
                 "database",
                 "redis",

@@ -14,7 +14,7 @@ pub mod find;
 pub mod tags;
 pub mod wait;
 
-mod alarm;
+pub mod alarm;
 mod auto_scaling_group;
 mod bucket;
 mod cache_subnet_group;
@@ -37,6 +37,8 @@ mod security_group;
 mod subnet;
 mod target_group;
 mod vpc;
+
+pub use listener::{ListenerAction, live_colour, set_action};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -501,7 +503,15 @@ pub fn desired(
 
 /// Everything of the stack that exists, discovered kind by kind concurrently.
 pub async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
-    let found = futures::future::try_join_all(KINDS.iter().map(|home| home.discover(ctx))).await?;
+    discover_kinds(ctx, &KINDS.map(|home| home.kind())).await
+}
+
+/// What exists of `kinds` only, with references among them mapped to
+/// components (a deploy reads the listeners and target groups this way, not
+/// the whole stack).
+pub async fn discover_kinds(ctx: &Ctx, kinds: &[Kind]) -> anyhow::Result<Vec<Existing>> {
+    let found =
+        futures::future::try_join_all(kinds.iter().map(|kind| kind.home().discover(ctx))).await?;
     let mut found: Vec<Existing> = found.concat();
     references_to_components(&mut found);
     Ok(found)

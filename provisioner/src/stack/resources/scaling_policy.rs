@@ -1,5 +1,6 @@
 //! The scaling policies of the Auto Scaling groups: target tracking on CPU
-//! for the API, step scaling for workers, triggered by the definition's
+//! for each API colour (it acts on the colour that has instances, the live
+//! one: an idle colour at zero has no CPU to track), step scaling for workers, triggered by the definition's
 //! alarms on the workers' queue length and task wait time
 //! (`AccuNode/Workers`, dimension `Stack`). PutScalingPolicy both creates and
 //! changes a policy; a change of its type makes a new one.
@@ -12,7 +13,7 @@ use aws_sdk_autoscaling::types::{
 use super::auto_scaling_group::stack_groups;
 use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, id, number, resource};
 use crate::stack::aws::{GONE, OrAlready, aws_error};
-use crate::stack::spec::{Existing, Kind, Resource};
+use crate::stack::spec::{Colour, Existing, Kind, Resource};
 
 pub struct ScalingPolicy;
 
@@ -27,25 +28,30 @@ impl ResourceKind for ScalingPolicy {
 
     fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
         let scaling = &wanted.definition.autoscaling;
-        vec![
-            resource(
-                "policy-api-cpu",
-                Kind::ScalingPolicy,
-                wanted.name("api-cpu"),
-                &[
-                    ("group", "asg-api".into()),
-                    ("type", "TargetTrackingScaling".into()),
-                    (
-                        "target",
-                        format!(
-                            "ASGAverageCPUUtilization {}",
-                            number(scaling.api_cpu_target)
+        let mut policies: Vec<Resource> = Colour::BOTH
+            .into_iter()
+            .map(|colour| {
+                resource(
+                    &format!("policy-{}-cpu", colour.tier()),
+                    Kind::ScalingPolicy,
+                    wanted.name(&format!("{}-cpu", colour.tier())),
+                    &[
+                        ("group", colour.group()),
+                        ("type", "TargetTrackingScaling".into()),
+                        (
+                            "target",
+                            format!(
+                                "ASGAverageCPUUtilization {}",
+                                number(scaling.api_cpu_target)
+                            ),
                         ),
-                    ),
-                    ("warmup", scaling.cooldown_secs.to_string()),
-                ],
-                &["asg-api"],
-            ),
+                        ("warmup", scaling.cooldown_secs.to_string()),
+                    ],
+                    &[&colour.group()],
+                )
+            })
+            .collect();
+        policies.extend([
             resource(
                 "policy-worker-scale-up",
                 Kind::ScalingPolicy,
@@ -70,7 +76,8 @@ impl ResourceKind for ScalingPolicy {
                 ],
                 &["asg-worker"],
             ),
-        ]
+        ]);
+        policies
     }
 
     fn forces_replacement(&self, key: &str) -> bool {

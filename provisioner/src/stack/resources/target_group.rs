@@ -1,6 +1,6 @@
-//! The API target group: the instances of the API tier behind the load
-//! balancer, with the health check and deregistration delay the original
-//! design says. What the three ELB kinds share, how their resources are
+//! The API target groups, one per colour (`<stack>-api-blue`, `-green`): the
+//! instances of that colour's Auto Scaling group behind the load balancer,
+//! with the health check and deregistration delay the original design says. What the three ELB kinds share, how their resources are
 //! tagged (`tags`) and which ARNs are the stack's (`components`), is here
 //! too: the load balancer and the listeners import it.
 
@@ -14,7 +14,7 @@ use super::tags::tagged;
 use super::wait::{Poll, wait_for};
 use super::{Changed, Ctx, Known, ResourceKind, Wanted, created, existing, id, resource};
 use crate::stack::aws::{EXISTS, GONE, OrAlready, aws_error, error_code};
-use crate::stack::spec::{Existing, Kind, Resource};
+use crate::stack::spec::{Colour, Existing, Kind, Resource};
 
 const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
 
@@ -31,32 +31,36 @@ impl ResourceKind for TargetGroup {
 
     fn desired(&self, wanted: &Wanted<'_>) -> Vec<Resource> {
         let lb = &wanted.definition.load_balancer;
-        vec![resource(
-            "target-group-api",
-            Kind::TargetGroup,
-            wanted.name("api-targets"),
-            &[
-                ("vpc", "vpc".into()),
-                ("protocol", "HTTP".into()),
-                ("port", wanted.definition.instances.api_port.to_string()),
-                ("health_check_path", lb.health_check_path.clone()),
-                (
-                    "health_check_interval",
-                    lb.health_check_interval_secs.to_string(),
-                ),
-                (
-                    "health_check_timeout",
-                    lb.health_check_timeout_secs.to_string(),
-                ),
-                ("healthy_threshold", lb.healthy_threshold.to_string()),
-                ("unhealthy_threshold", lb.unhealthy_threshold.to_string()),
-                (
-                    "deregistration_delay",
-                    lb.deregistration_delay_secs.to_string(),
-                ),
-            ],
-            &["vpc"],
-        )]
+        Colour::BOTH
+            .map(|colour| {
+                resource(
+                    &colour.target_group(),
+                    Kind::TargetGroup,
+                    wanted.name(&colour.tier()),
+                    &[
+                        ("vpc", "vpc".into()),
+                        ("protocol", "HTTP".into()),
+                        ("port", wanted.definition.instances.api_port.to_string()),
+                        ("health_check_path", lb.health_check_path.clone()),
+                        (
+                            "health_check_interval",
+                            lb.health_check_interval_secs.to_string(),
+                        ),
+                        (
+                            "health_check_timeout",
+                            lb.health_check_timeout_secs.to_string(),
+                        ),
+                        ("healthy_threshold", lb.healthy_threshold.to_string()),
+                        ("unhealthy_threshold", lb.unhealthy_threshold.to_string()),
+                        (
+                            "deregistration_delay",
+                            lb.deregistration_delay_secs.to_string(),
+                        ),
+                    ],
+                    &["vpc"],
+                )
+            })
+            .to_vec()
     }
 
     fn forces_replacement(&self, key: &str) -> bool {
@@ -141,13 +145,27 @@ pub(super) async fn components(
         .collect())
 }
 
+/// The name of the one API target group of stacks provisioned before the
+/// colours: discovered so that a converge removes it.
+const BEFORE_COLOURS: &str = "api-targets";
+
 async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
+    let mut found = Vec::new();
+    let suffixes = Colour::BOTH.map(Colour::tier);
+    for suffix in suffixes.iter().map(String::as_str).chain([BEFORE_COLOURS]) {
+        found.extend(discover_named(ctx, &format!("{}-{suffix}", ctx.stack)).await?);
+    }
+    Ok(found)
+}
+
+/// The target group of that name, if it exists (DescribeTargetGroups
+/// refuses a list of names when any one is missing).
+async fn discover_named(ctx: &Ctx, target_group_name: &str) -> anyhow::Result<Vec<Existing>> {
     let elb = &ctx.aws.elb;
     let mut found = Vec::new();
-    let target_group_name = format!("{}-api-targets", ctx.stack);
     match elb
         .describe_target_groups()
-        .names(&target_group_name)
+        .names(target_group_name)
         .send()
         .await
     {
@@ -184,7 +202,7 @@ async fn discover(ctx: &Ctx) -> anyhow::Result<Vec<Existing>> {
                 let mut e = existing(
                     component.clone(),
                     Kind::TargetGroup,
-                    target_group_name.clone(),
+                    target_group_name.to_owned(),
                     arn.to_owned(),
                     &[
                         ("vpc", group.vpc_id().unwrap_or_default().to_owned()),

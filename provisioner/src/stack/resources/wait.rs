@@ -16,7 +16,27 @@ pub enum Poll<T> {
 
 /// Poll `check` until it is ready, backing off to 10 s, printing the status
 /// every 15 s, and failing after the run's wait timeout.
-pub async fn wait_for<T, F, Fut>(ctx: &Ctx, component: &str, mut check: F) -> anyhow::Result<T>
+pub async fn wait_for<T, F, Fut>(ctx: &Ctx, component: &str, check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Poll<T>>>,
+{
+    wait_then(
+        ctx,
+        component,
+        "run the command again to go on waiting",
+        check,
+    )
+    .await
+}
+
+/// [`wait_for`], whose timeout says `then` (what happens next) instead.
+pub async fn wait_then<T, F, Fut>(
+    ctx: &Ctx,
+    component: &str,
+    then: &str,
+    mut check: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Poll<T>>>,
@@ -30,7 +50,7 @@ where
             Poll::Pending(status) => {
                 if started.elapsed() > ctx.wait_timeout {
                     bail!(
-                        "{component}: still {status} after {} s (--wait-timeout); run the command again to go on waiting",
+                        "{component}: still {status} after {} s (--wait-timeout); {then}",
                         started.elapsed().as_secs()
                     );
                 }
