@@ -375,7 +375,7 @@ async fn run_deploy(
                         .unwrap_or_default(),
                     switched.drained_seconds
                 ),
-                (None, None) => String::new(),
+                (None, None) => "put back what the interrupted deploy changed".to_owned(),
             };
             println!(
                 "{} of {} {} → {} done in {:.1} s: {how}; {}.",

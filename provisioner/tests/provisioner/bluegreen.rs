@@ -495,12 +495,10 @@ async fn an_alarm_during_the_canary_rolls_back() {
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
 
-#[tokio::test]
-async fn a_deploy_killed_mid_canary_keeps_the_lock_and_force_finishes_it() {
-    let aws = aws().await;
-    let stack = stack_on_one("bgkill").await;
+/// Starts a canary deploy of 2.0.0 and kills it (SIGKILL) mid-canary.
+async fn killed_mid_canary(aws: &Aws, stack: &str) {
     let mut deploy = command(
-        &stack,
+        stack,
         &[
             "deploy",
             "api",
@@ -516,9 +514,17 @@ async fn a_deploy_killed_mid_canary_keeps_the_lock_and_force_finishes_it() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    canary_started(&aws, &stack).await;
+    canary_started(aws, stack).await;
     deploy.kill().unwrap();
     deploy.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_deploy_killed_mid_canary_keeps_the_lock_for_rollback_or_force() {
+    let aws = aws().await;
+    let stack = stack_on_one("bgkill").await;
+    let before = api(&aws, &stack).await;
+    killed_mid_canary(&aws, &stack).await;
 
     // The lock stays, with what to put back: green live, blue as it was.
     let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
@@ -538,7 +544,29 @@ async fn a_deploy_killed_mid_canary_keeps_the_lock_and_force_finishes_it() {
         stderr(&unlock)
     );
 
-    // --force takes it over and finishes the deploy.
+    // rollback --force puts back exactly what the dead deploy changed.
+    let rolled_back = succeeded(&accunode(&stack, &["rollback", "api", "--force"]));
+    assert!(
+        rolled_back.contains("rollback of api 2.0.0 → 1.0.0"),
+        "{rolled_back}"
+    );
+    assert_eq!(api(&aws, &stack).await, before, "as before the dead deploy");
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+    let last = history["deploys"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&last["action"], &last["outcome"]),
+        (&"rollback".into(), &"succeeded".into()),
+        "{last}"
+    );
+
+    // Killed again, deploy --force takes it over and finishes the deploy.
+    killed_mid_canary(&aws, &stack).await;
     succeeded(&accunode(
         &stack,
         &[

@@ -158,7 +158,28 @@ pub async fn switch(
 ) -> anyhow::Result<()> {
     let (old, new) = (restore.live, restore.live.other());
     switched.from_colour = old.name().to_owned();
+    if restore.live_group.previous_version.as_deref() == Some(version) {
+        // Already live (a re-run after a deploy that got this far): nothing
+        // to bring up or switch; the put-back resumes scaling.
+        switched.to_colour = old.name().to_owned();
+        ctx.progress.done(
+            "=",
+            &old.group(),
+            "blue-green",
+            &format!("{version} is live on {} already", old.name()),
+            Duration::ZERO,
+        );
+        return Ok(());
+    }
     switched.to_colour = new.name().to_owned();
+    // A canary could not judge a release while an alarm it watches is firing
+    // already: refused before anything launches.
+    let watched = alarm::api_alarms(ctx);
+    let baseline = if options.canary_percent > 0 {
+        Some(quiet_alarms(ctx, &watched).await?)
+    } else {
+        None
+    };
     // The new colour serves what the old one serves now, scaled or not.
     let size = restore.live_group.desired.max(1);
     let started = Instant::now();
@@ -171,7 +192,7 @@ pub async fn switch(
         started.elapsed(),
     );
     let gate = Instant::now();
-    health_gate(ctx, restore, new).await?;
+    health_gate(ctx, restore, new, size).await?;
     switched.gate_seconds = gate.elapsed().as_secs_f64();
     ctx.progress.done(
         "✓",
@@ -180,8 +201,8 @@ pub async fn switch(
         &format!("{size} of {size} targets healthy"),
         gate.elapsed(),
     );
-    if options.canary_percent > 0 {
-        switched.canary = Some(canary(ctx, restore, new, options).await?);
+    if let Some(baseline) = baseline {
+        switched.canary = Some(canary(ctx, restore, new, options, watched, baseline).await?);
     }
     let switching = Instant::now();
     point(ctx, restore, &forward(new)).await?;
@@ -210,8 +231,7 @@ pub async fn switch(
     }
     switched.drained_seconds = draining.elapsed().as_secs_f64();
     commit(ctx, restore, size, version, lock).await?;
-    scale_to_zero(ctx, &restore.idle_group, old).await?;
-    Ok(())
+    scale_to_zero(ctx, &restore.idle_group, old).await
 }
 
 /// Makes the idle colour `size` instances on `version`, all in service:
@@ -268,14 +288,26 @@ async fn bring_up(
 /// `healthy` (initial, unhealthy, draining, unused) keeps the gate shut,
 /// and a gate still shut after the wait timeout fails the deploy, naming
 /// each target that is not healthy and why.
-async fn health_gate(ctx: &Ctx, colours: &Colours, colour: Colour) -> anyhow::Result<()> {
+async fn health_gate(
+    ctx: &Ctx,
+    colours: &Colours,
+    colour: Colour,
+    size: i32,
+) -> anyhow::Result<()> {
     let target_group = colours
         .target_groups
         .get(colour.name())
         .context("no target group recorded")?;
     wait_then(ctx, &colour.target_group(), ROLLS_BACK, || async {
+        // Launching ones count too, as not healthy yet: a replaced instance
+        // must not let the gate pass with fewer than `size`.
         let group = rolling::describe(ctx, &colour.tier()).await?;
-        let members: Vec<&str> = group.in_service().map(|m| m.id.as_str()).collect();
+        let members: Vec<&str> = group
+            .members
+            .iter()
+            .filter(|m| rolling::serving(m))
+            .map(|m| m.id.as_str())
+            .collect();
         let health = ctx
             .aws
             .elb
@@ -310,7 +342,8 @@ async fn health_gate(ctx: &Ctx, colours: &Colours, colour: Colour) -> anyhow::Re
             .filter(|(_, state)| state.as_str() != "healthy")
             .map(|(id, state)| format!("{id} {state}"))
             .collect();
-        Ok(if shut.is_empty() && !members.is_empty() {
+        let enough = members.len() >= usize::try_from(size).unwrap_or(usize::MAX);
+        Ok(if shut.is_empty() && enough {
             Poll::Ready(())
         } else {
             Poll::Pending(format!(
@@ -325,11 +358,11 @@ async fn health_gate(ctx: &Ctx, colours: &Colours, colour: Colour) -> anyhow::Re
     .context("health gate: the new instances are not all healthy")
 }
 
+/// Alarms by name: state, when it last changed, why.
+type AlarmStates = BTreeMap<String, (StateValue, String, String)>;
+
 /// Each watched alarm's state and when it last changed.
-async fn alarm_states(
-    ctx: &Ctx,
-    names: &[String],
-) -> anyhow::Result<BTreeMap<String, (StateValue, String, String)>> {
+async fn alarm_states(ctx: &Ctx, names: &[String]) -> anyhow::Result<AlarmStates> {
     let described = ctx
         .aws
         .cloudwatch
@@ -358,18 +391,10 @@ async fn alarm_states(
         .collect())
 }
 
-/// Sends the new colour its share for the canary wait while watching the
-/// API's alarms: one that goes into ALARM fails the deploy. One already in
-/// ALARM before could not tell the new release's effect: the canary does
-/// not start.
-async fn canary(
-    ctx: &Ctx,
-    colours: &Colours,
-    new: Colour,
-    options: &Options,
-) -> anyhow::Result<Canary> {
-    let watched = alarm::api_alarms(ctx);
-    let baseline = alarm_states(ctx, &watched).await?;
+/// The watched alarms' states, none of them in ALARM: one firing already
+/// could not tell what the new release does.
+async fn quiet_alarms(ctx: &Ctx, watched: &[String]) -> anyhow::Result<AlarmStates> {
+    let baseline = alarm_states(ctx, watched).await?;
     let firing: Vec<&str> = baseline
         .iter()
         .filter(|(_, (state, _, _))| *state == StateValue::Alarm)
@@ -381,6 +406,26 @@ async fn canary(
             firing.join(", ")
         );
     }
+    Ok(baseline)
+}
+
+/// Sends the new colour its share for the canary wait while watching the
+/// API's alarms, those on the API's group moved to the new colour's: one
+/// that goes into ALARM fails the deploy (the put-back moves them back).
+async fn canary(
+    ctx: &Ctx,
+    colours: &Colours,
+    new: Colour,
+    options: &Options,
+    watched: Vec<String>,
+    baseline: AlarmStates,
+) -> anyhow::Result<Canary> {
+    let known = crate::stack::discover_kinds(
+        ctx,
+        &[Kind::AutoScalingGroup, Kind::ScalingPolicy, Kind::Alarm],
+    )
+    .await?;
+    alarm::follow_live(ctx, &known, new).await?;
     let percent = options.canary_percent;
     let old = new.other();
     point(
@@ -480,21 +525,28 @@ async fn commit(
 ) -> anyhow::Result<()> {
     let old_live = restore.live_group.clone();
     let old_idle = restore.idle_group.clone();
-    restore.live = restore.live.other();
-    restore.live_group = GroupState {
-        min: old_live.min,
-        desired: size,
-        max: old_live.max.max(size),
-        previous_version: Some(version.to_owned()),
-        ..old_idle
+    let committed = Colours {
+        live: restore.live.other(),
+        live_group: GroupState {
+            min: old_live.min,
+            desired: size,
+            max: old_live.max.max(size),
+            previous_version: Some(version.to_owned()),
+            ..old_idle
+        },
+        idle_group: GroupState {
+            min: 0,
+            desired: 0,
+            ..old_live
+        },
+        listeners: restore.listeners.clone(),
+        target_groups: restore.target_groups.clone(),
     };
-    restore.idle_group = GroupState {
-        min: 0,
-        desired: 0,
-        ..old_live
-    };
-    lock.record(ctx, Restore::BlueGreen(restore.clone()))
+    // Recorded before it is acted on: a failure to record leaves the deploy
+    // uncommitted, and its put-back switches back to the colour with instances.
+    lock.record(ctx, Restore::BlueGreen(committed.clone()))
         .await?;
+    *restore = committed;
     let live = &restore.live_group;
     ctx.aws
         .autoscaling
@@ -509,7 +561,8 @@ async fn commit(
     Ok(())
 }
 
-/// Scales the old colour to zero and waits until its instances are gone.
+/// Scales the old colour to zero (its instances terminate in the minutes
+/// after; `status` shows them go).
 async fn scale_to_zero(ctx: &Ctx, old: &GroupState, colour: Colour) -> anyhow::Result<()> {
     let started = Instant::now();
     ctx.aws
@@ -522,20 +575,6 @@ async fn scale_to_zero(ctx: &Ctx, old: &GroupState, colour: Colour) -> anyhow::R
         .await
         .map_err(aws_error)
         .with_context(|| format!("cannot scale {} to zero", old.group))?;
-    wait_then(
-        ctx,
-        &colour.group(),
-        "its instances are terminating; `accunode status` shows when they are gone",
-        || async {
-            let now = rolling::describe(ctx, &colour.tier()).await?;
-            Ok(if now.members.is_empty() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("{} instances stopping", now.members.len()))
-            })
-        },
-    )
-    .await?;
     ctx.progress.done(
         "-",
         &colour.group(),

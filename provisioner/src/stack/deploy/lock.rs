@@ -34,6 +34,18 @@ pub struct Holder {
     pub token: String,
     /// What the deploy changed, once it has read it.
     pub restore: Option<Restore>,
+    /// The dead deploy whose lock this one took over, with its `restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
+}
+
+/// A deploy that died holding the lock, as the run that took it over saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Interrupted {
+    pub who: String,
+    pub tier: String,
+    pub action: String,
+    pub version: String,
 }
 
 /// What a deploy puts back however it ends, and a run that takes over its
@@ -171,8 +183,8 @@ async fn remove(ctx: &Ctx, bucket: &str) -> anyhow::Result<()> {
 
 /// Takes the lock for `ours`. Held by another: waits up to `wait` for it,
 /// then refuses naming the holder. With `force`, breaks it; a broken holder
-/// of the same tier hands over what it recorded to put back, which the new
-/// lock carries from its first write.
+/// (of either tier) hands over what it recorded to put back, which the new
+/// lock carries from its first write until the new holder has put it back.
 pub async fn take(
     ctx: &Ctx,
     bucket: &str,
@@ -208,7 +220,13 @@ pub async fn take(
                 &format!("broken: was held by {other}"),
                 started.elapsed(),
             );
-            if other.tier == ours.tier && ours.restore.is_none() {
+            if ours.restore.is_none() && other.restore.is_some() {
+                ours.interrupted = Some(Interrupted {
+                    who: other.who.clone(),
+                    tier: other.tier.clone(),
+                    action: other.action.clone(),
+                    version: other.version.clone(),
+                });
                 ours.restore = other.restore;
             }
             remove(ctx, bucket).await?;

@@ -143,6 +143,7 @@ pub async fn deploy(
         since: now(),
         token: token(),
         restore: None,
+        interrupted: None,
     };
     let mut lock = lock::take(
         ctx,
@@ -189,14 +190,75 @@ async fn locked(
         };
     }
     let bucket = bucket(ctx);
-    // Taking over a dead deploy of this tier: what it changed is put back
-    // from what it recorded, not from the groups as it left them.
-    let mut before: Restore = match lock.holder.restore.clone() {
-        Some(restore) => restore,
-        None => match tier {
-            Tier::Api => Restore::BlueGreen(or_give_up!(bluegreen::before(ctx).await)),
-            Tier::Worker => Restore::Rolling(or_give_up!(rolling::before(ctx, tier.name()).await)),
-        },
+    // Taking over a dead deploy: what it changed is put back first, from
+    // what it recorded, so that this run starts from a consistent stack (a
+    // blue-green one's listeners on the colour that has its instances). The
+    // lock keeps that record until it is done.
+    if let Some(dead) = lock.holder.restore.clone() {
+        let started = now();
+        let took = std::time::Instant::now();
+        if let Err(error) = put_back(ctx, &dead, true).await {
+            return Ending {
+                result: Err(error.context(
+                    "cannot put back what the interrupted deploy changed; the lock keeps its record for another --force",
+                )),
+                keep_lock: true,
+            };
+        }
+        let interrupted = lock.holder.interrupted.clone();
+        let what = interrupted.as_ref().map_or_else(
+            || "the interrupted deploy".to_owned(),
+            |i| format!("{} {} {} by {}", i.action, i.tier, i.version, i.who),
+        );
+        ctx.progress.done(
+            "<",
+            &dead.groups(),
+            "put back",
+            &format!("what {what} changed"),
+            took.elapsed(),
+        );
+        // Rolling back an interrupted deploy of this tier is that put-back.
+        if let (Target::Previous, Some(interrupted)) = (target, &interrupted)
+            && interrupted.tier == tier.name()
+        {
+            let to = dead
+                .previous_version()
+                .cloned()
+                .unwrap_or_else(|| "none".to_owned());
+            let record = Record {
+                who: lock.holder.who.clone(),
+                tier: tier.name().to_owned(),
+                action: "rollback".to_owned(),
+                from: Some(interrupted.version.clone()),
+                to: to.clone(),
+                started,
+                ended: now(),
+                outcome: "succeeded".to_owned(),
+                reason: Some(format!("put back what {what} changed")),
+            };
+            let started_ms = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            let recorded =
+                history::append(ctx, &bucket, &record, started_ms, &lock.holder.token).await;
+            return Ending {
+                result: recorded.map(|()| Deployed {
+                    tier: tier.name().to_owned(),
+                    action: "rollback".to_owned(),
+                    from: Some(interrupted.version.clone()),
+                    to,
+                    snapshot: None,
+                    rolled: None,
+                    switched: None,
+                }),
+                keep_lock: false,
+            };
+        }
+    }
+    let mut before: Restore = match tier {
+        Tier::Api => Restore::BlueGreen(or_give_up!(bluegreen::before(ctx).await)),
+        Tier::Worker => Restore::Rolling(or_give_up!(rolling::before(ctx, tier.name()).await)),
     };
     let version = match target {
         Target::Release(version) => version.clone(),
@@ -222,6 +284,10 @@ async fn locked(
         .unwrap_or_default()
         .as_millis();
     let previous_version = before.previous_version().cloned();
+    let live_before = match &before {
+        Restore::BlueGreen(colours) => Some(colours.live),
+        Restore::Rolling(_) => None,
+    };
     let mut rolled = Rolled::default();
     let mut switched = Switched::default();
     let mut snapshot_taken = None;
@@ -251,11 +317,17 @@ async fn locked(
         _ = tokio::signal::ctrl_c() => (Err(anyhow::anyhow!("interrupted (Ctrl-C)")), true),
     };
     let failed = outcome.is_err();
-    let put_back = match &before {
-        Restore::Rolling(group) => rolling::put_back(ctx, group, failed).await,
-        Restore::BlueGreen(colours) => bluegreen::put_back(ctx, colours, failed)
-            .await
-            .map(|moved| switched.alarms_moved = moved),
+    let put_back = put_back(ctx, &before, failed)
+        .await
+        .map(|moved| switched.alarms_moved = moved);
+    // A blue-green deploy that failed after its commit (the old colour
+    // scaling down) is done once the put-back has finished that.
+    let committed =
+        matches!(&before, Restore::BlueGreen(colours) if Some(colours.live) != live_before);
+    let outcome = if committed && put_back.is_ok() {
+        Ok(())
+    } else {
+        outcome
     };
     let record = Record {
         who: lock.holder.who.clone(),
@@ -329,6 +401,18 @@ async fn locked(
     Ending {
         result,
         keep_lock: false,
+    }
+}
+
+/// Puts back what `restore` records: the scaling a deploy suspended always;
+/// after a failure also the sizes, releases and listeners. The alarms the
+/// API's colours moved, by name.
+async fn put_back(ctx: &Ctx, restore: &Restore, failed: bool) -> anyhow::Result<Vec<String>> {
+    match restore {
+        Restore::Rolling(group) => rolling::put_back(ctx, group, failed)
+            .await
+            .map(|()| Vec::new()),
+        Restore::BlueGreen(colours) => bluegreen::put_back(ctx, colours, failed).await,
     }
 }
 
@@ -488,6 +572,7 @@ pub async fn hold_for(ctx: &Ctx, command: &str) -> anyhow::Result<Option<lock::L
         since: now(),
         token: token(),
         restore: None,
+        interrupted: None,
     };
     match lock::take(ctx, &bucket, holder, Duration::ZERO, earlier.is_some()).await {
         Ok(lock) => Ok(Some(lock)),

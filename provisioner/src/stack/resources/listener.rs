@@ -295,14 +295,28 @@ impl FromStr for ListenerAction {
 }
 
 /// The colour the stack's forwarding listener sends requests (or most of
-/// them) to; blue for a stack without one yet.
+/// them) to. Without one (a new stack, or one whose listener a failed
+/// destroy removed), the colour with more instances wanted, so that a
+/// converge never scales the one with instances to zero; blue on a tie.
 pub fn live_colour(existing: &Known) -> Colour {
-    existing
+    let listened = existing
         .values()
         .filter(|e| e.kind == Kind::Listener)
         .filter_map(|e| e.props.get("action")?.parse::<ListenerAction>().ok())
-        .find_map(|action| action.serving().and_then(Colour::of_target_group))
-        .unwrap_or(Colour::Blue)
+        .find_map(|action| action.serving().and_then(Colour::of_target_group));
+    listened.unwrap_or_else(|| {
+        let desired = |colour: Colour| {
+            existing
+                .get(&colour.group())
+                .and_then(|group| group.props.get("desired")?.parse::<i32>().ok())
+                .unwrap_or(0)
+        };
+        if desired(Colour::Green) > desired(Colour::Blue) {
+            Colour::Green
+        } else {
+            Colour::Blue
+        }
+    })
 }
 
 /// Points the listener `listener_arn` at `action` (a deploy's canary, switch
@@ -580,5 +594,18 @@ mod tests {
             assert_eq!(live_colour(&listener(action)), live, "{action}");
         }
         assert_eq!(live_colour(&Known::new()), Colour::Blue, "a new stack");
+        // No listener: the colour with instances.
+        let group = |colour: Colour, desired: &str| {
+            let found = existing(
+                colour.group(),
+                Kind::AutoScalingGroup,
+                colour.group(),
+                colour.group(),
+                &[("desired", desired.to_owned())],
+            );
+            (found.component.clone(), found)
+        };
+        let green_serving = Known::from([group(Colour::Blue, "0"), group(Colour::Green, "2")]);
+        assert_eq!(live_colour(&green_serving), Colour::Green);
     }
 }
