@@ -523,18 +523,19 @@ where
 pub struct NoBucket(pub String);
 
 /// Sends `put` (a PutObject with its bucket, key and body) as S3's
-/// conditional write, `If-None-Match: *`: true when it wrote the object,
-/// false when one was there already, or when another conditional write or a
-/// delete of it raced this one (409); the caller looks at what is there.
+/// conditional write, `If-None-Match: *`: the new object's ETag when it
+/// wrote it, None when one was there already, or when another conditional
+/// write or a delete of it raced this one (409); the caller looks at what is
+/// there.
 pub async fn put_if_absent(
     put: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<String>> {
     let bucket = put.get_bucket().clone().unwrap_or_default();
     let key = put.get_key().clone().unwrap_or_default();
     match put.if_none_match("*").send().await {
-        Ok(_) => Ok(true),
+        Ok(written) => Ok(Some(written.e_tag().unwrap_or_default().to_owned())),
         Err(error) => match error_code(&error) {
-            Some("PreconditionFailed" | "ConditionalRequestConflict") => Ok(false),
+            Some("PreconditionFailed" | "ConditionalRequestConflict") => Ok(None),
             Some("NoSuchBucket") => Err(NoBucket(bucket).into()),
             _ => Err(aws_error(error)).with_context(|| format!("cannot write s3://{bucket}/{key}")),
         },

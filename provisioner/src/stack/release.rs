@@ -301,6 +301,7 @@ async fn put_if_absent(
             .body(body),
     )
     .await
+    .map(|written| written.is_some())
 }
 
 /// The SHA-256 of a stored object: from the metadata it was written with, or

@@ -585,3 +585,58 @@ async fn a_deploy_killed_mid_canary_keeps_the_lock_for_rollback_or_force() {
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
+
+#[tokio::test]
+async fn a_deploy_whose_lock_is_broken_stops_and_touches_nothing_more() {
+    let aws = aws().await;
+    let stack = stack_on_one("broken").await;
+    // Still alive, in its canary, when another run breaks its lock.
+    let first = command(
+        &stack,
+        &[
+            "deploy",
+            "api",
+            "--version",
+            "2.0.0",
+            "--canary",
+            "10",
+            "--canary-wait",
+            "60s",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    canary_started(&aws, &stack).await;
+    succeeded(&accunode(
+        &stack,
+        &[
+            "deploy",
+            "api",
+            "--version",
+            "2.0.0",
+            "--force",
+            "--drain",
+            "0s",
+        ],
+    ));
+    let started = Instant::now();
+    let first = output(first).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it noticed, not after its canary wait"
+    );
+    assert!(
+        !first.status.success() && stderr(&first).contains("the deploy lock was broken"),
+        "{}",
+        stderr(&first)
+    );
+    // What the forced run did stands: the first neither put its own
+    // changes back over it nor removed the lock.
+    live_on(&api(&aws, &stack).await, &stack, "blue", "2.0.0");
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}

@@ -183,6 +183,7 @@ pub async fn switch(
     // The new colour serves what the old one serves now, scaled or not.
     let size = restore.live_group.desired.max(1);
     let started = Instant::now();
+    lock.check(ctx).await?;
     switched.instances = bring_up(ctx, &restore.idle_group, new, version, size).await?;
     ctx.progress.done(
         "+",
@@ -202,9 +203,12 @@ pub async fn switch(
         gate.elapsed(),
     );
     if let Some(baseline) = baseline {
-        switched.canary = Some(canary(ctx, restore, new, options, watched, baseline).await?);
+        lock.check(ctx).await?;
+        let canary_run = Canaried { watched, baseline };
+        switched.canary = Some(canary(ctx, restore, new, options, canary_run, lock).await?);
     }
     let switching = Instant::now();
+    lock.check(ctx).await?;
     point(ctx, restore, &forward(new)).await?;
     ctx.progress.done(
         "~",
@@ -412,13 +416,19 @@ async fn quiet_alarms(ctx: &Ctx, watched: &[String]) -> anyhow::Result<AlarmStat
 /// Sends the new colour its share for the canary wait while watching the
 /// API's alarms, those on the API's group moved to the new colour's: one
 /// that goes into ALARM fails the deploy (the put-back moves them back).
+/// The alarms a canary watches and their states before it.
+struct Canaried {
+    watched: Vec<String>,
+    baseline: AlarmStates,
+}
+
 async fn canary(
     ctx: &Ctx,
     colours: &Colours,
     new: Colour,
     options: &Options,
-    watched: Vec<String>,
-    baseline: AlarmStates,
+    Canaried { watched, baseline }: Canaried,
+    lock: &Lock,
 ) -> anyhow::Result<Canary> {
     let known = crate::stack::discover_kinds(
         ctx,
@@ -451,6 +461,8 @@ async fn canary(
         Duration::ZERO,
     );
     loop {
+        // A forced run taking the lock over ends the wait too.
+        lock.check(ctx).await?;
         let now = alarm_states(ctx, &watched).await?;
         for (name, (state, when, reason)) in &now {
             let changed = baseline

@@ -125,14 +125,23 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// The lock as this run holds it.
+/// The lock as this run holds it. Every later write and its removal are
+/// conditional on the object being the one this run wrote last (its ETag):
+/// a run whose lock was broken and taken by another learns so and stops,
+/// instead of overwriting the other's.
 pub struct Lock {
     bucket: String,
     pub holder: Holder,
+    etag: String,
 }
 
 /// Who holds the lock now, if anybody.
 pub async fn holder(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
+    Ok(read(ctx, bucket).await?.map(|(holder, _)| holder))
+}
+
+/// The lock object, with its ETag.
+async fn read(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<(Holder, String)>> {
     let object = match ctx.aws.s3.get_object().bucket(bucket).key(KEY).send().await {
         Ok(object) => object,
         Err(error) if error_code(&error) == Some("NoSuchKey") => return Ok(None),
@@ -143,6 +152,7 @@ pub async fn holder(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
                 .with_context(|| format!("cannot read s3://{bucket}/{KEY}"));
         }
     };
+    let etag = object.e_tag().unwrap_or_default().to_owned();
     let body = object
         .body
         .collect()
@@ -151,12 +161,12 @@ pub async fn holder(ctx: &Ctx, bucket: &str) -> anyhow::Result<Option<Holder>> {
     let holder = serde_json::from_slice(&body.into_bytes()).with_context(|| {
         format!("s3://{bucket}/{KEY} {NOT_A_LOCK}; `accunode unlock --force` removes it")
     })?;
-    Ok(Some(holder))
+    Ok(Some((holder, etag)))
 }
 
-/// Writes the lock if nobody holds it; false when somebody does (or a
-/// write raced this one: the caller looks at who holds it).
-async fn put_if_absent(ctx: &Ctx, bucket: &str, holder: &Holder) -> anyhow::Result<bool> {
+/// Writes the lock if nobody holds it: its ETag; None when somebody does
+/// (or a write raced this one: the caller looks at who holds it).
+async fn put_if_absent(ctx: &Ctx, bucket: &str, holder: &Holder) -> anyhow::Result<Option<String>> {
     aws::put_if_absent(
         ctx.aws
             .s3
@@ -194,13 +204,14 @@ pub async fn take(
 ) -> anyhow::Result<Lock> {
     let started = Instant::now();
     loop {
-        if put_if_absent(ctx, bucket, &ours).await? {
+        if let Some(etag) = put_if_absent(ctx, bucket, &ours).await? {
             return Ok(Lock {
                 bucket: bucket.to_owned(),
                 holder: ours,
+                etag,
             });
         }
-        let Some(other) = holder(ctx, bucket).await? else {
+        let Some((other, etag)) = read(ctx, bucket).await? else {
             // Gone between the write and the read (or a write raced ours).
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -210,6 +221,7 @@ pub async fn take(
             return Ok(Lock {
                 bucket: bucket.to_owned(),
                 holder: ours,
+                etag,
             });
         }
         if force {
@@ -247,28 +259,113 @@ pub async fn take(
 }
 
 impl Lock {
-    /// Records what the deploy must put back, so a forced re-run finds it.
+    /// Records what the deploy must put back, so a forced re-run finds it;
+    /// refused when somebody broke the lock since (the deploy then stops).
     pub async fn record(&mut self, ctx: &Ctx, restore: Restore) -> anyhow::Result<()> {
-        self.holder.restore = Some(restore);
-        ctx.aws
+        let mut holder = self.holder.clone();
+        holder.restore = Some(restore);
+        let written = ctx
+            .aws
             .s3
             .put_object()
             .bucket(&self.bucket)
             .key(KEY)
-            .body(serde_json::to_vec_pretty(&self.holder)?.into())
+            .if_match(&self.etag)
+            .body(serde_json::to_vec_pretty(&holder)?.into())
             .send()
-            .await
-            .map_err(aws_error)
-            .context("cannot update the deploy lock")?;
-        Ok(())
+            .await;
+        match written {
+            Ok(written) => {
+                self.etag = written.e_tag().unwrap_or_default().to_owned();
+                self.holder = holder;
+                Ok(())
+            }
+            Err(error)
+                if matches!(error_code(&error), Some("PreconditionFailed" | "NoSuchKey")) =>
+            {
+                Err(self.lost(ctx).await)
+            }
+            Err(error) => Err(aws_error(error)).context("cannot update the deploy lock"),
+        }
+    }
+
+    /// Fails with [`LockLost`] when somebody broke the lock since this run
+    /// last wrote it: called before each step that changes what a forced
+    /// run would be changing too.
+    pub async fn check(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let found = ctx
+            .aws
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(KEY)
+            .if_match(&self.etag)
+            .send()
+            .await;
+        match found {
+            Ok(_) => Ok(()),
+            Err(error)
+                if matches!(
+                    error_code(&error),
+                    Some("PreconditionFailed" | "NotFound" | "NoSuchKey")
+                ) || error
+                    .raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 412)) =>
+            {
+                Err(self.lost(ctx).await)
+            }
+            Err(error) => Err(aws_error(error)).context("cannot read the deploy lock"),
+        }
+    }
+
+    async fn lost(&self, ctx: &Ctx) -> anyhow::Error {
+        LockLost(holder_or_nobody(ctx, &self.bucket).await).into()
     }
 
     /// Gives the lock back, unless somebody broke it and took it since.
     pub async fn release(self, ctx: &Ctx) -> anyhow::Result<()> {
-        match holder(ctx, &self.bucket).await? {
-            Some(holder) if holder.token == self.holder.token => remove(ctx, &self.bucket).await,
-            _ => Ok(()),
+        let removed = ctx
+            .aws
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(KEY)
+            .if_match(&self.etag)
+            .send()
+            .await;
+        match removed {
+            Ok(_) => Ok(()),
+            // Somebody else's lock now, or none, or no bucket (a destroy
+            // took it, lock and all): not ours to remove.
+            Err(error)
+                if matches!(
+                    error_code(&error),
+                    Some("PreconditionFailed" | "NoSuchKey" | "NoSuchBucket")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(aws_error(error))
+                .with_context(|| format!("cannot remove s3://{}/{KEY}", self.bucket)),
         }
+    }
+}
+
+/// This run's lock was broken (`--force`) and whoever took it over is
+/// putting back or changing what this run changed: this run stops and
+/// touches nothing more. It holds who has the lock now.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the deploy lock was broken and is now held by {0}: this run stops here and leaves the stack to it"
+)]
+pub struct LockLost(pub String);
+
+/// Who holds the lock now, for a message.
+async fn holder_or_nobody(ctx: &Ctx, bucket: &str) -> String {
+    match holder(ctx, bucket).await {
+        Ok(Some(holder)) => holder.to_string(),
+        Ok(None) => "nobody (it was removed)".to_owned(),
+        Err(error) => format!("somebody unknown ({error:#})"),
     }
 }
 

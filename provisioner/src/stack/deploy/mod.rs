@@ -310,12 +310,24 @@ async fn locked(
                 snapshot_taken = Some(snapshot::take(ctx, &version, started_ms).await?);
             }
             match &mut before {
-                Restore::Rolling(group) => rolling::replace(ctx, tier.name(), group, &version, settings.batch_percent, &mut rolled).await,
+                Restore::Rolling(group) => rolling::replace(ctx, tier.name(), group, &version, settings.batch_percent, lock, &mut rolled).await,
                 Restore::BlueGreen(colours) => bluegreen::switch(ctx, colours, &version, &settings.blue_green, lock, &mut switched).await,
             }
         } => (result, false),
         _ = tokio::signal::ctrl_c() => (Err(anyhow::anyhow!("interrupted (Ctrl-C)")), true),
     };
+    // Broken by a forced run that is putting back or redoing this one's
+    // changes: nothing more is touched, not even the lock.
+    if let Err(error) = &outcome
+        && error.is::<lock::LockLost>()
+    {
+        return Ending {
+            result: Err(outcome
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("lock lost"))),
+            keep_lock: true,
+        };
+    }
     let failed = outcome.is_err();
     let put_back = put_back(ctx, &before, failed)
         .await

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use aws_sdk_autoscaling::types::Tag;
 use serde::Serialize;
 
-use super::lock::GroupState;
+use super::lock::{GroupState, Lock};
 use crate::stack::aws::aws_error;
 use crate::stack::resources::Ctx;
 use crate::stack::resources::wait::{Poll, wait_for};
@@ -292,6 +292,7 @@ pub async fn replace(
     before: &GroupState,
     version: &str,
     percent: u8,
+    lock: &Lock,
     rolled: &mut Rolled,
 ) -> anyhow::Result<()> {
     let autoscaling = &ctx.aws.autoscaling;
@@ -312,6 +313,7 @@ pub async fn replace(
             .context("cannot make room for a batch")?;
     }
     loop {
+        lock.check(ctx).await?;
         let now = describe(ctx, tier).await?;
         // Old instances in service go first: they are the ones serving.
         let mut old: Vec<&Member> = now
