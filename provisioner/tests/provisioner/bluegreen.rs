@@ -245,6 +245,23 @@ async fn stack_on_one(prefix: &str) -> String {
     stack
 }
 
+/// `deploy api` of 2.0.0 with a 10 % canary for a minute.
+fn canary_deploy(stack: &str) -> std::process::Command {
+    command(
+        stack,
+        &[
+            "deploy",
+            "api",
+            "--version",
+            "2.0.0",
+            "--canary",
+            "10",
+            "--canary-wait",
+            "60s",
+        ],
+    )
+}
+
 /// Waits (at most 30 s) until the listener sends a canary share.
 async fn canary_started(aws: &Aws, stack: &str) -> String {
     let started = Instant::now();
@@ -445,23 +462,11 @@ async fn an_alarm_during_the_canary_rolls_back() {
     let aws = aws().await;
     let stack = stack_on_one("canary").await;
     let before = api(&aws, &stack).await;
-    let deploy = command(
-        &stack,
-        &[
-            "deploy",
-            "api",
-            "--version",
-            "2.0.0",
-            "--canary",
-            "10",
-            "--canary-wait",
-            "60s",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let deploy = canary_deploy(&stack)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let canary = canary_started(&aws, &stack).await;
     assert_eq!(
         canary,
@@ -497,23 +502,11 @@ async fn an_alarm_during_the_canary_rolls_back() {
 
 /// Starts a canary deploy of 2.0.0 and kills it (SIGKILL) mid-canary.
 async fn killed_mid_canary(aws: &Aws, stack: &str) {
-    let mut deploy = command(
-        stack,
-        &[
-            "deploy",
-            "api",
-            "--version",
-            "2.0.0",
-            "--canary",
-            "10",
-            "--canary-wait",
-            "60s",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut deploy = canary_deploy(stack)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     canary_started(aws, stack).await;
     deploy.kill().unwrap();
     deploy.wait().unwrap();
@@ -591,23 +584,11 @@ async fn a_deploy_whose_lock_is_broken_stops_and_touches_nothing_more() {
     let aws = aws().await;
     let stack = stack_on_one("broken").await;
     // Still alive, in its canary, when another run breaks its lock.
-    let first = command(
-        &stack,
-        &[
-            "deploy",
-            "api",
-            "--version",
-            "2.0.0",
-            "--canary",
-            "10",
-            "--canary-wait",
-            "60s",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let first = canary_deploy(&stack)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     canary_started(&aws, &stack).await;
     succeeded(&accunode(
         &stack,

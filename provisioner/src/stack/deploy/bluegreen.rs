@@ -306,44 +306,21 @@ async fn health_gate(
         // Launching ones count too, as not healthy yet: a replaced instance
         // must not let the gate pass with fewer than `size`.
         let group = rolling::describe(ctx, &colour.tier()).await?;
-        let members: Vec<&str> = group
-            .members
+        let mut members: Vec<rolling::Member> =
+            group.members.into_iter().filter(rolling::serving).collect();
+        rolling::read_target_health(ctx, target_group, &mut members).await?;
+        let states: BTreeMap<&str, &str> = members
             .iter()
-            .filter(|m| rolling::serving(m))
-            .map(|m| m.id.as_str())
+            .map(|m| {
+                (
+                    m.id.as_str(),
+                    m.target_health.as_deref().unwrap_or("unknown"),
+                )
+            })
             .collect();
-        let health = ctx
-            .aws
-            .elb
-            .describe_target_health()
-            .target_group_arn(target_group)
-            .send()
-            .await
-            .map_err(aws_error)
-            .context("cannot read the targets' health")?;
-        let mut states: BTreeMap<&str, String> = members
-            .iter()
-            .map(|id| (*id, "not registered".to_owned()))
-            .collect();
-        for description in health.target_health_descriptions() {
-            let Some(id) = description.target().and_then(|t| t.id()) else {
-                continue;
-            };
-            if let Some(state) = states.get_mut(id) {
-                let health = description.target_health();
-                *state = match (
-                    health.and_then(|h| h.state()).map(|s| s.as_str()),
-                    health.and_then(|h| h.reason()).map(|r| r.as_str()),
-                ) {
-                    (Some(state), Some(reason)) => format!("{state} ({reason})"),
-                    (Some(state), None) => state.to_owned(),
-                    (None, _) => "unknown".to_owned(),
-                };
-            }
-        }
         let shut: Vec<String> = states
             .iter()
-            .filter(|(_, state)| state.as_str() != "healthy")
+            .filter(|(_, state)| **state != "healthy")
             .map(|(id, state)| format!("{id} {state}"))
             .collect();
         let enough = members.len() >= usize::try_from(size).unwrap_or(usize::MAX);

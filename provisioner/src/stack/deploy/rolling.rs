@@ -153,7 +153,8 @@ pub async fn describe(ctx: &Ctx, tier: &str) -> anyhow::Result<Group> {
     })
 }
 
-/// Fills in each member's state in the target group `target_group` (an ARN).
+/// Fills in each member's state in the target group `target_group` (an ARN),
+/// with AWS's reason when it gives one: "unhealthy (Target.FailedHealthChecks)".
 pub async fn read_target_health(
     ctx: &Ctx,
     target_group: &str,
@@ -169,15 +170,19 @@ pub async fn read_target_health(
         .map_err(aws_error)
         .context("cannot read the targets' health")?;
     for member in members.iter_mut() {
-        member.target_health = Some(
-            health
-                .target_health_descriptions()
-                .iter()
-                .find(|d| d.target().and_then(|t| t.id()) == Some(member.id.as_str()))
-                .and_then(|d| d.target_health()?.state())
-                .map_or("not registered", |state| state.as_str())
-                .to_owned(),
-        );
+        let found = health
+            .target_health_descriptions()
+            .iter()
+            .find(|d| d.target().and_then(|t| t.id()) == Some(member.id.as_str()))
+            .and_then(|d| d.target_health());
+        member.target_health = Some(match found {
+            None => "not registered".to_owned(),
+            Some(health) => match (health.state(), health.reason()) {
+                (Some(state), Some(reason)) => format!("{} ({})", state.as_str(), reason.as_str()),
+                (Some(state), None) => state.as_str().to_owned(),
+                (None, _) => "unknown".to_owned(),
+            },
+        });
     }
     Ok(())
 }
