@@ -2,9 +2,10 @@
 //! `accunode provision` with two published releases: the blue-green switch
 //! (a canary's weighted forward seen by describe calls while it runs, the
 //! live colour never short of instances), a health gate the harness keeps
-//! shut, a canary alarm set mid-wait, and a deploy killed mid-canary taken
-//! over with `--force`. Each failure must leave the listeners, both groups
-//! and their scaling exactly as they were: read from AWS, not from the CLI.
+//! shut, a canary alarm set mid-wait, Ctrl-C mid-canary, a deploy killed
+//! mid-canary taken over with `--force`, and a live deploy overtaken by a
+//! forced one. Each failure must leave the listeners, both groups and their
+//! scaling exactly as they were: read from AWS, not from the CLI.
 
 use std::collections::BTreeSet;
 use std::process::{Child, Stdio};
@@ -618,6 +619,43 @@ async fn a_deploy_whose_lock_is_broken_stops_and_touches_nothing_more() {
     live_on(&api(&aws, &stack).await, &stack, "blue", "2.0.0");
     let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
     assert!(history["lock"].is_null(), "{history}");
+
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}
+
+#[tokio::test]
+async fn ctrl_c_during_the_canary_rolls_back() {
+    let aws = aws().await;
+    let stack = stack_on_one("ctrlc").await;
+    let before = api(&aws, &stack).await;
+    let deploy = canary_deploy(&stack)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    canary_started(&aws, &stack).await;
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &deploy.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let stopped = output(deploy).await;
+    assert!(!stopped.status.success());
+    let error = stderr(&stopped);
+    assert!(
+        error.contains("interrupted (Ctrl-C)") && error.contains("rolled back"),
+        "{error}"
+    );
+    assert_eq!(api(&aws, &stack).await, before, "everything as before");
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+    let last = history["deploys"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["outcome"], "interrupted", "{last}");
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
