@@ -362,6 +362,9 @@ async fn run_deploy(
                 (Some(rolled), _) => {
                     format!("{} batches of {}", rolled.batches.len(), rolled.batch_size)
                 }
+                (None, Some(switched)) if switched.from_colour == switched.to_colour => {
+                    format!("already live on {}", switched.to_colour)
+                }
                 (None, Some(switched)) => format!(
                     "{} → {}, {} instances healthy in {:.1} s{}, drained {:.0} s",
                     switched.from_colour,

@@ -263,6 +263,21 @@ fn canary_deploy(stack: &str) -> std::process::Command {
     )
 }
 
+/// Everything is as `before`, the lock free and the last deploy recorded
+/// with `outcome`.
+async fn rolled_back(aws: &Aws, stack: &str, before: &Api, outcome: &str) {
+    assert_eq!(&api(aws, stack).await, before, "everything as before");
+    let history = json(&accunode(stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+    let last = history["deploys"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["outcome"], outcome, "{last}");
+}
+
 /// Waits (at most 30 s) until the listener sends a canary share.
 async fn canary_started(aws: &Aws, stack: &str) -> String {
     let started = Instant::now();
@@ -444,16 +459,7 @@ async fn new_targets_that_never_become_healthy_roll_back_to_exactly_what_was() {
             && error.contains("unhealthy (Target.FailedHealthChecks)"),
         "{error}"
     );
-    assert_eq!(api(&aws, &stack).await, before, "everything as before");
-    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
-    assert!(history["lock"].is_null(), "{history}");
-    let last = history["deploys"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["outcome"], "failed", "{last}");
+    rolled_back(&aws, &stack, &before, "failed").await;
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
@@ -496,7 +502,7 @@ async fn an_alarm_during_the_canary_rolls_back() {
             && error.contains("rolled back"),
         "{error}"
     );
-    assert_eq!(api(&aws, &stack).await, before, "everything as before");
+    rolled_back(&aws, &stack, &before, "failed").await;
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
@@ -646,16 +652,7 @@ async fn ctrl_c_during_the_canary_rolls_back() {
         error.contains("interrupted (Ctrl-C)") && error.contains("rolled back"),
         "{error}"
     );
-    assert_eq!(api(&aws, &stack).await, before, "everything as before");
-    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
-    assert!(history["lock"].is_null(), "{history}");
-    let last = history["deploys"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["outcome"], "interrupted", "{last}");
+    rolled_back(&aws, &stack, &before, "interrupted").await;
 
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }

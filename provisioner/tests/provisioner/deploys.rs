@@ -714,3 +714,51 @@ async fn with_slow_launches_each_batch_waits_for_its_instances_to_boot() {
     settled_on(&aws, &stack, "2.0.0").await;
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
+
+#[tokio::test]
+async fn a_rollback_of_a_killed_deploy_puts_every_instance_back_on_the_release_before() {
+    let aws = aws().await;
+    let stack = stack_with_two_releases("back").await;
+    succeeded(&accunode(
+        &stack,
+        &["deploy", "worker", "--version", "1.0.0"],
+    ));
+    // Killed once its first batch of 2.0.0 is launching.
+    let killed = command(&stack, &["deploy", "worker", "--version", "2.0.0"])
+        .env("ACCUNODE_TEST_ABORT_AFTER_MUTATIONS", "7")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+
+    let rolled_back = succeeded(&accunode(&stack, &["rollback", "worker", "--force"]));
+    assert!(
+        rolled_back.contains("rollback of worker 2.0.0 → 1.0.0"),
+        "{rolled_back}"
+    );
+    settled_on(&aws, &stack, "1.0.0").await;
+    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+    let last = history["deploys"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            &last["action"],
+            &last["from"],
+            &last["to"],
+            &last["outcome"]
+        ),
+        (
+            &"rollback".into(),
+            &"2.0.0".into(),
+            &"1.0.0".into(),
+            &"succeeded".into()
+        ),
+        "{last}"
+    );
+
+    succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
+}

@@ -405,7 +405,7 @@ async fn canary(
     new: Colour,
     options: &Options,
     Canaried { watched, baseline }: Canaried,
-    lock: &Lock,
+    lock: &mut Lock,
 ) -> anyhow::Result<Canary> {
     let known = crate::stack::discover_kinds(
         ctx,

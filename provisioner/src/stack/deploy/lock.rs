@@ -68,6 +68,21 @@ impl Restore {
         }
     }
 
+    /// The release the tier ran before the deploy that recorded this, which
+    /// was putting `deploying` on it. A blue-green deploy that had committed
+    /// recorded the new colour as live: the one before is the old colour's.
+    pub fn release_before(&self, deploying: &str) -> Option<&String> {
+        match self {
+            Restore::Rolling(group) => group.previous_version.as_ref(),
+            Restore::BlueGreen(colours)
+                if colours.live_group.previous_version.as_deref() == Some(deploying) =>
+            {
+                colours.idle_group.previous_version.as_ref()
+            }
+            Restore::BlueGreen(colours) => colours.live_group.previous_version.as_ref(),
+        }
+    }
+
     /// What it changes, for messages: the groups' names.
     pub fn groups(&self) -> String {
         match self {
@@ -178,6 +193,27 @@ async fn put_if_absent(ctx: &Ctx, bucket: &str, holder: &Holder) -> anyhow::Resu
     .await
 }
 
+/// Removes the lock if it is still the version `etag`; another version (or
+/// none) is left for the caller to look at again.
+async fn remove_if(ctx: &Ctx, bucket: &str, etag: &str) -> anyhow::Result<()> {
+    match ctx
+        .aws
+        .s3
+        .delete_object()
+        .bucket(bucket)
+        .key(KEY)
+        .if_match(etag)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if gone_or_changed(error_code(&error)) => Ok(()),
+        Err(error) => {
+            Err(aws_error(error)).with_context(|| format!("cannot remove s3://{bucket}/{KEY}"))
+        }
+    }
+}
+
 async fn remove(ctx: &Ctx, bucket: &str) -> anyhow::Result<()> {
     ctx.aws
         .s3
@@ -241,7 +277,9 @@ pub async fn take(
                 });
                 ours.restore = other.restore;
             }
-            remove(ctx, bucket).await?;
+            // Only the version read is removed: a holder that wrote since
+            // (it was alive after all) is looked at again.
+            remove_if(ctx, bucket, &etag).await?;
             continue;
         }
         if started.elapsed() >= wait {
@@ -264,35 +302,39 @@ impl Lock {
     pub async fn record(&mut self, ctx: &Ctx, restore: Restore) -> anyhow::Result<()> {
         let mut holder = self.holder.clone();
         holder.restore = Some(restore);
-        let written = ctx
-            .aws
-            .s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(KEY)
-            .if_match(&self.etag)
-            .body(serde_json::to_vec_pretty(&holder)?.into())
-            .send()
-            .await;
-        match written {
-            Ok(written) => {
-                self.etag = written.e_tag().unwrap_or_default().to_owned();
-                self.holder = holder;
-                Ok(())
+        let body = serde_json::to_vec_pretty(&holder)?;
+        // Twice at most: a version this run wrote itself (an answer lost,
+        // then resent against the old ETag) is taken as ours and written over.
+        for _ in 0..2 {
+            let written = ctx
+                .aws
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(KEY)
+                .if_match(&self.etag)
+                .body(body.clone().into())
+                .send()
+                .await;
+            match written {
+                Ok(written) => {
+                    self.etag = written.e_tag().unwrap_or_default().to_owned();
+                    self.holder = holder;
+                    return Ok(());
+                }
+                Err(error) if gone_or_changed(error_code(&error)) => self.still_ours(ctx).await?,
+                Err(error) => {
+                    return Err(aws_error(error)).context("cannot update the deploy lock");
+                }
             }
-            Err(error)
-                if matches!(error_code(&error), Some("PreconditionFailed" | "NoSuchKey")) =>
-            {
-                Err(self.lost(ctx).await)
-            }
-            Err(error) => Err(aws_error(error)).context("cannot update the deploy lock"),
         }
+        Err(self.lost(ctx).await)
     }
 
     /// Fails with [`LockLost`] when somebody broke the lock since this run
     /// last wrote it: called before each step that changes what a forced
     /// run would be changing too.
-    pub async fn check(&self, ctx: &Ctx) -> anyhow::Result<()> {
+    pub async fn check(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
         let found = ctx
             .aws
             .s3
@@ -304,17 +346,29 @@ impl Lock {
             .await;
         match found {
             Ok(_) => Ok(()),
+            // HeadObject's errors have no body: the status says it.
             Err(error)
-                if matches!(
-                    error_code(&error),
-                    Some("PreconditionFailed" | "NotFound" | "NoSuchKey")
-                ) || error
-                    .raw_response()
-                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 412)) =>
+                if gone_or_changed(error_code(&error))
+                    || error
+                        .raw_response()
+                        .is_some_and(|r| matches!(r.status().as_u16(), 404 | 412)) =>
             {
-                Err(self.lost(ctx).await)
+                self.still_ours(ctx).await
             }
             Err(error) => Err(aws_error(error)).context("cannot read the deploy lock"),
+        }
+    }
+
+    /// After a conditional operation was refused: the lock is still this
+    /// run's when it holds this run's token (its own write, whose answer was
+    /// lost), whose ETag is then the one to use; otherwise [`LockLost`].
+    async fn still_ours(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        match read(ctx, &self.bucket).await? {
+            Some((holder, etag)) if holder.token == self.holder.token => {
+                self.etag = etag;
+                Ok(())
+            }
+            _ => Err(self.lost(ctx).await),
         }
     }
 
@@ -323,32 +377,44 @@ impl Lock {
     }
 
     /// Gives the lock back, unless somebody broke it and took it since.
-    pub async fn release(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let removed = ctx
-            .aws
-            .s3
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(KEY)
-            .if_match(&self.etag)
-            .send()
-            .await;
-        match removed {
-            Ok(_) => Ok(()),
-            // Somebody else's lock now, or none, or no bucket (a destroy
-            // took it, lock and all): not ours to remove.
-            Err(error)
-                if matches!(
-                    error_code(&error),
-                    Some("PreconditionFailed" | "NoSuchKey" | "NoSuchBucket")
-                ) =>
-            {
-                Ok(())
+    pub async fn release(mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        for _ in 0..2 {
+            let removed = ctx
+                .aws
+                .s3
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(KEY)
+                .if_match(&self.etag)
+                .send()
+                .await;
+            match removed {
+                Ok(_) => return Ok(()),
+                // No bucket: a destroy took it, lock and all.
+                Err(error) if error_code(&error) == Some("NoSuchBucket") => return Ok(()),
+                Err(error) if gone_or_changed(error_code(&error)) => {
+                    // Somebody else's lock now, or none: not ours to remove.
+                    if self.still_ours(ctx).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(error) => {
+                    return Err(aws_error(error))
+                        .with_context(|| format!("cannot remove s3://{}/{KEY}", self.bucket));
+                }
             }
-            Err(error) => Err(aws_error(error))
-                .with_context(|| format!("cannot remove s3://{}/{KEY}", self.bucket)),
         }
+        Ok(())
     }
+}
+
+/// S3's answers to a conditional operation on an object that is not the
+/// version named: another version (412), a write racing it (409), none.
+fn gone_or_changed(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("PreconditionFailed" | "ConditionalRequestConflict" | "NoSuchKey" | "NotFound")
+    )
 }
 
 /// This run's lock was broken (`--force`) and whoever took it over is

@@ -190,6 +190,9 @@ async fn locked(
         };
     }
     let bucket = bucket(ctx);
+    // A rollback that takes over an interrupted deploy of its tier goes back
+    // to the release that ran before it: (that release, the interrupted one).
+    let mut back_to: Option<(String, String)> = None;
     // Taking over a dead deploy: what it changed is put back first, from
     // what it recorded, so that this run starts from a consistent stack (a
     // blue-green one's listeners on the colour that has its instances). The
@@ -217,14 +220,19 @@ async fn locked(
             &format!("what {what} changed"),
             took.elapsed(),
         );
-        // Rolling back an interrupted deploy of this tier is that put-back.
+        // Rolling back an interrupted deploy of this tier: to the release
+        // before it (instances it already replaced go back too), or, when
+        // it was the first, only that put-back.
         if let (Target::Previous, Some(interrupted)) = (target, &interrupted)
             && interrupted.tier == tier.name()
+            && let Some(release) = dead.release_before(&interrupted.version)
         {
-            let to = dead
-                .previous_version()
-                .cloned()
-                .unwrap_or_else(|| "none".to_owned());
+            back_to = Some((release.clone(), interrupted.version.clone()));
+        }
+        if let (Target::Previous, Some(interrupted), None) = (target, &interrupted, &back_to)
+            && interrupted.tier == tier.name()
+        {
+            let to = "none".to_owned();
             let record = Record {
                 who: lock.holder.who.clone(),
                 tier: tier.name().to_owned(),
@@ -260,9 +268,10 @@ async fn locked(
         Tier::Api => Restore::BlueGreen(or_give_up!(bluegreen::before(ctx).await)),
         Tier::Worker => Restore::Rolling(or_give_up!(rolling::before(ctx, tier.name()).await)),
     };
-    let version = match target {
-        Target::Release(version) => version.clone(),
-        Target::Previous => or_give_up!(previous(ctx, tier, &before).await),
+    let version = match (target, &back_to) {
+        (Target::Release(version), _) => version.clone(),
+        (Target::Previous, Some((release, _))) => release.clone(),
+        (Target::Previous, None) => or_give_up!(previous(ctx, tier, &before).await),
     };
     let action = match target {
         Target::Release(_) => "deploy",
@@ -284,6 +293,11 @@ async fn locked(
         .unwrap_or_default()
         .as_millis();
     let previous_version = before.previous_version().cloned();
+    // What the history says this went from: for a rollback of an
+    // interrupted deploy, the release that deploy was putting on.
+    let from = back_to
+        .map(|(_, interrupted)| interrupted)
+        .or_else(|| previous_version.clone());
     let live_before = match &before {
         Restore::BlueGreen(colours) => Some(colours.live),
         Restore::Rolling(_) => None,
@@ -345,7 +359,7 @@ async fn locked(
         who: lock.holder.who.clone(),
         tier: tier.name().to_owned(),
         action: action.to_owned(),
-        from: previous_version.clone(),
+        from: from.clone(),
         to: version.clone(),
         started,
         ended: now(),
@@ -403,7 +417,7 @@ async fn locked(
         (Ok(()), Ok(())) => Ok(Deployed {
             tier: tier.name().to_owned(),
             action: action.to_owned(),
-            from: previous_version,
+            from,
             to: version.clone(),
             snapshot: snapshot_taken,
             rolled: matches!(before, Restore::Rolling(_)).then_some(rolled),

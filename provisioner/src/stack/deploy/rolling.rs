@@ -297,7 +297,7 @@ pub async fn replace(
     before: &GroupState,
     version: &str,
     percent: u8,
-    lock: &Lock,
+    lock: &mut Lock,
     rolled: &mut Rolled,
 ) -> anyhow::Result<()> {
     let autoscaling = &ctx.aws.autoscaling;
