@@ -396,22 +396,27 @@ async fn the_lock_refuses_a_second_deploy_and_lock_wait_waits_for_it() {
     succeeded(&accunode(&stack, &["destroy", "--yes", "--delete-data"]));
 }
 
-#[tokio::test]
-async fn a_killed_deploy_keeps_the_lock_and_force_puts_the_group_back_and_finishes() {
-    let aws = aws().await;
-    let stack = stack_with_two_releases("kill").await;
+/// A stack whose workers run 1.0.0, with a deploy of 2.0.0 killed after the
+/// lock, its record, the suspension, the release and the first batch's launch.
+async fn on_one_killed_going_to_two(prefix: &str) -> String {
+    let stack = stack_with_two_releases(prefix).await;
     succeeded(&accunode(
         &stack,
         &["deploy", "worker", "--version", "1.0.0"],
     ));
-
-    // Killed after the lock, its record, the suspension, the release and the
-    // first batch's launch: the group is bigger and its scaling suspended.
     let killed = command(&stack, &["deploy", "worker", "--version", "2.0.0"])
         .env("ACCUNODE_TEST_ABORT_AFTER_MUTATIONS", "7")
         .output()
         .unwrap();
     assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    stack
+}
+
+#[tokio::test]
+async fn a_killed_deploy_keeps_the_lock_and_force_puts_the_group_back_and_finishes() {
+    let aws = aws().await;
+    let stack = on_one_killed_going_to_two("kill").await;
+    // The group is bigger and its scaling suspended.
     let left = group(&aws, &stack).await;
     assert!(
         !left.suspended.is_empty(),
@@ -718,17 +723,7 @@ async fn with_slow_launches_each_batch_waits_for_its_instances_to_boot() {
 #[tokio::test]
 async fn a_rollback_of_a_killed_deploy_puts_every_instance_back_on_the_release_before() {
     let aws = aws().await;
-    let stack = stack_with_two_releases("back").await;
-    succeeded(&accunode(
-        &stack,
-        &["deploy", "worker", "--version", "1.0.0"],
-    ));
-    // Killed once its first batch of 2.0.0 is launching.
-    let killed = command(&stack, &["deploy", "worker", "--version", "2.0.0"])
-        .env("ACCUNODE_TEST_ABORT_AFTER_MUTATIONS", "7")
-        .output()
-        .unwrap();
-    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    let stack = on_one_killed_going_to_two("back").await;
 
     let rolled_back = succeeded(&accunode(&stack, &["rollback", "worker", "--force"]));
     assert!(
