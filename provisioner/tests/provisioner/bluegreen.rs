@@ -17,30 +17,10 @@ use accunode_testkit::aws_endpoint_url;
 use accunode_testkit::aws_faults::{FaultProxy, Faults};
 use aws_sdk_cloudwatch::types::StateValue;
 
+use crate::deploys::{Aws, aws, last_deploy};
 use crate::releases::{path, release_folder};
 use crate::stack::{accunode, command, json, unique_stack};
 use crate::support::{stderr, succeeded};
-
-struct Aws {
-    autoscaling: aws_sdk_autoscaling::Client,
-    ec2: aws_sdk_ec2::Client,
-    elb: aws_sdk_elasticloadbalancingv2::Client,
-    cloudwatch: aws_sdk_cloudwatch::Client,
-}
-
-async fn aws() -> Aws {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint_url())
-        .region(aws_config::Region::new("us-east-1"))
-        .load()
-        .await;
-    Aws {
-        autoscaling: aws_sdk_autoscaling::Client::new(&config),
-        ec2: aws_sdk_ec2::Client::new(&config),
-        elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-    }
-}
 
 /// One colour's group as AWS describes it.
 #[derive(Debug, PartialEq, Eq)]
@@ -267,14 +247,7 @@ fn canary_deploy(stack: &str) -> std::process::Command {
 /// with `outcome`.
 async fn rolled_back(aws: &Aws, stack: &str, before: &Api, outcome: &str) {
     assert_eq!(&api(aws, stack).await, before, "everything as before");
-    let history = json(&accunode(stack, &["deploys", "--output", "json"]));
-    assert!(history["lock"].is_null(), "{history}");
-    let last = history["deploys"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_deploy(stack);
     assert_eq!(last["outcome"], outcome, "{last}");
 }
 
@@ -551,14 +524,7 @@ async fn a_deploy_killed_mid_canary_keeps_the_lock_for_rollback_or_force() {
         "{rolled_back}"
     );
     assert_eq!(api(&aws, &stack).await, before, "as before the dead deploy");
-    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
-    assert!(history["lock"].is_null(), "{history}");
-    let last = history["deploys"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_deploy(&stack);
     assert_eq!(
         (&last["action"], &last["outcome"]),
         (&"rollback".into(), &"succeeded".into()),

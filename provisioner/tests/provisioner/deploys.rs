@@ -19,13 +19,16 @@ use crate::releases::{path, release_folder};
 use crate::stack::{accunode, command, json, unique_stack};
 use crate::support::{stderr, succeeded};
 
-struct Aws {
-    autoscaling: aws_sdk_autoscaling::Client,
-    ec2: aws_sdk_ec2::Client,
+/// The clients the deploy tests read AWS with (the blue-green ones too).
+pub(crate) struct Aws {
+    pub(crate) autoscaling: aws_sdk_autoscaling::Client,
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
     s3: aws_sdk_s3::Client,
 }
 
-async fn aws() -> Aws {
+pub(crate) async fn aws() -> Aws {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(aws_endpoint_url())
         .region(aws_config::Region::new("us-east-1"))
@@ -34,8 +37,22 @@ async fn aws() -> Aws {
     Aws {
         autoscaling: aws_sdk_autoscaling::Client::new(&config),
         ec2: aws_sdk_ec2::Client::new(&config),
+        elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         s3: accunode_testkit::s3_client().await,
     }
+}
+
+/// The stack's last deploy or rollback record, once the lock is free.
+pub(crate) fn last_deploy(stack: &str) -> serde_json::Value {
+    let history = json(&accunode(stack, &["deploys", "--output", "json"]));
+    assert!(history["lock"].is_null(), "{history}");
+    history["deploys"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
 }
 
 /// The worker group as AWS describes it.
@@ -514,14 +531,7 @@ async fn a_failed_deploy_puts_the_group_and_its_release_back() {
         now.suspended
     );
     assert_eq!(group_release(&aws, &stack).await.as_deref(), Some("1.0.0"));
-    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
-    assert!(history["lock"].is_null(), "{history}");
-    let last = history["deploys"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_deploy(&stack);
     assert_eq!(last["outcome"], "failed", "{last}");
     let reason = last["reason"].as_str().unwrap();
     assert!(
@@ -731,14 +741,7 @@ async fn a_rollback_of_a_killed_deploy_puts_every_instance_back_on_the_release_b
         "{rolled_back}"
     );
     settled_on(&aws, &stack, "1.0.0").await;
-    let history = json(&accunode(&stack, &["deploys", "--output", "json"]));
-    assert!(history["lock"].is_null(), "{history}");
-    let last = history["deploys"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_deploy(&stack);
     assert_eq!(
         (
             &last["action"],
